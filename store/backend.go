@@ -1,0 +1,44 @@
+package store
+
+import (
+	"context"
+	"io"
+)
+
+// Backend is the flat namespace of named objects a Repository keeps its files in:
+// a directory on local disk, or a bucket prefix on S3-compatible storage.
+//
+// Names are slash-separated relative paths such as "chunks/ab/ab12…" or
+// "versions/<id>.json". A name never starts with a slash and never contains
+// "." or ".." elements.
+//
+// Every method takes a context first; a cancelled context stops the call and
+// returns the context's error. Implementations must be safe for concurrent use.
+type Backend interface {
+	// Put stores exactly size bytes read from r under name. The object becomes
+	// visible only when it is complete: a failed or cancelled Put leaves either
+	// the previous object of that name or nothing. Put replaces an existing
+	// object. If r yields fewer or more than size bytes, Put fails and stores
+	// nothing.
+	Put(ctx context.Context, name string, r io.Reader, size int64) error
+
+	// Get opens the object for reading. A missing object gives an error that
+	// satisfies errors.Is(err, fs.ErrNotExist).
+	Get(ctx context.Context, name string) (io.ReadCloser, error)
+
+	// Stat returns the size of the object. A missing object gives an error that
+	// satisfies errors.Is(err, fs.ErrNotExist).
+	Stat(ctx context.Context, name string) (int64, error)
+
+	// Delete removes the object. Deleting a missing object is not an error.
+	Delete(ctx context.Context, name string) error
+
+	// List calls fn for every object whose name starts with prefix, in no
+	// particular order, with the object's full name and size. An error from fn
+	// stops the listing and is returned.
+	List(ctx context.Context, prefix string, fn func(name string, size int64) error) error
+
+	// Location describes the backend for messages, e.g. "/srv/piosnap" or
+	// "s3://bucket/prefix at minio.lan:9000". It never contains credentials.
+	Location() string
+}
