@@ -1,0 +1,149 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Backend {
+		b, err := Create(filepath.Join(t.TempDir(), "repo"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+func TestOpenMissing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nope")
+	_, err := Open(dir)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Open(missing) = %v; want fs.ErrNotExist", err)
+	}
+	for _, want := range []string{dir, "piosnap init"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(missing) error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestOpenFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(file); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("Open(file) = %v; want a not-a-directory error", err)
+	}
+	if _, err := Create(filepath.Join(file, "sub")); err == nil {
+		t.Errorf("Create below a file succeeded; want an error")
+	}
+}
+
+func TestCreateIdempotent(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	for range 2 {
+		b, err := Create(dir)
+		if err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		if b.Location() != dir {
+			t.Errorf("Location() = %q, want %q", b.Location(), dir)
+		}
+	}
+}
+
+// TestNoTempFilesLeft checks that failed Puts clean up and that a stray
+// temporary file from a crash is invisible to List.
+func TestNoTempFilesLeft(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Put(ctx, "x/y", bytes.NewReader([]byte("abc")), 5); err == nil {
+		t.Fatal("short Put succeeded")
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("failed Put left %d files: %v", len(entries), entries)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "x", tempPrefix+"crash"), []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = b.List(ctx, "", func(name string, _ int64) error {
+		t.Errorf("List reported %q", name)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Stat(ctx, "x/"+tempPrefix+"crash"); !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("Stat of a temporary file name = %v; want fs.ErrInvalid", err)
+	}
+}
+
+func TestDirectoriesAreNotObjects(t *testing.T) {
+	b, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Put(ctx, "d/obj", bytes.NewReader([]byte("1")), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Stat(ctx, "d"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat(directory) = %v; want fs.ErrNotExist", err)
+	}
+	if _, err := b.Get(ctx, "d"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Get(directory) = %v; want fs.ErrNotExist", err)
+	}
+	if err := b.Delete(ctx, "d"); err == nil {
+		t.Errorf("Delete(directory) succeeded; want an error")
+	}
+	if err := b.Put(ctx, "d/obj/under", bytes.NewReader([]byte("1")), 1); err == nil {
+		t.Errorf("Put below an object succeeded; want an error")
+	}
+}
+
+func TestListInvalidPrefix(t *testing.T) {
+	b, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, prefix := range []string{"../", "/etc/", `a\b`, "a/../../"} {
+		err := b.List(context.Background(), prefix, func(string, int64) error { return nil })
+		if !errors.Is(err, fs.ErrInvalid) {
+			t.Errorf("List(%q) = %v; want fs.ErrInvalid", prefix, err)
+		}
+	}
+}
+
+func TestFileInTheWay(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A file where a directory is needed makes creating the temp file fail.
+	if err := os.WriteFile(filepath.Join(dir, "blocked"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(context.Background(), "blocked/x", bytes.NewReader([]byte("1")), 1); err == nil {
+		t.Errorf("Put with a file in the way succeeded; want an error")
+	}
+}
