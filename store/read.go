@@ -1,0 +1,110 @@
+package store
+
+import (
+	"archive/zip"
+	"context"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+
+	"github.com/klauspost/compress/flate"
+)
+
+// entryReader streams an entry's content chunk by chunk, verifying each chunk
+// and, at the end, the size and CRC-32 the manifest records.
+type entryReader struct {
+	ctx  context.Context
+	repo *Repository
+	e    *Entry
+	next int
+	buf  []byte
+	off  int
+	crc  hash.Hash32
+	n    int64
+}
+
+// OpenEntry returns a reader of an entry's content. Damage is reported as a
+// read error wrapping ErrDamaged or fs.ErrNotExist, naming the entry.
+func (r *Repository) OpenEntry(ctx context.Context, e *Entry) io.Reader {
+	return &entryReader{ctx: ctx, repo: r, e: e, crc: crc32.NewIEEE()}
+}
+
+func (er *entryReader) Read(p []byte) (int, error) {
+	for er.off == len(er.buf) {
+		if er.next == len(er.e.Chunks) {
+			if er.n != er.e.Size || er.crc.Sum32() != er.e.CRC32 {
+				return 0, fmt.Errorf("entry %q: content does not match its recorded size and CRC-32 (%w)", er.e.Name, ErrDamaged)
+			}
+			return 0, io.EOF
+		}
+		if err := er.ctx.Err(); err != nil {
+			return 0, err
+		}
+		var err error
+		er.buf, err = er.repo.ReadChunk(er.ctx, er.e.Chunks[er.next], er.buf[:0])
+		if err != nil {
+			return 0, fmt.Errorf("entry %q: %w", er.e.Name, err)
+		}
+		er.off = 0
+		er.next++
+		er.crc.Write(er.buf)
+		er.n += int64(len(er.buf))
+	}
+	n := copy(p, er.buf[er.off:])
+	er.off += n
+	return n, nil
+}
+
+// WriteZip writes the version as a ZIP archive that Pioreactor's import
+// accepts: the same entry names in the same order, directories STORED,
+// files DEFLATE with their recorded mode and modification time, and
+// byte-identical content. The output is deterministic: writing the same
+// version twice gives the same bytes, so ZipSize can predict its length.
+func (r *Repository) WriteZip(ctx context.Context, w io.Writer, v *Version) error {
+	return writeZip(ctx, w, v, func(e *Entry) io.Reader { return r.OpenEntry(ctx, e) })
+}
+
+// ZipSize returns the exact length of the archive WriteZip produces for v.
+// It compresses every entry once without keeping the output.
+func (r *Repository) ZipSize(ctx context.Context, v *Version) (int64, error) {
+	var c countWriter
+	err := r.WriteZip(ctx, &c, v)
+	return c.n, err
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+func writeZip(ctx context.Context, w io.Writer, v *Version, open func(*Entry) io.Reader) error {
+	zw := zip.NewWriter(w)
+	zw.RegisterCompressor(zip.Deflate, func(out io.Writer) (io.WriteCloser, error) {
+		return flate.NewWriter(out, flate.DefaultCompression)
+	})
+	for i := range v.Entries {
+		e := &v.Entries[i]
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h := &zip.FileHeader{Name: e.Name, Modified: e.Modified, Method: zip.Deflate}
+		h.SetMode(e.Mode)
+		if e.IsDir() {
+			h.Method = zip.Store
+		}
+		fw, err := zw.CreateHeader(h)
+		if err != nil {
+			return fmt.Errorf("write %q: %w", e.Name, err)
+		}
+		if e.IsDir() {
+			continue
+		}
+		if _, err := io.Copy(fw, open(e)); err != nil {
+			return fmt.Errorf("rebuild version %s of %s: %w", v.ShortID(), v.Host, err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("finish archive: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,358 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/local"
+)
+
+func newRepo(t *testing.T) (*store.Repository, string) {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := local.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Init(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, dir
+}
+
+// randomData returns n pseudo-random (incompressible, chunkable) bytes.
+func randomData(seed uint64, n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+type file struct {
+	name string
+	data []byte
+}
+
+func backup(t *testing.T, w *store.Writer, host string, files []file) []store.Result {
+	t.Helper()
+	ctx := context.Background()
+	p := w.Begin(host)
+	if _, err := p.Add(ctx, "storage/", fs.ModeDir|0o755, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if _, err := p.Add(ctx, f.name, 0o644, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), bytes.NewReader(f.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p.Commit(ctx, store.Version{Time: time.Now(), Zone: "UTC", Kind: store.KindBackup, Source: "pioreactor"})
+}
+
+func TestInitOpen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := local.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Open(ctx, b); !errors.Is(err, store.ErrNoRepository) || !strings.Contains(err.Error(), "piosnap init") {
+		t.Errorf("Open empty = %v, want ErrNoRepository naming piosnap init", err)
+	}
+	r, err := store.Init(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Init(ctx, b); err == nil {
+		t.Error("second Init succeeded; it must refuse an existing repository")
+	}
+	r2, err := store.Open(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Config().ID != r.Config().ID || r2.Config().Polynomial != store.DefaultPolynomial {
+		t.Errorf("config did not round-trip: %+v vs %+v", r2.Config(), r.Config())
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config"), []byte("{garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Open(ctx, b); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("Open with damaged config = %v", err)
+	}
+}
+
+func TestDedupAndExportRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	db := randomData(1, 5<<20)
+	files := []file{{"config.ini", []byte("[cluster]\nA=1\n")}, {"empty", nil}, {"storage/pioreactor.sqlite", db}}
+
+	w, err := store.NewWriter(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := backup(t, w, "leader1", files)[0]
+	if first.Err != nil {
+		t.Fatal(first.Err)
+	}
+	// Same content again: only the manifest is new.
+	w2, _ := store.NewWriter(ctx, repo)
+	second := backup(t, w2, "leader1", files)[0]
+	if second.Err != nil {
+		t.Fatal(second.Err)
+	}
+	if second.Stored != 0 {
+		t.Errorf("unchanged backup stored %d chunk bytes, want 0", second.Stored)
+	}
+	// Append 1%: far less than the file is stored again.
+	grown := append(append([]byte{}, db...), randomData(2, len(db)/100)...)
+	w3, _ := store.NewWriter(ctx, repo)
+	third := backup(t, w3, "leader1", []file{{"storage/pioreactor.sqlite", grown}})[0]
+	if third.Stored > int64(len(db))/4 {
+		t.Errorf("1%% growth stored %d bytes of a %d byte file", third.Stored, len(db))
+	}
+
+	vs, err := repo.Versions(ctx)
+	if err != nil || len(vs) != 3 {
+		t.Fatalf("Versions = %d, %v", len(vs), err)
+	}
+	v := first.Version
+	var buf bytes.Buffer
+	if err := repo.WriteZip(ctx, &buf, v); err != nil {
+		t.Fatal(err)
+	}
+	size, err := repo.ZipSize(ctx, v)
+	if err != nil || size != int64(buf.Len()) {
+		t.Errorf("ZipSize = %d, %v; WriteZip wrote %d", size, err, buf.Len())
+	}
+	got := readZip(t, buf.Bytes())
+	for _, f := range files {
+		if !bytes.Equal(got[f.name], f.data) {
+			t.Errorf("%s: exported content differs", f.name)
+		}
+	}
+	if _, ok := got["storage/"]; !ok {
+		t.Error("directory entry missing from export")
+	}
+}
+
+func TestCheckFindsDamageAndForgetCollects(t *testing.T) {
+	ctx := context.Background()
+	repo, dir := newRepo(t)
+	shared := randomData(3, 2<<20)
+	w, _ := store.NewWriter(ctx, repo)
+	a := backup(t, w, "worker1", []file{{"a", shared}, {"only-a", randomData(4, 1<<20)}})[0].Version
+	b := backup(t, w, "worker2", []file{{"b", shared}})[0].Version
+
+	rep, err := repo.Check(ctx, true)
+	if err != nil || !rep.OK() || rep.Versions != 2 {
+		t.Fatalf("clean repo: %+v, %v", rep, err)
+	}
+	// Forget a: the shared chunks stay, a's own chunk goes.
+	l, err := repo.Lock(ctx, "forget", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := repo.Chunks(ctx)
+	gc, err := repo.Forget(ctx, []string{a.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := repo.Chunks(ctx)
+	if gc.VersionsDeleted != 1 || gc.ChunksDeleted != len(before)-len(after) || gc.ChunksDeleted == 0 {
+		t.Errorf("gc = %+v, chunks %d -> %d", gc, len(before), len(after))
+	}
+	for _, e := range b.Entries {
+		for _, c := range e.Chunks {
+			if _, ok := after[c]; !ok {
+				t.Errorf("chunk %s still used by %s was deleted", c, b.ShortID())
+			}
+		}
+	}
+	_ = l.Unlock(ctx)
+	if rep, err := repo.Check(ctx, true); err != nil || !rep.OK() {
+		t.Errorf("after forget: %+v, %v", rep, err)
+	}
+
+	// Corrupt one chunk and delete another: check names both and the version.
+	c0 := b.Entries[1].Chunks[0] // Entries[0] is the directory
+	path := filepath.Join(dir, "chunks", c0.String()[:2], c0.String())
+	if err := os.WriteFile(path, []byte("not zstd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = repo.Check(ctx, false)
+	if err != nil || !rep.OK() {
+		t.Errorf("check without --read-data reads no content: %+v %v", rep, err)
+	}
+	rep, err = repo.Check(ctx, true)
+	if err != nil || rep.OK() {
+		t.Fatalf("corrupt chunk not found: %+v %v", rep, err)
+	}
+	if p := rep.Problems[0]; !strings.Contains(p.Object, c0.String()) || len(p.Versions) != 1 || !strings.HasPrefix(p.Versions[0], b.ShortID()) {
+		t.Errorf("problem = %+v", p)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	rep, _ = repo.Check(ctx, false)
+	if rep.OK() || rep.Problems[0].Reason != "chunk missing" {
+		t.Errorf("missing chunk: %+v", rep)
+	}
+	// Export of a damaged version fails and names the entry.
+	err = repo.WriteZip(ctx, io.Discard, b)
+	if err == nil || !strings.Contains(err.Error(), `"b"`) {
+		t.Errorf("export of damaged version: %v", err)
+	}
+}
+
+func TestAbortDeletesOnlyItsOwnChunks(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	w, _ := store.NewWriter(ctx, repo)
+	shared := randomData(5, 1<<20)
+	good := w.Begin("worker1")
+	bad := w.Begin("worker2")
+	if _, err := bad.Add(ctx, "x", 0o644, time.Now(), bytes.NewReader(shared)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.Add(ctx, "y", 0o644, time.Now(), bytes.NewReader(randomData(6, 1000))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := good.Add(ctx, "x", 0o644, time.Now(), bytes.NewReader(shared)); err != nil {
+		t.Fatal(err)
+	}
+	res := good.Commit(ctx, store.Version{Time: time.Now()})
+	if err := bad.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	chunks, _ := repo.Chunks(ctx)
+	want := map[store.ChunkID]bool{}
+	for _, e := range res[0].Version.Entries {
+		for _, c := range e.Chunks {
+			want[c] = true
+		}
+	}
+	if len(chunks) != len(want) {
+		t.Errorf("after abort %d chunks remain, want %d (those worker1 uses)", len(chunks), len(want))
+	}
+	if rep, _ := repo.Check(ctx, true); !rep.OK() {
+		t.Errorf("abort damaged a committed version: %+v (%v)", rep, res[0].Version.ID)
+	}
+}
+
+func TestLock(t *testing.T) {
+	ctx := context.Background()
+	repo, dir := newRepo(t)
+	l, err := repo.Lock(ctx, "backup", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = repo.Lock(ctx, "forget", 0)
+	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), "piosnap backup") {
+		t.Errorf("second lock = %v, want ErrLocked naming the holder", err)
+	}
+	h, err := repo.Hold(ctx, "restore", "abc")
+	if err != nil {
+		t.Fatalf("a hold must not be blocked by a writer: %v", err)
+	}
+	held, _ := repo.HeldVersions(ctx)
+	if !held["abc"] {
+		t.Errorf("held = %v", held)
+	}
+	_ = h.Unlock(ctx)
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := repo.Lock(ctx, "forget", 0)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	_ = l2.Unlock(ctx)
+
+	// A lock left by a dead process on this host is stale at once; one whose
+	// refresh is old is stale anywhere.
+	host, _ := os.Hostname()
+	stale := []string{
+		`{"kind":"exclusive","purpose":"backup","hostname":"` + host + `","pid":999999999,"created":"` + time.Now().UTC().Format(time.RFC3339) + `","refreshed":"` + time.Now().UTC().Format(time.RFC3339) + `"}`,
+		`{"kind":"exclusive","purpose":"backup","hostname":"elsewhere","pid":1,"created":"2020-01-01T00:00:00Z","refreshed":"2020-01-01T00:00:00Z"}`,
+	}
+	for i, s := range stale {
+		p := filepath.Join(dir, "locks", "0000"+string(rune('a'+i))+".json")
+		_ = os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l3, err := repo.Lock(ctx, "backup", 0)
+	if err != nil {
+		t.Fatalf("stale locks blocked: %v", err)
+	}
+	_ = l3.Unlock(ctx)
+	// A live lock on another host blocks, and waiting gives up after the wait.
+	live := `{"kind":"exclusive","purpose":"backup","hostname":"elsewhere","pid":1,"created":"` + time.Now().UTC().Format(time.RFC3339) + `","refreshed":"` + time.Now().UTC().Format(time.RFC3339) + `"}`
+	if err := os.WriteFile(filepath.Join(dir, "locks", "0000z.json"), []byte(live), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := repo.Lock(ctx, "backup", 1500*time.Millisecond); !errors.Is(err, store.ErrLocked) {
+		t.Errorf("live foreign lock: %v", err)
+	}
+	if time.Since(start) < time.Second {
+		t.Error("Lock did not wait before giving up")
+	}
+}
+
+func TestVersionAtAndFind(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2026, 3, d, 1, 30, 0, 0, time.UTC) }
+	vs := []*store.Version{
+		{ID: "aaaa1111" + strings.Repeat("0", 56), Host: "w1", Time: day(1)},
+		{ID: "aaaa2222" + strings.Repeat("0", 56), Host: "w1", Time: day(3)},
+		{ID: "bbbb3333" + strings.Repeat("0", 56), Host: "w2", Time: day(2)},
+	}
+	tests := []struct {
+		at      time.Time
+		want    string
+		wantErr string
+	}{
+		{day(2), "aaaa1111", ""},
+		{day(3), "aaaa2222", ""},
+		{day(30), "aaaa2222", ""},
+		{time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), "", "the oldest is from 2026-03-01"},
+	}
+	for _, tt := range tests {
+		v, err := store.VersionAt(vs, "w1", tt.at)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("VersionAt(%v) err = %v, want %q", tt.at, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || v.ShortID() != tt.want {
+			t.Errorf("VersionAt(%v) = %v, %v; want %s", tt.at, v, err, tt.want)
+		}
+	}
+	if _, err := store.VersionAt(vs, "w9", day(3)); err == nil || !strings.Contains(err.Error(), "no versions of host") {
+		t.Errorf("unknown host: %v", err)
+	}
+	if _, err := store.FindVersion(vs, "", "aaaa"); err == nil || !strings.Contains(err.Error(), "ambiguous") {
+		t.Errorf("ambiguous prefix: %v", err)
+	}
+	if v, err := store.FindVersion(vs, "w2", "bbbb"); err != nil || v.Host != "w2" {
+		t.Errorf("FindVersion = %v, %v", v, err)
+	}
+	if _, err := store.FindVersion(vs, "", "ab"); err == nil {
+		t.Error("short prefix accepted")
+	}
+}
