@@ -23,7 +23,7 @@ var ErrEmptyPolicy = errors.New("retention policy is empty")
 // every bucket less than that duration older than the host's newest version.
 // The zero Duration switches a within-rule off. Rules combine by union.
 type Policy struct {
-	Last, Hourly, Daily, Weekly, Monthly, Yearly int
+	Last, Hourly, Daily, Weekly, Monthly, Yearly                                 int
 	Within, WithinHourly, WithinDaily, WithinWeekly, WithinMonthly, WithinYearly Duration
 }
 
