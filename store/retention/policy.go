@@ -23,8 +23,19 @@ var ErrEmptyPolicy = errors.New("retention policy is empty")
 // every bucket less than that duration older than the host's newest version.
 // The zero Duration switches a within-rule off. Rules combine by union.
 type Policy struct {
-	Last, Hourly, Daily, Weekly, Monthly, Yearly                                 int
-	Within, WithinHourly, WithinDaily, WithinWeekly, WithinMonthly, WithinYearly Duration
+	// Last keeps the newest Last versions (keep_last).
+	Last int
+	// Hourly, Daily, Weekly, Monthly and Yearly keep the newest version of
+	// that many most recent hours, days, ISO weeks, months and years that
+	// hold versions (keep_hourly … keep_yearly).
+	Hourly, Daily, Weekly, Monthly, Yearly int
+	// Within keeps every version newer than this before the newest
+	// (keep_within).
+	Within Duration
+	// WithinHourly … WithinYearly keep the newest version of each hour, day,
+	// ISO week, month and year newer than this before the newest
+	// (keep_within_hourly … keep_within_yearly).
+	WithinHourly, WithinDaily, WithinWeekly, WithinMonthly, WithinYearly Duration
 }
 
 // Empty reports whether no rule is set, i.e. every count is 0 and every
