@@ -1,0 +1,200 @@
+package s3
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+)
+
+// Retry bounds how transient failures are retried: waits start at
+// Initial and double up to Max, with jitter, until Attempts tries have
+// been made or the next wait would pass Total since the first try.
+type Retry struct {
+	Attempts int
+	Initial  time.Duration
+	Max      time.Duration
+	Total    time.Duration
+}
+
+// DefaultRetry returns the policy used for zero fields of Config.Retry:
+// 8 attempts, waits from 500ms up to 30s, at most 5 minutes in all.
+func DefaultRetry() Retry {
+	return Retry{Attempts: 8, Initial: 500 * time.Millisecond, Max: 30 * time.Second, Total: 5 * time.Minute}
+}
+
+func (r Retry) withDefaults() Retry {
+	d := DefaultRetry()
+	if r.Attempts <= 0 {
+		r.Attempts = d.Attempts
+	}
+	if r.Initial <= 0 {
+		r.Initial = d.Initial
+	}
+	if r.Max <= 0 {
+		r.Max = d.Max
+	}
+	if r.Max < r.Initial {
+		r.Max = r.Initial
+	}
+	if r.Total <= 0 {
+		r.Total = d.Total
+	}
+	return r
+}
+
+// do runs fn until it succeeds, fails permanently, or the retry policy
+// is used up, and turns the final error into one that names the
+// operation, says what to fix and contains no credentials.
+func (b *Backend) do(ctx context.Context, op, name string, fn func(context.Context) error) error {
+	start := time.Now()
+	wait := b.retry.Initial
+	for attempt := 1; ; attempt++ {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return b.wrap(op, name, "", ctx.Err())
+		}
+		var cb callbackError
+		if errors.As(err, &cb) {
+			return err
+		}
+		if !transient(err) {
+			return b.explain(op, name, err)
+		}
+		jittered := wait/2 + rand.N(wait/2+1)
+		if attempt >= b.retry.Attempts || time.Since(start)+jittered > b.retry.Total {
+			hint := fmt.Sprintf("gave up after %d attempts in %v; check that the server at %s is up and reachable",
+				attempt, time.Since(start).Round(time.Millisecond), b.client.EndpointURL().Host)
+			return b.wrap(op, name, hint, err)
+		}
+		b.log.Warn("retrying s3 request", "op", op, "name", name, "attempt", attempt,
+			"wait", jittered, "err", b.redact(err.Error()))
+		t := time.NewTimer(jittered)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return b.wrap(op, name, "", ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, b.retry.Max)
+	}
+}
+
+// transient reports whether err may go away if the request is repeated.
+func transient(err error) bool {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) && (resp.Code != "" || resp.StatusCode != 0) {
+		switch resp.Code {
+		case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "NoSuchBucket",
+			"NoSuchKey", "InvalidBucketName", "AuthorizationHeaderMalformed", "EntityTooLarge":
+			return false
+		case "SlowDown", "SlowDownWrite", "SlowDownRead", "RequestTimeout", "InternalError",
+			"ServiceUnavailable", "Throttling", "RequestLimitExceeded", "BadDigest",
+			"XAmzContentSHA256Mismatch", "IncompleteBody", "XMinioServerNotInitialized":
+			return true
+		}
+		return resp.StatusCode >= 500 || resp.StatusCode == 408 || resp.StatusCode == 429
+	}
+	var (
+		unknownAuthority x509.UnknownAuthorityError
+		hostname         x509.HostnameError
+		invalid          x509.CertificateInvalidError
+	)
+	if errors.As(err, &unknownAuthority) || errors.As(err, &hostname) || errors.As(err, &invalid) ||
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return false
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE)
+}
+
+// code returns the S3 error code of err, or "".
+func code(err error) string {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) {
+		return resp.Code
+	}
+	return ""
+}
+
+// explain turns a permanent failure into an error that says what to fix.
+func (b *Backend) explain(op, name string, err error) error {
+	host := b.client.EndpointURL().Host
+	switch code(err) {
+	case "NoSuchKey":
+		return b.wrap(op, name, "", &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist})
+	case "NoSuchBucket":
+		return b.wrap(op, name, fmt.Sprintf("bucket %q does not exist at %s; create it with `piosnap init --create-bucket`", b.bucket, host),
+			errors.Join(ErrNoBucket, err))
+	case "InvalidAccessKeyId":
+		return b.wrap(op, name, fmt.Sprintf("the server at %s does not know the access key; check the access key (AWS_ACCESS_KEY_ID, PIOSNAP_S3_ACCESS_KEY or the credentials file)", host), err)
+	case "SignatureDoesNotMatch":
+		return b.wrap(op, name, fmt.Sprintf("the server at %s rejected the request signature; check the secret key (AWS_SECRET_ACCESS_KEY, PIOSNAP_S3_SECRET_KEY or the credentials file) and the clock", host), err)
+	case "AccessDenied":
+		return b.wrap(op, name, fmt.Sprintf("access denied; give these credentials list, get, put and delete rights on bucket %q", b.bucket), err)
+	}
+	var (
+		unknownAuthority x509.UnknownAuthorityError
+		hostname         x509.HostnameError
+		invalid          x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &unknownAuthority) || errors.As(err, &invalid):
+		return b.wrap(op, name, fmt.Sprintf("the TLS certificate of %s is not trusted; set ca_file to the CA that signed it", host), err)
+	case errors.As(err, &hostname):
+		return b.wrap(op, name, fmt.Sprintf("the TLS certificate of %s is for another host name; use the name the certificate carries as endpoint", host), err)
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return b.wrap(op, name, fmt.Sprintf("the server at %s speaks plain http; set tls = false", host), err)
+	}
+	return b.wrap(op, name, "", err)
+}
+
+// opError is a failed operation whose message has the credentials
+// removed. It unwraps to the underlying errors for errors.Is and As.
+type opError struct {
+	msg string
+	err error
+}
+
+func (e *opError) Error() string { return e.msg }
+func (e *opError) Unwrap() error { return e.err }
+
+// wrap builds the error for a failed operation: "op name in location:
+// hint: cause", redacted.
+func (b *Backend) wrap(op, name, hint string, err error) error {
+	msg := op
+	if name != "" {
+		msg += " " + name
+	}
+	msg += " in " + b.location
+	if hint != "" {
+		msg += ": " + hint
+	}
+	msg += ": " + err.Error()
+	return &opError{msg: b.redact(msg), err: err}
+}
+
+// redact removes the credentials from s.
+func (b *Backend) redact(s string) string {
+	for _, secret := range b.secrets {
+		if len(secret) >= 4 {
+			s = strings.ReplaceAll(s, secret, "[REDACTED]")
+		}
+	}
+	return s
+}
