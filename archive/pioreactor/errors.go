@@ -195,10 +195,14 @@ func (c *Client) explain(ae *APIError, op string, to target, unit string) error 
 			Msg: fmt.Sprintf("%s could not import into %s and hides the unit's reply (HTTP 502 %q): check that %s is reachable from %s, "+
 				"that ~/.pioreactor/DISALLOW_UI_FILE_SYSTEM is absent on %s and that the archive was exported from %s; "+
 				"importing directly into %s shows the unit's own error", to.name, unit, ae.Message, unit, to.name, unit, unit, unit)}
+	case ae.Status == http.StatusBadGateway && unit == "cluster":
+		return &Error{Kind: ErrLeaderMasked, Unit: to.name, Err: ae,
+			Msg: fmt.Sprintf("%s received no archive from its units (HTTP 502 %q): a unit is unreachable from %s or refuses export; export each unit directly to see why",
+				to.name, ae.Message, to.name)}
 	case ae.Status == http.StatusBadGateway:
 		return &Error{Kind: ErrLeaderMasked, Unit: unit, Err: ae,
-			Msg: fmt.Sprintf("%s received no %s archive from %s (HTTP 502 %q): %s is unreachable from %s or refuses export; export %s directly to see why",
-				to.name, op, unit, ae.Message, unit, to.name, unit)}
+			Msg: fmt.Sprintf("%s received no archive from %s (HTTP 502 %q): %s is unreachable from %s or refuses export; export %s directly to see why",
+				to.name, unit, ae.Message, unit, to.name, unit)}
 	case ae.Status == http.StatusBadRequest && strings.HasPrefix(ae.Message, "Unknown Pioreactor unit"):
 		return &Error{Kind: ErrUnknownUnit, Unit: unit, Err: ae,
 			Msg: fmt.Sprintf("%s does not know unit %s: add it to the cluster or fix the unit name", to.name, unit)}

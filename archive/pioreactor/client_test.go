@@ -1,0 +1,252 @@
+package pioreactor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNew(t *testing.T) {
+	tests := []struct {
+		name       string
+		cfg        Config
+		wantLeader string // LeaderAddress()
+		wantName   string
+		units      map[string]string // unit -> UnitAddress
+		wantErr    string
+	}{
+		{"host only", Config{Leader: "leader1.local"}, "leader1.local:80", "leader1",
+			map[string]string{"worker3": "worker3.local:80"}, ""},
+		{"host port", Config{Leader: "10.0.0.2:4999", Addresses: map[string]string{"worker1": "10.0.0.3", "worker2": "10.0.0.4:8080"}},
+			"10.0.0.2:4999", "10.0.0.2", map[string]string{"worker1": "10.0.0.3:80", "worker2": "10.0.0.4:8080", "worker3": "worker3.local:80"}, ""},
+		{"url", Config{Leader: "http://pioreactor.local/", LeaderName: "leader1"}, "pioreactor.local:80", "leader1", nil, ""},
+		{"https", Config{Leader: "https://leader1.local", Addresses: map[string]string{"w": "https://w.lan"}}, "leader1.local:443", "leader1",
+			map[string]string{"w": "w.lan:443"}, ""},
+		{"ipv6", Config{Leader: "[::1]:8080"}, "[::1]:8080", "::1", nil, ""},
+		{"empty", Config{}, "", "", nil, "leader address is empty"},
+		{"credentials in url", Config{Leader: "http://bob:hunter2@leader1.local"}, "", "", nil, "contains credentials"},
+		{"bad scheme", Config{Leader: "ftp://leader1"}, "", "", nil, `scheme "ftp"`},
+		{"no host", Config{Leader: "http://:80"}, "", "", nil, "has no host"},
+		{"bad unit", Config{Leader: "leader1", Addresses: map[string]string{"worker1": "http://%zz"}}, "", "", nil, "address of unit worker1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(tt.cfg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Fatalf("error leaks the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.LeaderAddress(); got != tt.wantLeader {
+				t.Errorf("LeaderAddress = %q, want %q", got, tt.wantLeader)
+			}
+			if c.leaderName != tt.wantName {
+				t.Errorf("leader name = %q, want %q", c.leaderName, tt.wantName)
+			}
+			for unit, want := range tt.units {
+				if got := c.UnitAddress(unit); got != want {
+					t.Errorf("UnitAddress(%s) = %q, want %q", unit, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	const user, pass = "pioreactor", "s3cret-pw"
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || u != user || p != pass {
+			w.Header().Set("WWW-Authenticate", `Basic realm="Pioreactor"`)
+			reply(w, http.StatusUnauthorized, "<html><head><title>401 Unauthorized</title></head></html>")
+			return
+		}
+		reply(w, http.StatusOK, `[{"pioreactor_unit":"leader1"},{"pioreactor_unit":"worker1"}]`)
+	})
+	addr := serve(t, h)
+	tests := []struct {
+		name       string
+		user, pass string
+		wantErr    string
+	}{
+		{"right", user, pass, ""},
+		{"missing", "", "", "leader1 requires HTTP Basic credentials: set user/password in [pioreactor]"},
+		{"wrong password", user, "wrong-pw", `leader1 rejected the HTTP Basic credentials of user "pioreactor": check user/password in [pioreactor]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClient(t, addr, nil, func(c *Config) { c.User, c.Password = tt.user, tt.pass })
+			units, err := c.Units(testContext(t))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Join(units, ",") != "leader1,worker1" {
+					t.Fatalf("units = %v", units)
+				}
+				return
+			}
+			checkErr(t, err, ErrUnauthorized, tt.wantErr)
+			var ae *APIError
+			if !errors.As(err, &ae) {
+				t.Fatal("no *APIError inside")
+			}
+			for _, s := range []string{err.Error(), ae.Error(), ae.URL} {
+				if strings.Contains(s, tt.pass) && tt.pass != "" {
+					t.Fatalf("password leaked: %s", s)
+				}
+			}
+		})
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	dead := deadAddr(t)
+	c := newClient(t, dead, map[string]string{"worker3": dead}, func(c *Config) { c.Password, c.User = "pw-never-shown", "u" })
+	ctx := testContext(t)
+	calls := map[string]func() error{
+		"units":      func() error { _, err := c.Units(ctx); return err },
+		"health":     func() error { _, err := c.Health(ctx, "worker3"); return err },
+		"export":     func() error { _, err := c.ExportUnit(ctx, "worker3"); return err },
+		"cluster":    func() error { _, err := c.ExportCluster(ctx); return err },
+		"import":     func() error { _, err := c.ImportDirect(ctx, "worker3", strings.NewReader("x"), 1, nil); return err },
+		"taskresult": func() error { _, err := c.TaskResult(ctx, "worker3", "abc"); return err },
+		"probe":      func() error { return c.Probe(ctx, "worker3") },
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			err := call()
+			checkErr(t, err, ErrUnreachable, "")
+			who := "worker3"
+			if name == "units" || name == "cluster" {
+				who = "leader1"
+			}
+			prefix := who + " unreachable at " + dead + ": "
+			if !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), "connection refused") {
+				t.Fatalf("message %q, want prefix %q and the cause", err, prefix)
+			}
+			if strings.Contains(err.Error(), "pw-never-shown") {
+				t.Fatal("password leaked")
+			}
+		})
+	}
+}
+
+func TestHeaderTimeout(t *testing.T) {
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	addr := serve(t, h)
+	defer close(release)
+	c := newClient(t, addr, map[string]string{"worker3": addr}, func(c *Config) {
+		c.Timeout = 100 * time.Millisecond
+		c.ExportTimeout = 300 * time.Millisecond
+	})
+	tests := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"health", func() error { _, err := c.Health(testContext(t), "worker3"); return err },
+			"worker3 unreachable at " + addr + ": no response within 100ms"},
+		{"export uses ExportTimeout", func() error { _, err := c.ExportUnit(testContext(t), "worker3"); return err },
+			"worker3 unreachable at " + addr + ": no response within 300ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			checkErr(t, tt.call(), ErrUnreachable, tt.want)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("took %v", d)
+			}
+		})
+	}
+}
+
+// TestBodyNotCapped streams a body for longer than Timeout: only the wait
+// for headers is bounded.
+func TestBodyNotCapped(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Disposition", "attachment; filename=worker3_dot_pioreactor.zip")
+		w.WriteHeader(http.StatusOK)
+		for i := 0; i < 5; i++ {
+			w.Write([]byte("chunk"))
+			w.(http.Flusher).Flush()
+			time.Sleep(60 * time.Millisecond)
+		}
+	})
+	addr := serve(t, h)
+	c := newClient(t, addr, map[string]string{"worker3": addr}, func(c *Config) { c.Timeout, c.ExportTimeout = 100*time.Millisecond, 100*time.Millisecond })
+	ex, err := c.ExportUnit(testContext(t), "worker3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Body.Close()
+	b, err := io.ReadAll(ex.Body)
+	if err != nil {
+		t.Fatalf("body cut short after %d bytes: %v", len(b), err)
+	}
+	if string(b) != strings.Repeat("chunk", 5) {
+		t.Fatalf("body = %q", b)
+	}
+}
+
+func TestContextCanceled(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	addr := serve(t, h)
+	c := newClient(t, addr, map[string]string{"worker3": addr})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err := c.Health(ctx, "worker3")
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnreachable) {
+		t.Fatalf("err = %v, want context.Canceled and not ErrUnreachable", err)
+	}
+}
+
+func TestUnitsAndHealthReplies(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		kind   error
+	}{
+		{"ok", 200, `{"status":"ok","pioreactor_unit":"worker3","utc_time":"2026-08-04T16:54:52.123Z"}`, nil},
+		{"not json", 200, `<html>captive portal</html>`, ErrProtocol},
+		{"500", 500, `{"error":"boom"}`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := serve(t, fixed(tt.status, tt.body))
+			c := newClient(t, addr, map[string]string{"worker3": addr})
+			h, err := c.Health(testContext(t), "worker3")
+			switch {
+			case tt.status != 200:
+				var ae *APIError
+				if !errors.As(err, &ae) || ae.Message != "boom" {
+					t.Fatalf("err = %v", err)
+				}
+			case tt.kind != nil:
+				checkErr(t, err, tt.kind, "")
+			default:
+				if err != nil || h != (Health{Status: "ok", Unit: "worker3", UTCTime: "2026-08-04T16:54:52.123Z"}) {
+					t.Fatalf("Health = %+v, %v", h, err)
+				}
+			}
+		})
+	}
+}
