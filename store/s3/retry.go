@@ -75,8 +75,8 @@ func (b *Backend) do(ctx context.Context, op, name string, fn func(context.Conte
 		}
 		jittered := wait/2 + rand.N(wait/2+1)
 		if attempt >= b.retry.Attempts || time.Since(start)+jittered > b.retry.Total {
-			hint := fmt.Sprintf("gave up after %d attempts in %v; check that the server at %s is up and reachable",
-				attempt, time.Since(start).Round(time.Millisecond), b.client.EndpointURL().Host)
+			hint := fmt.Sprintf("gave up after %d attempts in %v; %s",
+				attempt, time.Since(start).Round(time.Millisecond), b.retryHint(err))
 			return b.wrap(op, name, hint, err)
 		}
 		b.log.Warn("retrying s3 request", "op", op, "name", name, "attempt", attempt,
@@ -121,6 +121,19 @@ func transient(err error) bool {
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE)
+}
+
+// retryHint says what to check after a transient error kept recurring.
+func (b *Backend) retryHint(err error) string {
+	host := b.client.EndpointURL().Host
+	switch c := code(err); c {
+	case "":
+		return fmt.Sprintf("check that the server at %s is up and reachable", host)
+	case "BadDigest", "XAmzContentSHA256Mismatch", "IncompleteBody":
+		return fmt.Sprintf("the server at %s kept receiving different bytes than were sent (%s); check the network and any proxy in between", host, c)
+	default:
+		return fmt.Sprintf("the server at %s kept answering %s; check its health and load", host, c)
+	}
 }
 
 // code returns the S3 error code of err, or "".

@@ -86,6 +86,7 @@ type Backend struct {
 	spoolDir string
 	log      *slog.Logger
 	secrets  []string // redacted from every error message
+	listPage int      // keys per List request; 0 is the server's default
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -199,6 +200,8 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 // credentials are accepted and the bucket exists.
 func (b *Backend) Check(ctx context.Context) error {
 	return b.do(ctx, "open", "", func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel() // stops minio-go's listing goroutine
 		for obj := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix, MaxKeys: 1}) {
 			return obj.Err
 		}
@@ -275,6 +278,10 @@ func (b *Backend) Put(ctx context.Context, name string, r io.Reader, size int64)
 		ContentType:      "application/octet-stream",
 		PartSize:         partSize,
 		DisableMultipart: true,
+		// Content-MD5 is the checksum the server verifies. Without this,
+		// plain-http uploads would use a streaming signature whose
+		// per-chunk failures are indistinguishable from a bad secret key.
+		DisableContentSha256: true,
 	}
 	return b.do(ctx, "put", name, func(ctx context.Context) error {
 		if _, err := body.r.Seek(0, io.SeekStart); err != nil {
@@ -352,7 +359,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(name string, 
 	err := b.do(ctx, "list", prefix, func(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel() // stops minio-go's listing goroutine on early return
-		opts := minio.ListObjectsOptions{Prefix: b.prefix + prefix, Recursive: true, StartAfter: last}
+		opts := minio.ListObjectsOptions{Prefix: b.prefix + prefix, Recursive: true, StartAfter: last, MaxKeys: b.listPage}
 		for obj := range b.client.ListObjects(ctx, b.bucket, opts) {
 			if obj.Err != nil {
 				return obj.Err
