@@ -195,12 +195,10 @@ func planHost(vs []Version, p Policy, loc *time.Location, now time.Time, departe
 	}
 	var withins []periodTracker
 	if newest >= 0 {
-		// Like restic, the cutoff is computed in the fixed UTC offset the
-		// newest version has in loc, so "7d" spans 7×24 elapsed hours even
-		// across a DST change.
+		// The window's start is calendar arithmetic in loc, as restic does
+		// when run in that zone: "7d" before 01:30 is 01:30 seven days
+		// earlier, even across a DST change.
 		latest := vs[newest].Time.In(loc)
-		_, offset := latest.Zone()
-		latest = latest.In(time.FixedZone("", offset))
 		for _, w := range p.withins() {
 			if !w.d.Zero() {
 				withins = append(withins, periodTracker{within: w, cutoff: w.d.before(latest)})

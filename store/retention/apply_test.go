@@ -203,15 +203,15 @@ func planCases() []planCase {
 				"2026-03-28 00:30", "2026-03-27 00:30", "2026-03-26 00:30"},
 		},
 		{
-			// Within 7d of 04-02 01:30 CEST reaches 03-26 01:30 in the fixed
-			// +02:00 offset, i.e. 03-26 00:30 CET, so 03-26 01:30 CET is in.
+			// Within 7d of 04-02 01:30 CEST starts at 03-26 01:30 CET (calendar
+			// days in the zone, 167 elapsed hours), and the start is excluded.
 			name: "dst-berlin-within-daily-7d", zone: "Europe/Berlin",
 			versions: func(t testing.TB, loc *time.Location) []Version {
 				return nightly(t, "leader", loc, "2026-03-20", "2026-04-02", "01:30")
 			},
 			policy: Policy{WithinDaily: d("7d")}, now: "2026-04-02 12:00",
 			wantKept: []string{"2026-04-02 01:30", "2026-04-01 01:30", "2026-03-31 01:30", "2026-03-30 01:30",
-				"2026-03-29 01:30", "2026-03-28 01:30", "2026-03-27 01:30", "2026-03-26 01:30"},
+				"2026-03-29 01:30", "2026-03-28 01:30", "2026-03-27 01:30"},
 		},
 		{
 			name: "iso-week-year-boundary", zone: "UTC",

@@ -23,9 +23,9 @@
 //     the host's newest version; keep_within_<period> keeps the newest version
 //     of each bucket in that window. The window is anchored to the newest
 //     version that is not future-dated, never to the clock, so an outage does
-//     not erode history. As in restic, the window's start is computed in the
-//     UTC offset the newest version has in the zone: across a DST change
-//     "7d" means 7×24 elapsed hours.
+//     not erode history. The window's start is calendar arithmetic in the
+//     zone: "7d" before 04-02 01:30 CEST is 03-26 01:30 CET, across the DST
+//     change, as restic computes it when run in that zone.
 //
 // Guards apply on top of the rules: an empty policy is refused
 // (ErrEmptyPolicy); a host's newest version that is not future-dated is

@@ -8,9 +8,10 @@ import (
 )
 
 // Duration is a calendar duration in restic's "NyNmNdNh" notation: a number
-// of years, months, days and hours. Years and months are calendar units (a
-// month back from 31 March is 3 March, as time.AddDate normalises); days and
-// hours are 24 and 1 elapsed hours. The zero Duration switches a within-rule
+// of years, months, days and hours. Years, months and days are calendar
+// units, counted back in the planning zone as time.AddDate does (a month back
+// from 31 March is 3 March; a day back across a DST change is 23 or 25
+// hours); hours are elapsed hours. The zero Duration switches a within-rule
 // off.
 type Duration struct{ Years, Months, Days, Hours int }
 
@@ -104,7 +105,7 @@ func (d Duration) negative() bool {
 }
 
 // before returns the instant d before t, computed as restic does: calendar
-// arithmetic in t's own zone, then the hours subtracted as elapsed time.
+// arithmetic in t's location, then the hours subtracted as elapsed time.
 func (d Duration) before(t time.Time) time.Time {
 	return t.AddDate(-d.Years, -d.Months, -d.Days).Add(-time.Duration(d.Hours) * time.Hour)
 }
