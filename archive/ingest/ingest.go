@@ -62,7 +62,7 @@ type Host struct {
 // Error is a rejection of one host, naming the host, the entry and the reason.
 type Error struct {
 	Host, Entry, Reason string
-	Err             error
+	Err                 error
 }
 
 func (e *Error) Error() string {
