@@ -97,12 +97,10 @@ func Apply(versions []Version, p Policy, loc *time.Location, now time.Time, curr
 	if loc == nil {
 		return Plan{}, errors.New("plan retention: time zone is nil; pass the schedule's zone, or time.Local for the system zone")
 	}
-	groups := map[string][]Version{}
 	for _, v := range versions {
 		if v.Host == "" {
 			return Plan{}, fmt.Errorf("plan retention: version %q has no host; every version must name the unit it belongs to", v.ID)
 		}
-		groups[v.Host] = append(groups[v.Host], v)
 	}
 	var inCluster map[string]bool
 	if current != nil {
@@ -111,13 +109,43 @@ func Apply(versions []Version, p Policy, loc *time.Location, now time.Time, curr
 			inCluster[h] = true
 		}
 	}
-	plan := Plan{Hosts: make([]HostPlan, 0, len(groups))}
-	for host, vs := range groups {
-		hp := HostPlan{Host: host, Departed: inCluster != nil && !inCluster[host]}
-		hp.Decisions = planHost(vs, p, loc, now, hp.Departed)
-		plan.Hosts = append(plan.Hosts, hp)
+
+	// Order by host, then newest first, then ID, through an index so that
+	// the large Version values move only once, into their decisions.
+	order := make([]int32, len(versions))
+	for i := range order {
+		order[i] = int32(i)
 	}
-	slices.SortFunc(plan.Hosts, func(a, b HostPlan) int { return cmp.Compare(a.Host, b.Host) })
+	slices.SortFunc(order, func(i, j int32) int {
+		a, b := &versions[i], &versions[j]
+		if c := cmp.Compare(a.Host, b.Host); c != 0 {
+			return c
+		}
+		if c := b.Time.Compare(a.Time); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.ID, b.ID); c != 0 {
+			return c
+		}
+		return cmp.Compare(i, j) // input order: the sort is stable
+	})
+	all := make([]Decision, len(versions))
+	for i, j := range order {
+		all[i].Version = versions[j]
+	}
+
+	var plan Plan
+	for start := 0; start < len(all); {
+		host := all[start].Version.Host
+		end := start + 1
+		for end < len(all) && all[end].Version.Host == host {
+			end++
+		}
+		hp := HostPlan{Host: host, Departed: inCluster != nil && !inCluster[host], Decisions: all[start:end:end]}
+		planHost(hp.Decisions, p, loc, now, hp.Departed)
+		plan.Hosts = append(plan.Hosts, hp)
+		start = end
+	}
 	return plan, nil
 }
 
@@ -170,18 +198,12 @@ type periodTracker struct {
 	seen   bool
 }
 
-// planHost plans the versions of one host. It sorts vs in place.
-func planHost(vs []Version, p Policy, loc *time.Location, now time.Time, departed bool) []Decision {
-	slices.SortStableFunc(vs, func(a, b Version) int {
-		if c := b.Time.Compare(a.Time); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
-
+// planHost fills in the decisions of one host, whose versions are already in
+// place, newest first.
+func planHost(out []Decision, p Policy, loc *time.Location, now time.Time, departed bool) {
 	newest := -1
-	for i, v := range vs {
-		if !v.Time.After(now) {
+	for i := range out {
+		if !out[i].Version.Time.After(now) {
 			newest = i
 			break
 		}
@@ -198,7 +220,7 @@ func planHost(vs []Version, p Policy, loc *time.Location, now time.Time, departe
 		// The window's start is calendar arithmetic in loc, as restic does
 		// when run in that zone: "7d" before 01:30 is 01:30 seven days
 		// earlier, even across a DST change.
-		latest := vs[newest].Time.In(loc)
+		latest := out[newest].Version.Time.In(loc)
 		for _, w := range p.withins() {
 			if !w.d.Zero() {
 				withins = append(withins, periodTracker{within: w, cutoff: w.d.before(latest)})
@@ -206,8 +228,8 @@ func planHost(vs []Version, p Policy, loc *time.Location, now time.Time, departe
 		}
 	}
 
-	out := make([]Decision, len(vs))
-	for nr, v := range vs {
+	for nr := range out {
+		v := out[nr].Version
 		t := v.Time.In(loc)
 		var reasons []string
 		for i := range withins {
@@ -222,7 +244,7 @@ func planHost(vs []Version, p Policy, loc *time.Location, now time.Time, departe
 				continue
 			}
 			key := c.bucket(t, nr)
-			if c.seen && key == c.last && nr != len(vs)-1 {
+			if c.seen && key == c.last && nr != len(out)-1 {
 				continue
 			}
 			prefix := ""
@@ -258,9 +280,8 @@ func planHost(vs []Version, p Policy, loc *time.Location, now time.Time, departe
 		if departed {
 			reasons = append(reasons, ReasonDeparted)
 		}
-		out[nr] = Decision{Version: v, Keep: len(reasons) > 0, Reasons: reasons, Future: future}
+		out[nr].Keep, out[nr].Reasons, out[nr].Future = len(reasons) > 0, reasons, future
 	}
-	return out
 }
 
 // limit formats a rule's count for a reason: "7", or "unlimited".
