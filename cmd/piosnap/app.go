@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/mattn/go-isatty"
+
+	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/store"
+)
+
+// Exit codes. They are part of piosnap's interface (README.md, "Exit codes").
+const (
+	exitOK          = 0   // everything succeeded
+	exitFailure     = 1   // the command failed; nothing or not everything was done
+	exitUsage       = 2   // wrong command line or configuration
+	exitPartial     = 3   // some hosts or stores failed, the others succeeded
+	exitDamaged     = 4   // check found damage
+	exitLocked      = 5   // another piosnap holds the repository
+	exitInterrupted = 130 // stopped by a signal
+)
+
+// Env is what a command may touch of the process.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// exitError carries an exit code with an error message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error { return &exitError{code: code, err: err} }
+
+func usageErrorf(format string, a ...any) error {
+	return withCode(exitUsage, fmt.Errorf(format, a...))
+}
+
+// app holds what every command needs.
+type app struct {
+	env        Env
+	configPath string
+	cfg        *config.Config
+	log        *slog.Logger
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, a *app, args []string) error
+	// noConfig: the command works without a configuration file.
+	noConfig bool
+}
+
+func commands() []command {
+	return []command{
+		{name: "demo", summary: "try piosnap on a simulated cluster with a temporary repository", run: cmdDemo, noConfig: true},
+		{name: "init", summary: "create the configured repositories (and, with --create-bucket, S3 buckets)", run: cmdInit},
+		{name: "backup", summary: "take one backup of the cluster now", run: cmdBackup},
+		{name: "list", summary: "list versions, newest first", run: cmdList},
+		{name: "export", summary: "write a version as a ZIP that Pioreactor's import accepts", run: cmdExport},
+		{name: "import", summary: "add a ZIP exported from the Pioreactor UI as a version", run: cmdImport},
+		{name: "restore", summary: "restore a version onto its unit", run: cmdRestore},
+		{name: "check", summary: "verify the repositories (--read-data reads every chunk)", run: cmdCheck},
+		{name: "forget", summary: "apply retention: delete old versions and the data only they used", run: cmdForget},
+		{name: "copy", summary: "copy versions from one store to another", run: cmdCopy},
+		{name: "run", summary: "run as a daemon, taking backups on the schedule", run: cmdRun},
+		{name: "status", summary: "show the last runs, the next run and how fresh each host is", run: cmdStatus},
+		{name: "config", summary: "`config check` validates the configuration; `config example` prints a commented one", run: cmdConfig, noConfig: true},
+		{name: "version", summary: "print piosnap's version", run: cmdVersion, noConfig: true},
+	}
+}
+
+// Main runs piosnap with args (without the program name) and returns the
+// exit code.
+func Main(ctx context.Context, args []string, env Env) int {
+	a := &app{env: env}
+	fs := flag.NewFlagSet("piosnap", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.StringVar(&a.configPath, "c", "", "configuration file (default $PIOSNAP_CONFIG, else "+config.DefaultPath+")")
+	fs.Usage = func() { printUsage(env.Stderr) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	rest := fs.Args()
+	if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" || rest[0] == "--help" {
+		printUsage(env.Stdout)
+		if len(rest) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	var cmd *command
+	for _, c := range commands() {
+		if c.name == rest[0] {
+			cmd = &c
+			break
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(env.Stderr, "piosnap: unknown command %q: run `piosnap help` for the list\n", rest[0])
+		return exitUsage
+	}
+	if a.configPath == "" {
+		a.configPath = env.Getenv("PIOSNAP_CONFIG")
+	}
+	if a.configPath == "" {
+		a.configPath = config.DefaultPath
+	}
+	a.log = newLogger(env.Stderr, "auto", "info")
+	if !cmd.noConfig {
+		cfg, err := config.Load(a.configPath)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "piosnap: %v\n", err)
+			return exitUsage
+		}
+		a.cfg = cfg
+		a.log = newLogger(env.Stderr, cfg.Log.Format, cfg.Log.Level)
+	}
+	if cmd.name != "run" {
+		// The daemon handles its own signals; every other command stops at
+		// the first one, leaving nothing half-written visible.
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
+	err := cmd.run(ctx, a, rest[1:])
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	code := exitFailure
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.code
+	case ctx.Err() != nil:
+		code = exitInterrupted
+		err = errors.New("interrupted: nothing partial was made visible")
+	case errors.Is(err, store.ErrLocked):
+		code = exitLocked
+	}
+	if err.Error() != "" {
+		fmt.Fprintf(env.Stderr, "piosnap %s: %v\n", cmd.name, err)
+	}
+	return code
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, "piosnap keeps deduplicated snapshots of a Pioreactor cluster and restores them.\n\n")
+	fmt.Fprintf(w, "Usage: piosnap [-c CONFIG] COMMAND [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nThe configuration is read from -c, else $PIOSNAP_CONFIG, else %s.\n", config.DefaultPath)
+	fmt.Fprintf(w, "Run `piosnap COMMAND -h` for a command's flags. New here? Run `piosnap demo`.\n")
+}
+
+// newFlags returns a flag set for a subcommand that prints its usage to
+// stderr.
+func (a *app) newFlags(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet("piosnap "+name, flag.ContinueOnError)
+	fs.SetOutput(a.env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(a.env.Stderr, "Usage: piosnap %s %s\n\nFlags:\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, allowing flags after positional arguments, and
+// turns a parse error into a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, withCode(exitUsage, errors.New(""))
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// isTerminal reports whether w is an interactive terminal.
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+)
+
+func cmdBackup(ctx context.Context, a *app, args []string) error {
+	fs := a.newFlags("backup", "[--host H]... [--store S]... [--json]")
+	var hosts, storeNames stringList
+	fs.Var(&hosts, "host", "back up only this unit (repeatable; default: every unit the leader lists)")
+	fs.Var(&storeNames, "store", "write only to this store (repeatable; default: every store)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	stores, err := a.openStores(ctx, storeNames...)
+	if err != nil {
+		return err
+	}
+	unlock, err := a.lockAll(ctx, stores, "backup")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rep, err := a.backup(ctx, stores, hosts, "", "")
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if err := writeJSON(a.env.Stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		printBackupReport(a.env.Stdout, rep)
+	}
+	if failed := rep.Failed(); len(failed) > 0 {
+		if len(failed) == len(rep.Hosts) {
+			return withCode(exitFailure, fmt.Errorf("no host was backed up completely: %v", failed))
+		}
+		return withCode(exitPartial, fmt.Errorf("%d of %d hosts failed: %v", len(failed), len(rep.Hosts), failed))
+	}
+	return nil
+}
+
+// backup runs one snapshot run; the caller holds the stores' locks.
+func (a *app) backup(ctx context.Context, stores []snapshot.Store, hosts []string, kind, note string) (*snapshot.Report, error) {
+	cl, err := a.client()
+	if err != nil {
+		return nil, err
+	}
+	return snapshot.Run(ctx, snapshot.Options{
+		Client: cl, Pull: a.cfg.Pioreactor.Pull, Zone: a.cfg.ZoneName(),
+		Kind: kind, Note: note, Log: a.log,
+	}, stores, hosts)
+}
+
+func printBackupReport(w io.Writer, rep *snapshot.Report) {
+	fmt.Fprintf(w, "backup run %s at %s\n", rep.RunID, rep.Time.Local().Format(time.RFC3339))
+	if rep.BroadcastError != "" {
+		fmt.Fprintf(w, "  cluster archive unusable, units pulled directly: %s\n", rep.BroadcastError)
+	}
+	for _, h := range rep.Hosts {
+		if h.Err() != nil {
+			fmt.Fprintf(w, "  %-12s FAILED  %s\n", h.Host, h.Error)
+			continue
+		}
+		for _, s := range h.Stores {
+			if s.Error != "" {
+				fmt.Fprintf(w, "  %-12s FAILED  store %s: %s\n", h.Host, s.Store, s.Error)
+				continue
+			}
+			fmt.Fprintf(w, "  %-12s ok      store %-8s version %s  new %9s  total %9s  %s (%s)\n",
+				h.Host, s.Store, s.VersionID[:8], humanBytes(s.Stored), humanBytes(h.Size), h.Duration.Round(time.Millisecond), h.Via)
+		}
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// humanBytes formats a byte count with binary units.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/piosnap/piosnap/store"
+)
+
+// checkResult is one store's entry in `piosnap check --json`.
+type checkResult struct {
+	Store  string             `json:"store"`
+	Report *store.CheckReport `json:"report,omitempty"`
+	Error  string             `json:"error,omitempty"`
+}
+
+func cmdCheck(ctx context.Context, a *app, args []string) error {
+	fs := a.newFlags("check", "[--read-data] [--store S] [--json]")
+	readData := fs.Bool("read-data", false, "read every chunk and verify its hash (slow: reads the whole repository)")
+	storeName := fs.String("store", "", "check only this store")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var names []string
+	if *storeName != "" {
+		names = []string{*storeName}
+	}
+	stores, err := a.openStores(ctx, names...)
+	if err != nil {
+		return err
+	}
+	var results []checkResult
+	damaged, failed := false, false
+	for _, s := range stores {
+		rep, err := s.Repo.Check(ctx, *readData)
+		r := checkResult{Store: s.Name, Report: rep}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.Error = err.Error()
+			failed = true
+		} else if !rep.OK() {
+			damaged = true
+		}
+		results = append(results, r)
+	}
+	if *asJSON {
+		if err := writeJSON(a.env.Stdout, results); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range results {
+			if r.Error != "" {
+				fmt.Fprintf(a.env.Stdout, "store %s: check failed: %s\n", r.Store, r.Error)
+				continue
+			}
+			rep := r.Report
+			read := ""
+			if *readData {
+				read = fmt.Sprintf(", %d read and verified", rep.ChunksRead)
+			}
+			fmt.Fprintf(a.env.Stdout, "store %s: %d versions, %d chunks%s", r.Store, rep.Versions, rep.Chunks, read)
+			if rep.Unused > 0 {
+				fmt.Fprintf(a.env.Stdout, ", %d unused (left by an interrupted run; the next forget removes them)", rep.Unused)
+			}
+			fmt.Fprintln(a.env.Stdout)
+			if rep.OK() {
+				fmt.Fprintf(a.env.Stdout, "store %s: no damage found\n", r.Store)
+				continue
+			}
+			for _, p := range rep.Problems {
+				fmt.Fprintf(a.env.Stdout, "  DAMAGED %s: %s\n", p.Object, p.Reason)
+				for _, v := range p.Versions {
+					fmt.Fprintf(a.env.Stdout, "    affects version %s\n", v)
+				}
+			}
+		}
+	}
+	switch {
+	case failed:
+		return withCode(exitFailure, errors.New("a store could not be checked"))
+	case damaged:
+		return withCode(exitDamaged, errors.New("damage found: the versions listed above cannot be restored completely from this store; restore them from another store, or `piosnap copy` them back from one"))
+	}
+	return nil
+}

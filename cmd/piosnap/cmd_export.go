@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/ingest"
+	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/store"
+)
+
+// pickVersion finds the version named by --version or --at in the first of
+// stores that has it.
+func (a *app) pickVersion(ctx context.Context, stores []snapshot.Store, host, id, at string) (snapshot.Store, *store.Version, error) {
+	if (id == "") == (at == "") {
+		return snapshot.Store{}, nil, usageErrorf("give exactly one of --version ID and --at TIME")
+	}
+	var when time.Time
+	if at != "" {
+		var err error
+		if when, err = parseWhen(at, time.Now(), a.cfg.Location()); err != nil {
+			return snapshot.Store{}, nil, withCode(exitUsage, err)
+		}
+	}
+	var firstErr error
+	for _, s := range stores {
+		vs, err := s.Repo.Versions(ctx)
+		if err != nil {
+			return s, nil, fmt.Errorf("store %q: %w", s.Name, err)
+		}
+		var v *store.Version
+		if id != "" {
+			v, err = store.FindVersion(vs, host, id)
+		} else {
+			v, err = store.VersionAt(vs, host, when)
+		}
+		if err == nil {
+			return s, v, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return snapshot.Store{}, nil, firstErr
+}
+
+func cmdExport(ctx context.Context, a *app, args []string) error {
+	fs := a.newFlags("export", "--host H (--version ID | --at TIME) -o FILE.zip [--store S]")
+	host := fs.String("host", "", "the unit (required)")
+	id := fs.String("version", "", "version ID (at least 4 characters, as `piosnap list` shows)")
+	at := fs.String("at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339")
+	out := fs.String("o", "", "output file (required; - for standard output)")
+	storeName := fs.String("store", "", "read from this store (default: the first that has the version)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *host == "" || *out == "" {
+		return usageErrorf("--host and -o are required")
+	}
+	var names []string
+	if *storeName != "" {
+		names = []string{*storeName}
+	}
+	stores, err := a.openStores(ctx, names...)
+	if err != nil {
+		return err
+	}
+	s, v, err := a.pickVersion(ctx, stores, *host, *id, *at)
+	if err != nil {
+		return err
+	}
+	hold, err := s.Repo.Hold(ctx, "export", v.ID)
+	if err != nil {
+		return err
+	}
+	defer hold.Unlock(ctx)
+	if *out == "-" {
+		w := bufio.NewWriterSize(a.env.Stdout, 1<<20)
+		if err := s.Repo.WriteZip(ctx, w, v); err != nil {
+			return err
+		}
+		return w.Flush()
+	}
+	n, err := writeFileAtomic(*out, func(f *os.File) error {
+		w := bufio.NewWriterSize(f, 1<<20)
+		if err := s.Repo.WriteZip(ctx, w, v); err != nil {
+			return err
+		}
+		return w.Flush()
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.env.Stdout, "wrote %s (%s): version %s of %s from %s, store %s\n",
+		*out, humanBytes(n), v.ShortID(), v.Host, v.Time.In(a.cfg.Location()).Format(time.RFC3339), s.Name)
+	return nil
+}
+
+// writeFileAtomic writes path through a temporary file in the same
+// directory, so that a failure never leaves a partial file under that name.
+func writeFileAtomic(path string, write func(*os.File) error) (int64, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return 0, fmt.Errorf("create %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if err := write(f); err != nil {
+		f.Close()
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return 0, fmt.Errorf("write %s: %w", path, err)
+	}
+	return st.Size(), nil
+}
+
+func cmdImport(ctx context.Context, a *app, args []string) error {
+	fs := a.newFlags("import", "--host H [--time T] [--store S]... FILE.zip")
+	host := fs.String("host", "", "the unit the archive belongs to (required; checked against its metadata)")
+	when := fs.String("time", "", "the version's time (default: the metadata's exported_at_utc, else the file's modification time)")
+	var storeNames stringList
+	fs.Var(&storeNames, "store", "add to this store (repeatable; default: every store)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if *host == "" || len(pos) != 1 {
+		return usageErrorf("give --host and exactly one ZIP file")
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var t time.Time
+	if *when != "" {
+		if t, err = parseWhen(*when, time.Now(), a.cfg.Location()); err != nil || t.Equal(latest) {
+			return usageErrorf("--time %q: give a date or RFC 3339 time", *when)
+		}
+	}
+	stores, err := a.openStores(ctx, storeNames...)
+	if err != nil {
+		return err
+	}
+	unlock, err := a.lockAll(ctx, stores, "import")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	repos := make([]*store.Repository, len(stores))
+	for i, s := range stores {
+		repos[i] = s.Repo
+	}
+	w, err := store.NewWriter(ctx, repos...)
+	if err != nil {
+		return err
+	}
+	hosts, err := ingest.Read(ctx, bufio.NewReaderSize(f, 1<<20), w, ingest.Options{Layout: ingest.Single, Host: *host})
+	if err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	h := hosts[0]
+	if h.Err != nil {
+		return fmt.Errorf("%s: %w (nothing was stored)", pos[0], h.Err)
+	}
+	if t.IsZero() {
+		t = h.ExportedAt
+	}
+	if t.IsZero() {
+		t = st.ModTime()
+	}
+	res := h.Pending.Commit(ctx, store.Version{
+		Time: t, Zone: a.cfg.ZoneName(), Kind: store.KindImport, Source: "pioreactor",
+		AppVersion: h.AppVersion, Metadata: h.MetadataJSON(), Note: "imported from " + filepath.Base(pos[0]),
+	})
+	var errs []error
+	for i, r := range res {
+		if r.Err != nil {
+			errs = append(errs, fmt.Errorf("store %q: %w", stores[i].Name, r.Err))
+			continue
+		}
+		fmt.Fprintf(a.env.Stdout, "imported %s as version %s of %s at %s into store %s (new %s)\n",
+			pos[0], r.Version.ShortID(), h.Name, t.In(a.cfg.Location()).Format(time.RFC3339), stores[i].Name, humanBytes(r.Stored))
+	}
+	if len(errs) == len(res) {
+		return errors.Join(errs...)
+	}
+	if len(errs) > 0 {
+		return withCode(exitPartial, errors.Join(errs...))
+	}
+	return nil
+}

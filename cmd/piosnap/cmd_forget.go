@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/retention"
+)
+
+// forgetVersion is one version in `piosnap forget --json`.
+type forgetVersion struct {
+	ID      string    `json:"id"`
+	Time    time.Time `json:"time"`
+	Keep    bool      `json:"keep"`
+	Reasons []string  `json:"reasons"`
+	Future  bool      `json:"future,omitempty"`
+}
+
+// forgetHost is one host in `piosnap forget --json`.
+type forgetHost struct {
+	Host     string          `json:"host"`
+	Departed bool            `json:"departed,omitempty"`
+	Versions []forgetVersion `json:"versions"`
+}
+
+// forgetReport is one store in `piosnap forget --json`.
+type forgetReport struct {
+	Store  string          `json:"store"`
+	DryRun bool            `json:"dry_run"`
+	Hosts  []forgetHost    `json:"hosts"`
+	Result *store.GCReport `json:"result,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// forget plans retention for one store and, unless dryRun, applies it. The
+// caller holds the store's lock when dryRun is false. current lists the
+// cluster's units (nil when unknown) so departed hosts are flagged.
+func (a *app) forget(ctx context.Context, s snapshot.Store, p retention.Policy, hosts []string, current []string, dryRun bool) (*forgetReport, error) {
+	rep := &forgetReport{Store: s.Name, DryRun: dryRun}
+	if p.Empty() {
+		return rep, fmt.Errorf("store %q has no retention rules: nothing would be removed; set keep_* under [store.retention] or pass --keep-daily etc.", s.Name)
+	}
+	vs, err := s.Repo.Versions(ctx)
+	if err != nil {
+		return rep, err
+	}
+	held, err := s.Repo.HeldVersions(ctx)
+	if err != nil {
+		return rep, err
+	}
+	var in []retention.Version
+	for _, v := range vs {
+		if len(hosts) > 0 && !contains(hosts, v.Host) {
+			continue
+		}
+		in = append(in, retention.Version{ID: v.ID, Host: v.Host, Time: v.Time, Held: held[v.ID]})
+	}
+	plan, err := retention.Apply(in, p, a.cfg.Location(), time.Now(), current)
+	if err != nil {
+		return rep, err
+	}
+	for _, hp := range plan.Hosts {
+		fh := forgetHost{Host: hp.Host, Departed: hp.Departed}
+		for _, d := range hp.Decisions {
+			fh.Versions = append(fh.Versions, forgetVersion{ID: d.Version.ID, Time: d.Version.Time, Keep: d.Keep, Reasons: d.Reasons, Future: d.Future})
+		}
+		rep.Hosts = append(rep.Hosts, fh)
+	}
+	if dryRun {
+		return rep, nil
+	}
+	var ids []string
+	for _, v := range plan.Removals() {
+		ids = append(ids, v.ID)
+	}
+	rep.Result, err = s.Repo.Forget(ctx, ids)
+	return rep, err
+}
+
+func printForget(w io.Writer, rep *forgetReport, loc *time.Location) {
+	for _, h := range rep.Hosts {
+		flag := ""
+		if h.Departed {
+			flag = "  (no longer in the cluster: its versions are kept by the rules as usual, and its newest is never removed)"
+		}
+		fmt.Fprintf(w, "store %s, host %s%s\n", rep.Store, h.Host, flag)
+		for _, v := range h.Versions {
+			action := "remove"
+			if v.Keep {
+				action = "keep"
+			}
+			fmt.Fprintf(w, "  %-6s %s  %s  %s\n", action, v.ID[:8], v.Time.In(loc).Format("2006-01-02 15:04 MST"), strings.Join(v.Reasons, ", "))
+		}
+	}
+	switch {
+	case rep.DryRun:
+		n := 0
+		for _, h := range rep.Hosts {
+			for _, v := range h.Versions {
+				if !v.Keep {
+					n++
+				}
+			}
+		}
+		fmt.Fprintf(w, "store %s: dry run, %d versions would be removed\n", rep.Store, n)
+	case rep.Result != nil:
+		fmt.Fprintf(w, "store %s: removed %d versions and %d chunks, freed %s\n", rep.Store, rep.Result.VersionsDeleted, rep.Result.ChunksDeleted, humanBytes(rep.Result.BytesFreed))
+	}
+}
+
+func cmdForget(ctx context.Context, a *app, args []string) error {
+	fs := a.newFlags("forget", "[--dry-run] [--json] [--host H]... [--store S]... [--keep-daily N ...]")
+	dryRun := fs.Bool("dry-run", false, "show what would be removed and why, remove nothing")
+	asJSON := fs.Bool("json", false, "print JSON")
+	var hosts, storeNames stringList
+	fs.Var(&hosts, "host", "only this unit's versions (repeatable)")
+	fs.Var(&storeNames, "store", "only this store (repeatable; default: every store)")
+	var over retentionFlags
+	over.register(fs)
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	stores, err := a.openStores(ctx, storeNames...)
+	if err != nil {
+		return err
+	}
+	current := a.currentUnits(ctx)
+	var reports []*forgetReport
+	var errs []error
+	for _, s := range stores {
+		cs, _ := a.cfg.Store(s.Name)
+		p, err := cs.Retention.Policy()
+		if err != nil {
+			return withCode(exitUsage, err)
+		}
+		if over.set {
+			if p, err = over.policy(); err != nil {
+				return withCode(exitUsage, err)
+			}
+		}
+		var rep *forgetReport
+		if *dryRun {
+			rep, err = a.forget(ctx, s, p, hosts, current, true)
+		} else {
+			unlock, lerr := a.lockAll(ctx, []snapshot.Store{s}, "forget")
+			if lerr != nil {
+				return lerr
+			}
+			rep, err = a.forget(ctx, s, p, hosts, current, false)
+			unlock()
+		}
+		if err != nil {
+			rep.Error = err.Error()
+			errs = append(errs, fmt.Errorf("store %q: %w", s.Name, err))
+		}
+		reports = append(reports, rep)
+		if !*asJSON {
+			printForget(a.env.Stdout, rep, a.cfg.Location())
+		}
+	}
+	if *asJSON {
+		if err := writeJSON(a.env.Stdout, reports); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// currentUnits asks the leader for its units, or returns nil (unknown) if it
+// cannot be reached: retention then flags no host as departed.
+func (a *app) currentUnits(ctx context.Context) []string {
+	cl, err := a.client()
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	units, err := cl.Units(ctx)
+	if err != nil {
+		a.log.Warn("cannot ask the leader for its units; hosts that left the cluster are not flagged", "err", err)
+		return nil
+	}
+	return units
+}
+
+// retentionFlags are forget's --keep-* overrides.
+type retentionFlags struct {
+	set                                                 bool
+	last, hourly, daily, weekly, monthly, yrs           int
+	within, wHourly, wDaily, wWeekly, wMonthly, wYearly string
+}
+
+func (r *retentionFlags) register(fs *flag.FlagSet) {
+	ints := []struct {
+		name string
+		dst  *int
+	}{{"keep-last", &r.last}, {"keep-hourly", &r.hourly}, {"keep-daily", &r.daily}, {"keep-weekly", &r.weekly}, {"keep-monthly", &r.monthly}, {"keep-yearly", &r.yrs}}
+	for _, f := range ints {
+		fs.Func(f.name, "keep this many (-1 unlimited); any --keep-* flag replaces the store's configured policy", func(s string) error {
+			r.set = true
+			_, err := fmt.Sscan(s, f.dst)
+			return err
+		})
+	}
+	strs := []struct {
+		name string
+		dst  *string
+	}{{"keep-within", &r.within}, {"keep-within-hourly", &r.wHourly}, {"keep-within-daily", &r.wDaily}, {"keep-within-weekly", &r.wWeekly}, {"keep-within-monthly", &r.wMonthly}, {"keep-within-yearly", &r.wYearly}}
+	for _, f := range strs {
+		fs.Func(f.name, "duration NyNmNdNh, measured from each host's newest version", func(s string) error {
+			r.set = true
+			*f.dst = s
+			return nil
+		})
+	}
+}
+
+func (r *retentionFlags) policy() (retention.Policy, error) {
+	p := retention.Policy{Last: r.last, Hourly: r.hourly, Daily: r.daily, Weekly: r.weekly, Monthly: r.monthly, Yearly: r.yrs}
+	for _, d := range []struct {
+		flag, text string
+		dst        *retention.Duration
+	}{{"keep-within", r.within, &p.Within}, {"keep-within-hourly", r.wHourly, &p.WithinHourly}, {"keep-within-daily", r.wDaily, &p.WithinDaily},
+		{"keep-within-weekly", r.wWeekly, &p.WithinWeekly}, {"keep-within-monthly", r.wMonthly, &p.WithinMonthly}, {"keep-within-yearly", r.wYearly, &p.WithinYearly}} {
+		if d.text == "" {
+			continue
+		}
+		v, err := retention.ParseDuration(d.text)
+		if err != nil {
+			return p, fmt.Errorf("--%s: %w", d.flag, err)
+		}
+		*d.dst = v
+	}
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	return p, nil
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/piosnap/piosnap/archive/pioreactor"
+	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/local"
+	"github.com/piosnap/piosnap/store/s3"
+)
+
+// backend opens the backend of a configured store. create makes a missing
+// local directory.
+func (a *app) backend(ctx context.Context, s *config.Store, create bool) (store.Backend, error) {
+	switch s.Type {
+	case "local":
+		if create {
+			return local.Create(s.Path)
+		}
+		return local.Open(s.Path)
+	case "s3":
+		creds, warning, err := s3.LoadCredentials(a.env.Getenv, s.CredentialsFile)
+		if err != nil {
+			return nil, fmt.Errorf("store %q: %w", s.Name, err)
+		}
+		if warning != "" {
+			a.log.Warn(warning, "store", s.Name)
+		}
+		cfg := s3.Config{
+			Endpoint: s.Endpoint, Bucket: s.Bucket, Prefix: s.Prefix, Region: s.Region,
+			PathStyle: s.PathStyleOrDefault(), TLS: s.TLSOrDefault(), CAFile: s.CAFile,
+			AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Logger: a.log.With("store", s.Name),
+		}
+		if create {
+			b, err := s3.New(cfg)
+			if err != nil {
+				return nil, err
+			}
+			return b, nil
+		}
+		return s3.Open(ctx, cfg)
+	}
+	return nil, fmt.Errorf("store %q: unknown type %q", s.Name, s.Type)
+}
+
+// openStores opens the named stores (all when names is empty).
+func (a *app) openStores(ctx context.Context, names ...string) ([]snapshot.Store, error) {
+	var out []snapshot.Store
+	for i := range a.cfg.Stores {
+		s := &a.cfg.Stores[i]
+		if len(names) > 0 && !contains(names, s.Name) {
+			continue
+		}
+		b, err := a.backend(ctx, s, false)
+		if err != nil {
+			return nil, fmt.Errorf("store %q: %w", s.Name, err)
+		}
+		r, err := store.Open(ctx, b)
+		if err != nil {
+			return nil, fmt.Errorf("store %q: %w", s.Name, err)
+		}
+		out = append(out, snapshot.Store{Name: s.Name, Repo: r})
+	}
+	for _, n := range names {
+		if _, err := a.cfg.Store(n); err != nil {
+			return nil, usageErrorf("%v", err)
+		}
+	}
+	return out, nil
+}
+
+// lockAll takes the exclusive lock of every store, waiting up to lock_wait.
+func (a *app) lockAll(ctx context.Context, stores []snapshot.Store, purpose string) (unlock func(), err error) {
+	var locks []*store.RepoLock
+	unlock = func() {
+		for _, l := range locks {
+			_ = l.Unlock(context.WithoutCancel(ctx))
+		}
+	}
+	for _, s := range stores {
+		l, err := s.Repo.Lock(ctx, purpose, a.cfg.LockWait.Duration)
+		if err != nil {
+			unlock()
+			if errors.Is(err, store.ErrLocked) {
+				return nil, withCode(exitLocked, fmt.Errorf("store %q: %w (waited %s; lock_wait in the config sets how long)", s.Name, err, a.cfg.LockWait.Duration))
+			}
+			return nil, fmt.Errorf("store %q: %w", s.Name, err)
+		}
+		locks = append(locks, l)
+	}
+	return unlock, nil
+}
+
+// client builds the Pioreactor client from the configuration.
+func (a *app) client() (*pioreactor.Client, error) {
+	p := a.cfg.Pioreactor
+	password := a.env.Getenv("PIOSNAP_PIOREACTOR_PASSWORD")
+	if p.PasswordFile != "" {
+		b, err := os.ReadFile(p.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("pioreactor.password_file: %w", err)
+		}
+		password = trimNewline(string(b))
+	}
+	return pioreactor.New(pioreactor.Config{
+		Leader: p.Leader, Addresses: p.Addresses, User: p.User, Password: password,
+		Timeout: p.Timeout.Duration, ExportTimeout: p.ExportTimeout.Duration,
+	})
+}
+
+func trimNewline(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
