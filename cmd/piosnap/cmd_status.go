@@ -1,0 +1,10 @@
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+func cmdStatus(ctx context.Context, a *app, args []string) error {
+	return errors.New("status: not built yet")
+}
