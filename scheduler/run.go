@@ -61,7 +61,7 @@ type loop struct {
 	// handled is the latest slot a decision was taken for; the
 	// repositories are consulted again only once a later slot passes.
 	handled time.Time
-	// waiting is the last reason logged for not being able to decide.
+	// waiting is what the loop waits for ("clock", "state"), or "".
 	waiting string
 }
 
@@ -84,12 +84,12 @@ func (l *loop) step(ctx context.Context, cfg Config, sched cron.Schedule) (time.
 		if ctx.Err() != nil {
 			return wake, nil
 		}
-		l.wait(fmt.Sprintf("cannot read the newest stored versions (%v); trying again in %v", err, l.s.recheck))
+		l.wait("state", fmt.Sprintf("cannot read the newest stored versions (%v); trying again in %v", err, l.s.recheck))
 		return now.Add(l.s.recheck), nil
 	}
 	run, reason := Due(now, newest, sched)
 	if _, t := newestOf(newest); now.Before(t) {
-		l.wait(reason)
+		l.wait("clock", reason)
 		return now.Add(l.s.recheck), nil
 	}
 	l.handled = slot
@@ -109,11 +109,12 @@ func (l *loop) step(ctx context.Context, cfg Config, sched cron.Schedule) (time.
 	return time.Now(), nil
 }
 
-// wait records and logs, once per distinct reason, why nothing can run.
-func (l *loop) wait(reason string) {
-	if reason != l.waiting {
+// wait records why nothing can run, and logs it when the kind of wait
+// changes: the reason itself changes every minute as the clock moves.
+func (l *loop) wait(kind, reason string) {
+	if kind != l.waiting {
 		l.s.log.Warn("not running backups", "reason", reason)
-		l.waiting = reason
+		l.waiting = kind
 	}
 	l.s.update(func(st *Status) { st.Waiting = reason })
 }

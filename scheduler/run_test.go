@@ -172,7 +172,7 @@ func TestRunCatchUpOnce(t *testing.T) {
 		r.dur = 5 * time.Minute
 		s := mustNew(t, Config{Schedule: "0 3 * * *"}, r)
 		stop := start(t, s)
-		time.Sleep(2 * time.Hour)
+		time.Sleep(2*time.Hour + 30*time.Second)
 		if got := starts(r.snapshot()); !slices.Equal(got, []time.Duration{0}) {
 			t.Fatalf("after 2h, runs started at %v, want one catch-up at 0s", got)
 		}
@@ -411,11 +411,13 @@ func TestRunClockInThePast(t *testing.T) {
 		// The stored version is five hours ahead of the clock, as after a
 		// boot without a real-time clock.
 		r.newest["leader"] = bubbleStart.Add(5 * time.Hour)
-		n := &recorder{}
-		s := mustNew(t, Config{Schedule: "0 * * * *"}, r)
-		s.SetNotifier(n, 0)
+		var logs strings.Builder
+		s, err := New(Config{Schedule: "0 * * * *"}, r, r.job, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
 		stop := start(t, s)
-		time.Sleep(4 * time.Hour)
+		time.Sleep(4*time.Hour + 30*time.Second) // off the loop's minute ticks
 		if got := r.snapshot(); len(got) != 0 {
 			t.Fatalf("runs started at %v while the clock was behind, want none", starts(got))
 		}
@@ -428,12 +430,18 @@ func TestRunClockInThePast(t *testing.T) {
 			t.Errorf("status line %q does not say why nothing runs", st)
 		}
 		// Time passes the stored version: the 06:00 slot runs.
-		time.Sleep(2*time.Hour + time.Minute)
+		time.Sleep(2 * time.Hour)
 		if got := starts(r.snapshot()); !slices.Equal(got, []time.Duration{6 * time.Hour}) {
 			t.Errorf("runs started at %v, want [6h]", got)
 		}
 		if st := s.Snapshot(); st.Waiting != "" {
 			t.Errorf("still waiting (%q) after the clock caught up", st.Waiting)
+		}
+		if n := strings.Count(logs.String(), "not running backups"); n != 1 {
+			t.Errorf("the wait was logged %d times, want once:\n%s", n, logs.String())
+		}
+		if !strings.Contains(logs.String(), "no longer waiting") {
+			t.Errorf("the end of the wait was not logged:\n%s", logs.String())
 		}
 		if err := stop(); err != nil {
 			t.Fatal(err)
@@ -544,7 +552,7 @@ func TestReload(t *testing.T) {
 		r.newest["leader"] = bubbleStart
 		s := mustNew(t, Config{Schedule: "0 * * * *"}, r)
 		stop := start(t, s)
-		time.Sleep(90 * time.Minute)
+		time.Sleep(90*time.Minute + 30*time.Second) // off the loop's minute ticks
 
 		err := s.Reload(Config{Schedule: "0 25 * * *"})
 		if err == nil || !strings.Contains(err.Error(), "reload refused, keeping the running configuration") || !strings.Contains(err.Error(), `"0 25 * * *"`) {
@@ -576,7 +584,7 @@ func TestNotifier(t *testing.T) {
 		s := mustNew(t, Config{Schedule: "0 12 * * *"}, r)
 		s.SetNotifier(n, 30*time.Second)
 		stop := start(t, s)
-		time.Sleep(time.Hour)
+		time.Sleep(time.Hour + time.Second) // off the 30 s ticks
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
