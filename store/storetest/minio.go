@@ -46,7 +46,8 @@ func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
 	bin := findMinIO()
 	if bin == "" {
-		msg := "minio server binary not found via $MINIO_BIN, PATH or $(go env GOPATH)/bin; install with: " + MinIOInstall
+		msg := fmt.Sprintf("minio server binary not found via $MINIO_BIN (%q), PATH or $(go env GOPATH)/bin; install with: %s",
+			os.Getenv("MINIO_BIN"), MinIOInstall)
 		if os.Getenv("CI") != "" {
 			t.Fatal(msg)
 		}
@@ -73,6 +74,9 @@ func StartMinIO(t testing.TB) *MinIO {
 
 func findMinIO() string {
 	if p := os.Getenv("MINIO_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return ""
+		}
 		return p
 	}
 	if p, err := exec.LookPath("minio"); err == nil {
