@@ -71,11 +71,13 @@ func isLetter(c byte) bool {
 // CheckEntries validates a finished entry list (from [Reader.Finish]) more
 // strictly than Pioreactor's own import does. Every name must pass
 // [CheckName]; no entry may be a symlink, device, named pipe, socket or other
-// irregular file; no name may appear twice, except an entry whose base name is
-// [MetadataName], of which the last copy wins; a name may not be both a file
-// and a directory (file "a" and directory "a/", or file "a" and entry "a/b");
-// and the entry count and total size must be within lim. It returns an
-// [*EntryError] or, for several problems, their [errors.Join].
+// irregular file, and no directory entry may have content; no name may
+// appear twice, except an entry whose base name is [MetadataName], of which
+// the last copy wins (callers extracting the archive must let the last copy
+// overwrite the earlier one, as Python's zipfile does); a name may not be
+// both a file and a directory (file "a" and directory "a/", or file "a" and
+// entry "a/b"); and the entry count and sizes must be within lim. It returns
+// an [*EntryError] or, for several problems, their [errors.Join].
 func CheckEntries(hdrs []Header, lim Limits) error {
 	lim = lim.withDefaults()
 	var errs []error
@@ -96,6 +98,9 @@ func CheckEntries(hdrs []Header, lim Limits) error {
 		}
 		if reason := modeProblem(h.Mode); reason != "" {
 			add(h.Name, reason, ErrUnsafe)
+		}
+		if h.IsDir() && h.Size != 0 {
+			add(h.Name, fmt.Sprintf("directory entry with %d bytes of content", h.Size), ErrUnsafe)
 		}
 		if h.Size > uint64(lim.MaxEntrySize) {
 			add(h.Name, fmt.Sprintf("%d bytes, more than %d (limit MaxEntrySize)", h.Size, lim.MaxEntrySize), ErrLimit)

@@ -196,3 +196,14 @@ func TestFileMode(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckEntriesDirectoryContent checks a directory entry with content,
+// which neither archive/zip nor the Reader produce, on a hand-made list.
+func TestCheckEntriesDirectoryContent(t *testing.T) {
+	hdrs := []Header{{Name: "d/", Size: 6, Mode: fs.ModeDir | 0o755}}
+	err := CheckEntries(hdrs, Limits{})
+	want := `entry "d/": directory entry with 6 bytes of content`
+	if err == nil || err.Error() != want || !errors.Is(err, ErrUnsafe) {
+		t.Errorf("CheckEntries = %v, want %q", err, want)
+	}
+}

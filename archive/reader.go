@@ -79,9 +79,11 @@ type entry struct {
 }
 
 // NewReader returns a Reader that reads an archive from r. Zero fields of lim
-// take their defaults. The Reader buffers its input and may read ahead of the
-// archive's end by up to one buffer, but [Reader.Finish] requires the input to
-// end right after the archive.
+// take their defaults. The Reader holds a 64 KiB input buffer and one DEFLATE
+// decompressor whatever the entry sizes; beyond that it keeps about 200 bytes
+// per entry (for [Reader.Finish]), bounded by lim.MaxEntries. It may read
+// ahead of the archive's end by up to one buffer, but [Reader.Finish]
+// requires the input to end right after the archive.
 func NewReader(r io.Reader, lim Limits) *Reader {
 	z := &Reader{lim: lim.withDefaults()}
 	z.src.r = r
@@ -281,6 +283,10 @@ func (z *Reader) finishEntry(e *entry) error {
 			"entry %q: the DEFLATE data ends after %d bytes but the header declares %d compressed bytes",
 			h.Name, used, h.CompressedSize)}
 	}
+	if h.IsDir() && e.n != 0 {
+		return &archiveError{kind: ErrFormat, msg: fmt.Sprintf(
+			"directory entry %q has %d bytes of content", h.Name, e.n)}
+	}
 	if e.n != h.Size {
 		return &archiveError{kind: ErrFormat, msg: fmt.Sprintf(
 			"entry %q has %d bytes but its header declares %d", h.Name, e.n, h.Size)}
@@ -290,7 +296,7 @@ func (z *Reader) finishEntry(e *entry) error {
 			"entry %q is corrupt: its content has CRC-32 %08x but the archive records %08x",
 			h.Name, e.crc, h.CRC32)}
 	}
-	e.done = true
+	e.done, e.data = true, nil
 	return nil
 }
 

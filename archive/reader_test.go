@@ -207,6 +207,9 @@ func TestReaderErrors(t *testing.T) {
 			ErrFormat, "unexpected data after the end of the archive"},
 		{"multi-disk", patch(two, len(two)-endLen+4, 1), Limits{},
 			ErrFormat, "multi-disk (split) archives are not supported"},
+		{"directory entry with content",
+			renameAll(stored, "s.bin", "sdir/"), Limits{},
+			ErrFormat, `directory entry "sdir/" has 16000 bytes of content`},
 		{"garbage between entries",
 			patch(two, localLen+len("one")+9+len(text), 'x'), Limits{},
 			ErrFormat, `unexpected record signature 0x04034b78 at offset 16042 after entry "one"`},
@@ -225,6 +228,12 @@ func TestReaderErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// renameAll returns data with every occurrence of the name from replaced by
+// to, which must have the same length.
+func renameAll(data []byte, from, to string) []byte {
+	return bytes.ReplaceAll(data, []byte(from), []byte(to))
 }
 
 // descriptorAt returns the offset of the last data descriptor signature.
