@@ -11,9 +11,14 @@ import (
 
 // The guard reasons. Rule reasons are described in the package documentation.
 const (
-	ReasonNewest   = "newest"
-	ReasonHeld     = "held"
-	ReasonFuture   = "future-dated"
+	// ReasonNewest keeps a host's newest version that is not future-dated
+	// when no rule kept it (a future-dated version took its slot).
+	ReasonNewest = "newest"
+	// ReasonHeld keeps a version that is being restored or exported.
+	ReasonHeld = "held"
+	// ReasonFuture keeps a version dated after the planning time.
+	ReasonFuture = "future-dated"
+	// ReasonDeparted keeps every version of a host that left the cluster.
 	ReasonDeparted = "departed"
 )
 

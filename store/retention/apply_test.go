@@ -63,8 +63,7 @@ func reasonsOf(t *testing.T, plan Plan, host string, loc *time.Location, s strin
 	return nil
 }
 
-// countReasons counts, over all decisions, the ones with a reason starting
-// with prefix and, separately, the ones whose reasons all fail has.
+// countWith counts the decisions, over all hosts, whose reasons satisfy fn.
 func countWith(plan Plan, fn func(reasons []string) bool) int {
 	n := 0
 	for _, h := range plan.Hosts {
