@@ -103,9 +103,10 @@ func TestUnitExportLayout(t *testing.T) {
 			if at.Before(before) || at.After(time.Now()) {
 				t.Errorf("exported_at_utc %s is not the export time", m[3])
 			}
-			if entries, _ := os.ReadDir(c.Unit(unit).TempDir()); len(entries) != 0 {
-				t.Errorf("temporary export files left behind: %v", entries)
-			}
+			waitFor(t, "temporary export file removal", func() bool {
+				entries, _ := os.ReadDir(c.Unit(unit).TempDir())
+				return len(entries) == 0
+			})
 		})
 	}
 }
