@@ -12,9 +12,9 @@ import (
 )
 
 // CredentialName is the systemd credential LoadCredentials looks for in
-// $CREDENTIALS_DIRECTORY when nothing else is configured, e.g.
-// LoadCredential=piosnap-s3:/etc/piosnap/s3.cred.
-const CredentialName = "piosnap-s3"
+// $CREDENTIALS_DIRECTORY when nothing else is configured, as set by
+// LoadCredential=s3:/etc/piosnap/s3.credentials in piosnap.service.
+const CredentialName = "s3"
 
 // Credentials are an S3 access key and secret key. Their String, GoString
 // and slog forms are redacted, so printing or logging them leaks nothing.
@@ -37,7 +37,8 @@ func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String())
 //     $CREDENTIALS_DIRECTORY when that is set (systemd LoadCredential=).
 //  2. PIOSNAP_S3_ACCESS_KEY and PIOSNAP_S3_SECRET_KEY.
 //  3. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
-//  4. $CREDENTIALS_DIRECTORY/piosnap-s3 (CredentialName), if it exists.
+//  4. $CREDENTIALS_DIRECTORY/s3 (CredentialName), if it exists and is not
+//     empty (an empty SetCredential= stands for "no S3 keys").
 //
 // A file holds "access_key = …" and "secret_key = …" lines, or just two
 // lines: the access key, then the secret key. Blank lines and lines
@@ -67,7 +68,7 @@ func LoadCredentials(env func(string) string, file string) (Credentials, string,
 	}
 	if credDir != "" {
 		p := filepath.Join(credDir, CredentialName)
-		if _, err := os.Stat(p); err == nil {
+		if data, err := os.ReadFile(p); err == nil && len(bytes.TrimSpace(data)) > 0 {
 			return readCredentials(p)
 		}
 	}

@@ -91,6 +91,10 @@ func TestLoadCredentialsSources(t *testing.T) {
 	}
 	write("custom", "access_key=fromcustom\nsecret_key=s1\n")
 	write(CredentialName, "fromsystemd\ns2\n")
+	emptyDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(emptyDir, CredentialName), []byte("\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		env        map[string]string
@@ -107,6 +111,7 @@ func TestLoadCredentialsSources(t *testing.T) {
 		{"half piosnap env", map[string]string{"PIOSNAP_S3_SECRET_KEY": "s"}, "", "", "PIOSNAP_S3_ACCESS_KEY is not"},
 		{"nothing", nil, "", "", "no S3 credentials"},
 		{"empty credentials dir", map[string]string{"CREDENTIALS_DIRECTORY": t.TempDir()}, "", "", "no S3 credentials"},
+		{"empty systemd credential", map[string]string{"CREDENTIALS_DIRECTORY": emptyDir}, "", "", "no S3 credentials"},
 		{"bare name without credentials dir", nil, "custom-nowhere", "", "custom-nowhere"},
 	}
 	for _, tt := range tests {
