@@ -9,9 +9,9 @@ import (
 
 func TestParseAPIError(t *testing.T) {
 	tests := []struct {
-		name                        string
-		status                      int
-		body                        string
+		name                       string
+		status                     int
+		body                       string
 		msg, cause, remedy, taskSt string
 	}{
 		{"flat 26.3+", 403,

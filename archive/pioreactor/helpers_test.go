@@ -29,7 +29,7 @@ func fixed(status int, body string) http.HandlerFunc {
 }
 
 // serve starts a loopback server for h and returns its "host:port".
-func serve(t *testing.T, h http.Handler) string {
+func serve(t testing.TB, h http.Handler) string {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

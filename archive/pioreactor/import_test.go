@@ -41,9 +41,9 @@ func (p *patternReader) Read(b []byte) (int, error) {
 // captured is one request as the server saw it.
 type captured struct {
 	path, contentType, target string
-	contentLength            int64
-	declared                 string // Content-Length header
-	body                     []byte
+	contentLength             int64
+	declared                  string // Content-Length header
+	body                      []byte
 }
 
 // capture answers 202 accepted and records each request.
