@@ -15,6 +15,7 @@ const maxEnd64Size = 64 << 10
 type centralEntry struct {
 	hdr    Header
 	offset uint64 // of the local header
+	flags  uint16
 }
 
 // Finish, after [Reader.Next] returned io.EOF, reads the central directory and
@@ -108,7 +109,7 @@ func (z *Reader) readCentral(i int) (centralEntry, error) {
 		CompressedSize: uint64(le32(b[20:])),
 		Size:           uint64(le32(b[24:])),
 	}
-	c.offset = uint64(le32(b[42:]))
+	c.offset, c.flags = uint64(le32(b[42:])), le16(b[8:])
 	var zip64 bool
 	if err := parseExtra(varPart[nameLen:nameLen+extraLen], h, &c.offset, &zip64); err != nil {
 		return c, &archiveError{kind: ErrFormat, msg: fmt.Sprintf(
@@ -256,6 +257,11 @@ func (z *Reader) readEnd32(e64 *end) (end, error) {
 	return e, nil
 }
 
+// flagsCompared are the flag bits that must agree between the central
+// directory and the local headers: encryption, data descriptor, UTF-8 names
+// and masked local headers.
+const flagsCompared = flagEncrypted | flagDescriptor | flagStrongEnc | 0x0800 | 0x2000
+
 // compare checks the central directory against the local entries.
 func (z *Reader) compare(cd []centralEntry) error {
 	if len(cd) != len(z.local) {
@@ -269,6 +275,8 @@ func (z *Reader) compare(cd []centralEntry) error {
 			what = fmt.Sprintf("name %q", c.Name)
 		case cd[i].offset != uint64(z.local[i].offset):
 			what = fmt.Sprintf("offset %d (the entry is at %d)", cd[i].offset, z.local[i].offset)
+		case cd[i].flags&flagsCompared != z.local[i].flags&flagsCompared:
+			what = fmt.Sprintf("flags %#04x (the entry has %#04x)", cd[i].flags, z.local[i].flags)
 		case c.Method != l.Method:
 			what = fmt.Sprintf("method %d (the entry has %d)", c.Method, l.Method)
 		case c.CRC32 != l.CRC32:
