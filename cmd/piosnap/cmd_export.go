@@ -62,6 +62,9 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 	if *host == "" || *out == "" {
 		return usageErrorf("--host and -o are required")
 	}
+	if (*id == "") == (*at == "") {
+		return usageErrorf("give exactly one of --version ID and --at TIME")
+	}
 	var names []string
 	if *storeName != "" {
 		names = []string{*storeName}

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/pioreactor/simulator"
+)
+
+// cliCluster starts a simulated cluster and writes a config for it with one
+// local store; it returns the cluster and the config path.
+func cliCluster(t *testing.T, workers []string, extra string) (*simulator.Cluster, string) {
+	t.Helper()
+	dir := t.TempDir()
+	c, err := simulator.Start(context.Background(), simulator.Options{Dir: filepath.Join(dir, "cluster"), Workers: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var addrs strings.Builder
+	for u, a := range c.Addresses() {
+		fmt.Fprintf(&addrs, "%s = %q\n", u, a)
+	}
+	cfg := fmt.Sprintf(`zone = "UTC"
+lock_wait = "2s"
+[pioreactor]
+leader = %q
+timeout = "5s"
+[pioreactor.addresses]
+%s
+[[store]]
+name = "local"
+path = %q
+[store.retention]
+keep_last = 1
+%s`, c.LeaderURL(), addrs.String(), filepath.Join(dir, "repo"), extra)
+	path := filepath.Join(dir, "piosnap.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c, path
+}
+
+// cliRun runs piosnap in-process and returns its exit code and output.
+func cliRun(t *testing.T, cfgPath string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	full := append([]string{"-c", cfgPath}, args...)
+	code := Main(context.Background(), full, Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }})
+	return code, out.String(), errb.String()
+}
+
+func cliVersions(t *testing.T, cfgPath string, args ...string) []listedVersion {
+	t.Helper()
+	code, out, errs := cliRun(t, cfgPath, append([]string{"list", "--json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("list: exit %d: %s", code, errs)
+	}
+	var vs []listedVersion
+	if err := json.Unmarshal([]byte(out), &vs); err != nil {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	return vs
+}
+
+func cliZipFiles(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	out := map[string][]byte{}
+	for _, f := range zr.File {
+		if f.Mode()&os.ModeSymlink != 0 {
+			t.Errorf("%s: export holds a symlink %s", path, f.Name)
+		}
+		if f.FileInfo().IsDir() {
+			continue
+		}
+		rc, _ := f.Open()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[f.Name] = b
+	}
+	return out
+}
+
+func TestCLIBackupListExportImport(t *testing.T) {
+	c, cfg := cliCluster(t, []string{"worker1", "worker2", "worker3"}, "")
+	if code, _, errs := cliRun(t, cfg, "init"); code != 0 {
+		t.Fatalf("init: %d %s", code, errs)
+	}
+	if code, out, errs := cliRun(t, cfg, "backup"); code != 0 || !strings.Contains(out, "worker3") {
+		t.Fatalf("backup: %d\n%s\n%s", code, out, errs)
+	}
+	if err := c.Unit("worker1").WriteCalibration("od90", "new", "x: 1\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.GrowDatabase(context.Background(), 128<<10); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cliRun(t, cfg, "backup", "--json")
+	if code != 0 {
+		t.Fatalf("second backup: %d %s", code, errs)
+	}
+	var rep struct {
+		Hosts []struct {
+			Host   string
+			Stores []struct {
+				Stored int64 `json:"stored_bytes"`
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Hosts) != 4 {
+		t.Fatalf("backup --json: %v\n%s", err, out)
+	}
+	vs := cliVersions(t, cfg)
+	if len(vs) != 8 {
+		t.Fatalf("%d versions, want 8", len(vs))
+	}
+	if got := cliVersions(t, cfg, "--host", "worker2"); len(got) != 2 {
+		t.Errorf("list --host worker2: %d versions", len(got))
+	}
+	// Every version exports; the newest of each host matches the unit's files.
+	dir := t.TempDir()
+	seen := map[string]bool{}
+	for _, v := range vs {
+		zipPath := filepath.Join(dir, v.ShortID+".zip")
+		if code, _, errs := cliRun(t, cfg, "export", "--host", v.Host, "--version", v.ShortID, "-o", zipPath); code != 0 {
+			t.Fatalf("export %s: %d %s", v.ShortID, code, errs)
+		}
+		if seen[v.Host] {
+			continue
+		}
+		seen[v.Host] = true
+		got := cliZipFiles(t, zipPath)
+		err := filepath.WalkDir(c.Unit(v.Host).Dir(), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(c.Unit(v.Host).Dir(), p)
+			if rel == "storage/pioreactor.sqlite.backup" {
+				return nil
+			}
+			want, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(got[filepath.ToSlash(rel)], want) {
+				t.Errorf("%s: %s differs in export", v.Host, rel)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// --at picks the newest at or before a time; a date before any fails.
+	if code, _, errs := cliRun(t, cfg, "export", "--host", "worker1", "--at", "2020-01-01", "-o", filepath.Join(dir, "x.zip")); code != 1 || !strings.Contains(errs, "the oldest is from") {
+		t.Errorf("export before first version: %d %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.zip")); !os.IsNotExist(err) {
+		t.Error("a failed export left a file behind")
+	}
+	// import: a hand-exported ZIP becomes a version with the metadata's time.
+	first := filepath.Join(dir, vs[len(vs)-1].ShortID+".zip")
+	host := vs[len(vs)-1].Host
+	code, out, errs = cliRun(t, cfg, "import", "--host", host, first)
+	if code != 0 || !strings.Contains(out, "imported") {
+		t.Fatalf("import: %d %s %s", code, out, errs)
+	}
+	if got := cliVersions(t, cfg, "--host", host); len(got) != 3 || got[2].Kind != "import" && got[1].Kind != "import" && got[0].Kind != "import" {
+		t.Errorf("after import: %+v", got)
+	}
+	// The wrong host is refused and nothing is stored.
+	other := "worker3"
+	if host == "worker3" {
+		other = "worker2"
+	}
+	code, _, errs = cliRun(t, cfg, "import", "--host", other, first)
+	if code != 1 || !strings.Contains(errs, "names unit") {
+		t.Errorf("import for wrong host: %d %s", code, errs)
+	}
+	if n := len(cliVersions(t, cfg)); n != 9 {
+		t.Errorf("%d versions after a refused import, want 9", n)
+	}
+	// Retention with keep_last = 1 leaves one version per host and a clean repo.
+	if code, out, errs := cliRun(t, cfg, "forget", "--dry-run"); code != 0 || !strings.Contains(out, "would be removed") {
+		t.Errorf("forget --dry-run: %d %s %s", code, out, errs)
+	}
+	if n := len(cliVersions(t, cfg)); n != 9 {
+		t.Errorf("dry run removed versions: %d left", n)
+	}
+	if code, out, errs := cliRun(t, cfg, "forget"); code != 0 || !strings.Contains(out, "removed 5 versions") {
+		t.Errorf("forget: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := cliRun(t, cfg, "check", "--read-data"); code != 0 || !strings.Contains(out, "no damage found") {
+		t.Errorf("check after forget: %d %s %s", code, out, errs)
+	}
+}
+
+func TestCLIFailingUnitsExitPartial(t *testing.T) {
+	c, cfg := cliCluster(t, []string{"worker1", "worker2", "worker3"}, "")
+	cliRun(t, cfg, "init")
+	if err := c.Unit("worker2").SetSentinel(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unit("worker3").SetOffline(true); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cliRun(t, cfg, "backup")
+	if code != exitPartial {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exitPartial, out, errs)
+	}
+	for _, want := range []string{"worker2 refuses export: remove ~/.pioreactor/DISALLOW_UI_FILE_SYSTEM on worker2", "worker3 unreachable at " + c.Unit("worker3").Addr(), "2 of 4 hosts failed"} {
+		if !strings.Contains(out+errs, want) {
+			t.Errorf("output lacks %q:\n%s\n%s", want, out, errs)
+		}
+	}
+	if n := len(cliVersions(t, cfg)); n != 2 {
+		t.Errorf("%d versions, want 2", n)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	_, cfg := cliCluster(t, nil, "")
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(bad, []byte("shedule = \"@daily\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown command", cfg, []string{"bakup"}, exitUsage, `unknown command "bakup"`},
+		{"bad config", bad, []string{"list"}, exitUsage, "unknown key shedule"},
+		{"missing config", filepath.Join(t.TempDir(), "none.toml"), []string{"list"}, exitUsage, "does not exist"},
+		{"no repository", cfg, []string{"list"}, exitFailure, "piosnap init"},
+		{"export needs host", cfg, []string{"export", "-o", "x.zip", "--at", "latest"}, exitUsage, "--host and -o are required"},
+		{"export needs one selector", cfg, []string{"export", "--host", "leader1", "-o", "x.zip"}, exitUsage, "exactly one of --version"},
+		{"unknown store", cfg, []string{"list", "--store", "offsite"}, exitUsage, `no store named "offsite"`},
+		{"bad flag", cfg, []string{"list", "--nope"}, exitUsage, "flag provided but not defined"},
+		{"config check", cfg, []string{"config", "check"}, exitOK, ""},
+		{"config check bad", bad, []string{"config", "check"}, exitUsage, "unknown key shedule"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := cliRun(t, tt.cfg, tt.args...)
+			if code != tt.code || !strings.Contains(out+errs, tt.want) {
+				t.Errorf("exit %d (want %d), output lacks %q:\n%s%s", code, tt.code, tt.want, out, errs)
+			}
+		})
+	}
+}
+
+func TestCLICheckReportsDamage(t *testing.T) {
+	_, cfg := cliCluster(t, nil, "")
+	cliRun(t, cfg, "init")
+	if code, _, errs := cliRun(t, cfg, "backup"); code != 0 {
+		t.Fatal(errs)
+	}
+	repo := filepath.Join(filepath.Dir(cfg), "repo")
+	var victim string
+	_ = filepath.WalkDir(filepath.Join(repo, "chunks"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && victim == "" {
+			victim = p
+		}
+		return err
+	})
+	if err := os.WriteFile(victim, []byte("rot"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := cliRun(t, cfg, "check", "--read-data")
+	if code != exitDamaged || !strings.Contains(out, "DAMAGED chunks/") || !strings.Contains(out, "affects version") {
+		t.Errorf("check: exit %d\n%s", code, out)
+	}
+}
+
+func TestCLIDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo seeds a 16 MiB database")
+	}
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), []string{"demo", "--db-size", "4"}, Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }})
+	if code != 0 {
+		t.Fatalf("demo: %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	for _, want := range []string{"Second backup", "no damage found", "What happened", "_dot_pioreactor.zip"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	_ = time.Second
+}
