@@ -250,3 +250,26 @@ func TestUnitsAndHealthReplies(t *testing.T) {
 		})
 	}
 }
+
+// TestTruncatedReply: a reply cut short by the server is an error, not a
+// partial decode.
+func TestTruncatedReply(t *testing.T) {
+	addr := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"status\": ")
+		buf.Flush()
+		conn.Close()
+	}))
+	c := newClient(t, addr, map[string]string{"worker3": addr})
+	_, err := c.Health(testContext(t), "worker3")
+	if err == nil || !strings.Contains(err.Error(), "read reply") {
+		t.Fatalf("err = %v, want a read error", err)
+	}
+	_, err = c.TaskResult(testContext(t), "worker3", "t1")
+	if err == nil || !strings.Contains(err.Error(), "read reply") {
+		t.Fatalf("err = %v, want a read error", err)
+	}
+}

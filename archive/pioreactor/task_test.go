@@ -185,13 +185,25 @@ func TestWaitImportNoTaskID(t *testing.T) {
 }
 
 func TestWaitImportCanceled(t *testing.T) {
-	addr := scriptedUnit(t, phase{0, "pending", false})
-	c := newClient(t, addr, map[string]string{"worker2": addr})
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	_, err := c.WaitImport(ctx, "worker2", &Task{TaskID: "t1"}, WaitOptions{PollInterval: 10 * time.Millisecond})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	tests := []struct {
+		name  string
+		phase phase
+	}{
+		{"while pending", phase{0, "pending", false}},
+		{"while waiting for the reboot", phase{0, "succeeded", false}},
+		{"while waiting for the comeback", phase{0, "", true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := scriptedUnit(t, tt.phase)
+			c := newClient(t, addr, map[string]string{"worker2": addr})
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			_, err := c.WaitImport(ctx, "worker2", &Task{TaskID: "t1"}, WaitOptions{PollInterval: 10 * time.Millisecond})
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+			}
+		})
 	}
 }
 
