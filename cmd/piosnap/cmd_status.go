@@ -2,9 +2,261 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/piosnap/piosnap/scheduler/notify"
+	"github.com/piosnap/piosnap/store"
 )
 
+// statusReport is `piosnap status --json`.
+type statusReport struct {
+	Now        time.Time         `json:"now"`
+	StatusFile string            `json:"status_file"`
+	Daemon     daemonStatus      `json:"daemon"`
+	LastRun    *notify.Event     `json:"last_run,omitempty"`
+	Retention  []retentionRecord `json:"retention,omitempty"`
+	StaleAfter float64           `json:"stale_after_seconds"`
+	Hosts      []hostStatus      `json:"hosts"`
+	// LeaderError says why departed hosts could not be flagged.
+	LeaderError string `json:"leader_error,omitempty"`
+	// StoreErrors lists stores that could not be read.
+	StoreErrors []string `json:"store_errors,omitempty"`
+}
+
+// daemonStatus is the daemon part of statusReport.
+type daemonStatus struct {
+	Running bool       `json:"running"`
+	PID     int        `json:"pid,omitempty"`
+	Started *time.Time `json:"started,omitempty"`
+	State   string     `json:"state,omitempty"`
+	NextRun *time.Time `json:"next_run,omitempty"`
+	Problem string     `json:"problem,omitempty"`
+}
+
+// hostStatus is one host's freshness.
+type hostStatus struct {
+	Host       string        `json:"host"`
+	Newest     time.Time     `json:"newest"`
+	AgeSeconds float64       `json:"age_seconds"`
+	Stale      bool          `json:"stale"`
+	Departed   bool          `json:"departed,omitempty"`
+	Stores     []storeStatus `json:"stores"`
+}
+
+// storeStatus is one host's versions in one store.
+type storeStatus struct {
+	Store      string    `json:"store"`
+	Versions   int       `json:"versions"`
+	Newest     time.Time `json:"newest"`
+	AgeSeconds float64   `json:"age_seconds"`
+	Stale      bool      `json:"stale"`
+}
+
 func cmdStatus(ctx context.Context, a *app, args []string) error {
-	return errors.New("status: not built yet")
+	fs := a.newFlags("status", "[--json]")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	path := filepath.Join(a.cfg.StateDir, statusFileName)
+	sf, sfErr := readStatusFile(path)
+	alive := sfErr == nil && daemonAlive(sf)
+
+	versions := map[string][]*store.Version{}
+	var storeErrs []string
+	stores, err := a.openStores(ctx)
+	if err != nil {
+		storeErrs = append(storeErrs, err.Error())
+	}
+	for _, s := range stores {
+		vs, err := s.Repo.Versions(ctx)
+		if err != nil {
+			storeErrs = append(storeErrs, fmt.Sprintf("store %q: %v", s.Name, err))
+			continue
+		}
+		versions[s.Name] = vs
+	}
+	var units []string
+	var unitsErr error
+	if cl, err := a.client(); err != nil {
+		unitsErr = err
+	} else {
+		uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		units, unitsErr = cl.Units(uctx)
+		cancel()
+	}
+	rep := buildStatus(time.Now(), path, sf, sfErr, alive, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
+	rep.StoreErrors = storeErrs
+	if *asJSON {
+		return writeJSON(a.env.Stdout, rep)
+	}
+	printStatus(a.env.Stdout, rep, a.cfg.Location())
+	return nil
+}
+
+// buildStatus assembles the report from what was read; it does no I/O.
+func buildStatus(now time.Time, path string, sf *statusFile, sfErr error, alive bool, versions map[string][]*store.Version, units []string, unitsErr error, staleAfter time.Duration) *statusReport {
+	rep := &statusReport{Now: now.UTC(), StatusFile: path, StaleAfter: staleAfter.Seconds()}
+	switch {
+	case sfErr != nil:
+		rep.Daemon.Problem = sfErr.Error()
+	default:
+		rep.LastRun, rep.Retention = sf.LastRun, sf.Retention
+		rep.Daemon.Running = alive
+		if alive {
+			started := sf.Started
+			rep.Daemon.PID, rep.Daemon.Started, rep.Daemon.State, rep.Daemon.NextRun = sf.PID, &started, sf.State, sf.NextRun
+		} else if sf.Stopped != nil {
+			rep.Daemon.Problem = fmt.Sprintf("the daemon stopped at %s", sf.Stopped.UTC().Format(time.RFC3339))
+		} else {
+			rep.Daemon.Problem = fmt.Sprintf("the daemon (PID %d) is gone without a clean stop: see `journalctl -u piosnap`", sf.PID)
+		}
+	}
+	if unitsErr != nil {
+		rep.LeaderError = fmt.Sprintf("cannot ask the leader for its units, so hosts that left the cluster are not flagged: %v", unitsErr)
+	}
+	byHost := map[string]*hostStatus{}
+	storeNames := make([]string, 0, len(versions))
+	for name := range versions {
+		storeNames = append(storeNames, name)
+	}
+	slices.Sort(storeNames)
+	for _, name := range storeNames {
+		per := map[string]*storeStatus{}
+		for _, v := range versions[name] {
+			ss := per[v.Host]
+			if ss == nil {
+				ss = &storeStatus{Store: name}
+				per[v.Host] = ss
+			}
+			ss.Versions++
+			if v.Time.After(ss.Newest) {
+				ss.Newest = v.Time.UTC()
+			}
+		}
+		for host, ss := range per {
+			age := now.Sub(ss.Newest)
+			ss.AgeSeconds, ss.Stale = age.Seconds(), age > staleAfter
+			h := byHost[host]
+			if h == nil {
+				h = &hostStatus{Host: host}
+				byHost[host] = h
+			}
+			h.Stores = append(h.Stores, *ss)
+			if ss.Newest.After(h.Newest) {
+				h.Newest = ss.Newest
+			}
+		}
+	}
+	for _, h := range byHost {
+		age := now.Sub(h.Newest)
+		h.AgeSeconds, h.Stale = age.Seconds(), age > staleAfter
+		h.Departed = unitsErr == nil && units != nil && !slices.Contains(units, h.Host)
+		rep.Hosts = append(rep.Hosts, *h)
+	}
+	// Units without any version are as stale as can be.
+	if unitsErr == nil {
+		for _, u := range units {
+			if byHost[u] == nil {
+				rep.Hosts = append(rep.Hosts, hostStatus{Host: u, Stale: true, Stores: []storeStatus{}})
+			}
+		}
+	}
+	slices.SortFunc(rep.Hosts, func(x, y hostStatus) int { return strings.Compare(x.Host, y.Host) })
+	if rep.Hosts == nil {
+		rep.Hosts = []hostStatus{}
+	}
+	return rep
+}
+
+func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
+	const layout = "2006-01-02 15:04:05 MST"
+	d := rep.Daemon
+	if d.Running {
+		fmt.Fprintf(w, "daemon:    running (PID %d) since %s\n", d.PID, d.Started.In(loc).Format(layout))
+		if d.State != "" {
+			fmt.Fprintf(w, "state:     %s\n", d.State)
+		}
+		if d.NextRun != nil {
+			fmt.Fprintf(w, "next run:  %s\n", d.NextRun.In(loc).Format(layout))
+		}
+	} else {
+		fmt.Fprintf(w, "daemon:    not running: %s\n", d.Problem)
+	}
+	if r := rep.LastRun; r != nil {
+		fmt.Fprintf(w, "last run:  %s at %s, %s", r.RunID, r.Time.In(loc).Format(layout), r.Result)
+		if r.Error != "" {
+			fmt.Fprintf(w, ": %s", r.Error)
+		}
+		fmt.Fprintln(w)
+		for _, h := range r.Hosts {
+			if h.Error != "" {
+				fmt.Fprintf(w, "  %-12s FAILED  %s\n", h.Host, h.Error)
+				continue
+			}
+			for _, s := range h.Stores {
+				if s.Error != "" {
+					fmt.Fprintf(w, "  %-12s FAILED  store %s: %s\n", h.Host, s.Store, s.Error)
+				} else {
+					fmt.Fprintf(w, "  %-12s ok      store %s, new %s\n", h.Host, s.Store, humanBytes(s.StoredBytes))
+				}
+			}
+		}
+		for _, r := range rep.Retention {
+			if r.Error != "" {
+				fmt.Fprintf(w, "  retention in store %s FAILED: %s\n", r.Store, r.Error)
+			} else {
+				fmt.Fprintf(w, "  retention in store %s: removed %d versions, freed %s\n", r.Store, r.Removed, humanBytes(r.Freed))
+			}
+		}
+	} else {
+		fmt.Fprintln(w, "last run:  none recorded")
+	}
+	stale := time.Duration(rep.StaleAfter * float64(time.Second))
+	fmt.Fprintf(w, "hosts (stale after %s):\n", stale)
+	if len(rep.Hosts) == 0 {
+		fmt.Fprintln(w, "  no versions stored yet")
+	}
+	for _, h := range rep.Hosts {
+		var flags string
+		if h.Stale {
+			flags += "  STALE"
+		}
+		if h.Departed {
+			flags += "  LEFT THE CLUSTER"
+		}
+		if h.Newest.IsZero() {
+			fmt.Fprintf(w, "  %-12s no version in any store%s\n", h.Host, flags)
+			continue
+		}
+		fmt.Fprintf(w, "  %-12s newest %s (%s ago)%s\n", h.Host, h.Newest.In(loc).Format(layout), age(h.AgeSeconds), flags)
+		for _, s := range h.Stores {
+			fmt.Fprintf(w, "    store %-10s %3d versions, newest %s ago\n", s.Store, s.Versions, age(s.AgeSeconds))
+		}
+	}
+	if rep.LeaderError != "" {
+		fmt.Fprintf(w, "note: %s\n", rep.LeaderError)
+	}
+	for _, e := range rep.StoreErrors {
+		fmt.Fprintf(w, "error: %s\n", e)
+	}
+}
+
+// age formats seconds as a short duration.
+func age(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case d < 0:
+		return "in the future " + (-d).Round(time.Second).String()
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < 48*time.Hour:
+		return d.Round(time.Minute).String()
+	}
+	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 }

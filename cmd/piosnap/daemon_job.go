@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/scheduler/notify"
+)
+
+// repoState reads the scheduler's state from the repositories: for each
+// host, its newest version in any configured store.
+type repoState struct{ d *daemon }
+
+// Newest implements scheduler.State.
+func (s repoState) Newest(ctx context.Context) (map[string]time.Time, error) {
+	a := s.d.runApp()
+	stores, err := a.openStores(ctx)
+	if err != nil {
+		return nil, err
+	}
+	newest := map[string]time.Time{}
+	for _, st := range stores {
+		vs, err := st.Repo.Versions(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store %q: %w", st.Name, err)
+		}
+		for _, v := range vs {
+			if v.Time.After(newest[v.Host]) {
+				newest[v.Host] = v.Time
+			}
+		}
+	}
+	return newest, nil
+}
+
+// job is the scheduler's Job: one backup run with the configuration in
+// force, retention, then the status file, metrics and notifications.
+func (d *daemon) job(ctx context.Context, hosts []string) ([]string, error) {
+	a := d.runApp()
+	start := time.Now()
+	d.pingStart(ctx, a)
+	ev, failed, err := d.runOnce(ctx, a, hosts, start)
+	ev.Time = start.UTC()
+	ev.Duration = time.Since(start).Seconds()
+	d.mu.Lock()
+	d.status.LastRun = &ev
+	d.mu.Unlock()
+	d.writeStatus()
+	d.metrics.recordRun(ev, start)
+	d.refreshFromRepos(ctx, a)
+	d.pingEnd(ctx, a, ev)
+	return failed, err
+}
+
+// runOnce takes the stores' locks for the time of one run, backs up hosts
+// and applies retention. The locks are released before it returns, so
+// `piosnap backup` can run between the daemon's runs.
+func (d *daemon) runOnce(ctx context.Context, a *app, hosts []string, start time.Time) (notify.Event, []string, error) {
+	ev := notify.Event{RunID: snapshot.NewRunID(), Result: "failure"}
+	fail := func(err error) (notify.Event, []string, error) {
+		ev.Error = err.Error()
+		a.log.Error("backup run failed", "run", ev.RunID, "err", err)
+		return ev, nil, err
+	}
+	stores, err := a.openStores(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	unlock, err := a.lockAll(ctx, stores, "backup")
+	if err != nil {
+		return fail(err)
+	}
+	defer unlock()
+	rep, err := a.backup(ctx, stores, hosts, "", "")
+	if rep != nil {
+		ev.RunID = rep.RunID
+		ev.Hosts = hostResults(rep)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted by shutdown, nothing partial stored: %w", err)
+		}
+		return fail(err)
+	}
+	log := a.log.With("run", rep.RunID)
+	for _, h := range rep.Hosts {
+		if h.Err() == nil {
+			d.metrics.recordHost(h.Host, h.Size, h.Duration)
+		}
+	}
+	failed := rep.Failed()
+	switch {
+	case len(failed) == 0:
+		ev.Result = "success"
+	case len(failed) < len(rep.Hosts):
+		ev.Result = "partial"
+	}
+	log.Info("backup run finished", "result", ev.Result, "hosts", len(rep.Hosts), "failed", failed, "duration", time.Since(start).Round(time.Millisecond))
+	d.retention(ctx, a, stores, rep, log)
+	return ev, failed, nil
+}
+
+// retention applies each store's policy when after_backup allows it and
+// the policy has rules. Its failures are logged and recorded; they do not
+// fail the run, whose versions are stored.
+func (d *daemon) retention(ctx context.Context, a *app, stores []snapshot.Store, rep *snapshot.Report, log *slog.Logger) {
+	var recs []retentionRecord
+	for _, s := range stores {
+		if ctx.Err() != nil {
+			break
+		}
+		cs, err := a.cfg.Store(s.Name)
+		if err != nil {
+			continue
+		}
+		p, err := cs.Retention.Policy()
+		if err != nil || p.Empty() || !cs.Retention.ForgetAfterBackup() {
+			continue
+		}
+		fr, err := a.forget(ctx, s, p, nil, rep.Units, false)
+		rec := retentionRecord{Store: s.Name}
+		if fr != nil && fr.Result != nil {
+			rec.Removed, rec.Freed = fr.Result.VersionsDeleted, fr.Result.BytesFreed
+		}
+		if err != nil {
+			rec.Error = err.Error()
+			log.Error("retention failed; versions are kept until the next run", "store", s.Name, "err", err)
+		} else {
+			log.Info("retention applied", "store", s.Name, "removed_versions", rec.Removed, "freed_bytes", rec.Freed)
+			d.metrics.retentionOK(s.Name, time.Now())
+		}
+		recs = append(recs, rec)
+	}
+	d.mu.Lock()
+	d.status.Retention = recs
+	d.mu.Unlock()
+}
+
+// hostResults converts a snapshot report for notifications and the status
+// file.
+func hostResults(rep *snapshot.Report) []notify.HostResult {
+	var out []notify.HostResult
+	for _, h := range rep.Hosts {
+		hr := notify.HostResult{Host: h.Host, OK: h.OK(), Error: h.Error}
+		for _, s := range h.Stores {
+			hr.Stores = append(hr.Stores, notify.StoreResult{Store: s.Store, Version: s.VersionID, StoredBytes: s.Stored, Error: s.Error})
+		}
+		out = append(out, hr)
+	}
+	return out
+}
+
+// failureReason is the short text of a failure ping.
+func failureReason(ev notify.Event, retention []retentionRecord) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "piosnap run %s: %s\n", ev.RunID, ev.Result)
+	if ev.Error != "" {
+		fmt.Fprintf(&b, "error: %s\n", ev.Error)
+	}
+	for _, h := range ev.Hosts {
+		if h.OK {
+			continue
+		}
+		if h.Error != "" {
+			fmt.Fprintf(&b, "%s: %s\n", h.Host, h.Error)
+			continue
+		}
+		for _, s := range h.Stores {
+			if s.Error != "" {
+				fmt.Fprintf(&b, "%s: store %s: %s\n", h.Host, s.Store, s.Error)
+			}
+		}
+	}
+	for _, r := range retention {
+		if r.Error != "" {
+			fmt.Fprintf(&b, "retention in store %s: %s\n", r.Store, r.Error)
+		}
+	}
+	return b.String()
+}
+
+// pingStart sends the healthchecks start ping, if configured.
+func (d *daemon) pingStart(ctx context.Context, a *app) {
+	if a.cfg.Notify.Healthchecks == "" {
+		return
+	}
+	hc := &notify.Healthchecks{URL: a.cfg.Notify.Healthchecks, Timeout: pingTimeout}
+	if err := hc.Start(context.WithoutCancel(ctx)); err != nil {
+		a.log.Warn("healthchecks start ping failed; the backup goes on", "err", err)
+	}
+}
+
+// pingEnd sends the success or failure ping and the webhook, if
+// configured. Failures are logged only.
+func (d *daemon) pingEnd(ctx context.Context, a *app, ev notify.Event) {
+	ctx = context.WithoutCancel(ctx)
+	d.mu.Lock()
+	recs := d.status.Retention
+	d.mu.Unlock()
+	retentionFailed := false
+	for _, r := range recs {
+		retentionFailed = retentionFailed || r.Error != ""
+	}
+	if u := a.cfg.Notify.Healthchecks; u != "" {
+		hc := &notify.Healthchecks{URL: u, Timeout: pingTimeout}
+		var err error
+		if ev.Result == "success" && !retentionFailed {
+			err = hc.Success(ctx, fmt.Sprintf("piosnap run %s: %d hosts backed up", ev.RunID, len(ev.Hosts)))
+		} else {
+			err = hc.Fail(ctx, failureReason(ev, recs))
+		}
+		if err != nil {
+			a.log.Warn("healthchecks ping failed", "run", ev.RunID, "err", err)
+		}
+	}
+	if u := a.cfg.Notify.Webhook; u != "" {
+		wh := &notify.Webhook{URL: u, Timeout: pingTimeout}
+		if err := wh.Send(ctx, ev); err != nil {
+			a.log.Warn("webhook failed", "run", ev.RunID, "err", err)
+		}
+	}
+}
+
+// refreshFromRepos sets the per-host, per-store metrics that the
+// repositories hold: the newest version's time and the number of versions.
+func (d *daemon) refreshFromRepos(ctx context.Context, a *app) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	stores, err := a.openStores(ctx)
+	if err != nil {
+		a.log.Warn("cannot read the repositories for metrics", "err", err)
+		return
+	}
+	for _, s := range stores {
+		vs, err := s.Repo.Versions(ctx)
+		if err != nil {
+			a.log.Warn("cannot list versions for metrics", "store", s.Name, "err", err)
+			continue
+		}
+		d.metrics.recordVersions(s.Name, vs)
+	}
+}
