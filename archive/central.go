@@ -90,15 +90,15 @@ func (z *Reader) mismatch(what string) error {
 // readCentral reads the central directory header of the i-th entry.
 func (z *Reader) readCentral(i int) (centralEntry, error) {
 	var c centralEntry
-	where := fmt.Sprintf("in the central directory header of entry %d", i)
+	where := func() string { return fmt.Sprintf("in the central directory header of entry %d", i) }
 	var b [centralLen]byte
 	if _, err := io.ReadFull(z.br, b[:]); err != nil {
-		return c, z.truncated(where, err)
+		return c, z.truncated(where(), err)
 	}
 	nameLen, extraLen, commentLen := int(le16(b[28:])), int(le16(b[30:])), int(le16(b[32:]))
 	varPart := make([]byte, nameLen+extraLen+commentLen)
 	if _, err := io.ReadFull(z.br, varPart); err != nil {
-		return c, z.truncated(where, err)
+		return c, z.truncated(where(), err)
 	}
 	h := &c.hdr
 	*h = Header{

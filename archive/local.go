@@ -43,15 +43,15 @@ func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 // prepares the entry's data reader.
 func (z *Reader) readLocalHeader() (*entry, error) {
 	e := &entry{offset: z.pos()}
-	where := fmt.Sprintf("in the local header of entry %d", len(z.local)+1)
+	where := func() string { return fmt.Sprintf("in the local header of entry %d", len(z.local)+1) }
 	var b [localLen]byte
 	if _, err := io.ReadFull(z.br, b[:]); err != nil {
-		return nil, z.truncated(where, err)
+		return nil, z.truncated(where(), err)
 	}
 	nameLen, extraLen := int(le16(b[26:])), int(le16(b[28:]))
 	varPart := make([]byte, nameLen+extraLen)
 	if _, err := io.ReadFull(z.br, varPart); err != nil {
-		return nil, z.truncated(where, err)
+		return nil, z.truncated(where(), err)
 	}
 	h := &Header{
 		Name:           string(varPart[:nameLen]),

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/piosnap/piosnap/archive"
 	"github.com/piosnap/piosnap/store"
@@ -55,6 +56,9 @@ type Host struct {
 	Metadata []byte
 	// AppVersion is the metadata's app_version, if any.
 	AppVersion string
+	// ExportedAt is the metadata's exported_at_utc; zero if absent or
+	// unreadable.
+	ExportedAt time.Time
 	// Err is why the host was rejected; nothing of it is stored then.
 	Err error
 }
@@ -76,6 +80,15 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// MetadataJSON returns the metadata for embedding in a manifest: the
+// object as the unit wrote it, or nil when there is none.
+func (h *Host) MetadataJSON() json.RawMessage {
+	if h.Metadata == nil {
+		return nil
+	}
+	return json.RawMessage(bytes.TrimSpace(h.Metadata))
+}
 
 type hostState struct {
 	Host
@@ -244,12 +257,19 @@ func (hs *hostState) finish(ctx context.Context, opts Options, central []archive
 	var meta struct {
 		Name       string `json:"name"`
 		AppVersion string `json:"app_version"`
+		ExportedAt string `json:"exported_at_utc"`
 	}
-	if err := json.Unmarshal(hs.Metadata, &meta); err != nil {
+	if err := json.Unmarshal(hs.Metadata, &meta); err != nil || !bytes.HasPrefix(bytes.TrimSpace(hs.Metadata), []byte("{")) {
+		if err == nil {
+			err = errors.New("not a JSON object")
+		}
 		hs.reject(ctx, MetadataName, fmt.Errorf("not valid JSON: %v", err))
 		return
 	}
 	hs.AppVersion = meta.AppVersion
+	if t, err := time.Parse(time.RFC3339Nano, meta.ExportedAt); err == nil {
+		hs.ExportedAt = t
+	}
 	switch {
 	case hs.Name == "" && meta.Name == "":
 		hs.reject(ctx, MetadataName, errors.New(`"name" is empty: the archive does not say which unit it belongs to; name it with --host`))

@@ -1,10 +1,362 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/pioreactor"
+	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/store"
 )
 
+// restoreOptions are the flags of `piosnap restore`.
+type restoreOptions struct {
+	host, at, id, to, storeName   string
+	dryRun, yes, noSafety, noWait bool
+	rewriteHostname               bool
+	lockWait                      time.Duration
+}
+
 func cmdRestore(ctx context.Context, a *app, args []string) error {
-	return errors.New("restore: not built yet")
+	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--store S]")
+	var o restoreOptions
+	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
+	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest)")
+	fs.StringVar(&o.id, "version", "", "version ID (at least 4 characters, as `piosnap list` shows)")
+	fs.StringVar(&o.to, "to", "", "restore onto this unit instead of --host (needs --rewrite-hostname)")
+	fs.BoolVar(&o.rewriteHostname, "rewrite-hostname", false, "with --to: rewrite the archive's unit name, cloning one unit's configuration onto another")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "do every check, then stop before the safety snapshot and the upload")
+	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (required when standard input is not a terminal)")
+	fs.BoolVar(&o.noSafety, "no-safety-snapshot", false, "do not snapshot the unit's current state first (no way back)")
+	fs.BoolVar(&o.noWait, "no-wait", false, "stop once the unit has accepted the upload; do not wait for the reboot or verify")
+	fs.StringVar(&o.storeName, "store", "", "read from this store (default: the first that has the version)")
+	fs.DurationVar(&o.lockWait, "lock-wait", 10*time.Minute, "how long to wait for an import already running on the unit")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if o.host == "" || len(pos) > 0 {
+		return usageErrorf("give --host H and no other arguments (run `piosnap restore -h`)")
+	}
+	if o.id == "" && o.at == "" {
+		o.at = "latest"
+	}
+	if o.rewriteHostname && o.to == "" {
+		return usageErrorf("--rewrite-hostname needs --to UNIT, the unit to restore onto")
+	}
+	return a.restore(ctx, o)
+}
+
+// restore runs one restore: pick, check, probe, confirm, safety snapshot,
+// upload, wait, verify. Every step that can fail says what was (not) done.
+func (a *app) restore(ctx context.Context, o restoreOptions) error {
+	out := a.env.Stdout
+	target := o.to
+	if target == "" {
+		target = o.host
+	}
+	var names []string
+	if o.storeName != "" {
+		names = []string{o.storeName}
+	}
+	stores, err := a.openStores(ctx, names...)
+	if err != nil {
+		return err
+	}
+	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at)
+	if err != nil {
+		return err
+	}
+	loc := a.cfg.Location()
+	fmt.Fprintf(out, "version %s of %s, taken %s (%s), store %s: %d entries, %s\n",
+		v.ShortID(), v.Host, v.Time.In(loc).Format(time.RFC3339), v.Kind, s.Name, len(v.Entries), humanBytes(v.Size))
+	if target != v.Host && !o.rewriteHostname {
+		return usageErrorf("version %s belongs to %s; restoring it onto %s would clone %s's configuration onto %s: pass --rewrite-hostname if that is what you want (nothing was uploaded)",
+			v.ShortID(), v.Host, target, v.Host, target)
+	}
+	if !o.dryRun && !o.yes && !isTerminal(a.env.Stdin) {
+		return usageErrorf("a restore replaces everything in %s's ~/.pioreactor and reboots it, and standard input is not a terminal to confirm on: pass --yes to restore without asking (nothing was uploaded)", target)
+	}
+	hold, err := s.Repo.Hold(ctx, "restore", v.ID)
+	if err != nil {
+		return fmt.Errorf("hold version %s against retention: %w", v.ShortID(), err)
+	}
+	defer hold.Unlock(context.WithoutCancel(ctx))
+
+	replace, err := checkRestorable(ctx, s.Repo, v, target, o.rewriteHostname)
+	if err != nil {
+		return fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), target, err)
+	}
+	if target != v.Host {
+		fmt.Fprintf(a.env.Stderr, "WARNING: cloning %s's configuration, calibrations and plugins onto %s; the archive's unit name is rewritten to %s\n", v.Host, target, target)
+	}
+	src := zipSource{repo: s.Repo, v: v, replace: replace}
+	size, err := src.size(ctx)
+	if err != nil {
+		return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
+	}
+	fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked: %s\n", humanBytes(size))
+
+	cl, err := a.client()
+	if err != nil {
+		return err
+	}
+	if err := a.waitUnitReady(ctx, cl, target, o.lockWait); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s answers and nothing blocks an import\n", target)
+	if o.dryRun {
+		fmt.Fprintf(out, "dry run: every check passed; no safety snapshot was taken and nothing was uploaded\n")
+		return nil
+	}
+	if !o.yes {
+		q := fmt.Sprintf("This replaces everything in %s's ~/.pioreactor (config.ini, calibrations, plugins%s) with version %s of %s from %s, then %s reboots.\n",
+			target, databaseNote(v), v.ShortID(), v.Host, v.Time.In(loc).Format("2006-01-02 15:04 MST"), target)
+		if o.noSafety {
+			q += "No safety snapshot will be taken: the current state cannot be brought back.\n"
+		} else {
+			q += "A safety snapshot of the current state is taken first; restoring it undoes this.\n"
+		}
+		ok, err := confirm(a.env.Stdin, a.env.Stderr, q+"Restore? [y/N] ")
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return withCode(exitFailure, errors.New("not confirmed: nothing was uploaded"))
+		}
+	}
+
+	undo := ""
+	if o.noSafety {
+		fmt.Fprintf(a.env.Stderr, "WARNING: no safety snapshot (--no-safety-snapshot): %s's current state is not kept\n", target)
+	} else {
+		id, err := a.safetySnapshot(ctx, s, target, v)
+		if err != nil {
+			return err
+		}
+		undo = fmt.Sprintf("piosnap restore --host %s --version %s --store %s", target, id[:8], s.Name)
+		fmt.Fprintf(out, "safety snapshot of %s taken: version %s (to undo the restore: %s)\n", target, id[:8], undo)
+	}
+
+	deadline := time.Now().Add(o.lockWait)
+	for {
+		task, err := a.upload(ctx, cl, target, src, size)
+		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
+			if err := a.waitLocked(ctx, target, task); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return withUndo(err, undo)
+		}
+		if o.noWait {
+			fmt.Fprintf(out, "%s accepted the archive (task %s) and reboots in a few seconds; not waiting (--no-wait), so nothing was verified\n", target, task.TaskID)
+			return nil
+		}
+		fmt.Fprintf(out, "%s accepted the archive; waiting for the import and the reboot (up to %s)\n", target, a.cfg.Pioreactor.RebootTimeout.Duration)
+		rt := a.cfg.Pioreactor.RebootTimeout.Duration
+		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt})
+		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
+			if err := a.waitLocked(ctx, target, task); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return withUndo(fmt.Errorf("restore of version %s onto %s: %w", v.ShortID(), target, err), undo)
+		}
+		fmt.Fprintf(out, "%s rebooted and answers again; verifying by exporting it\n", outcome.Unit)
+		break
+	}
+	diff, err := verifyRestore(ctx, cl, s.Repo, v, target)
+	if err != nil {
+		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
+	}
+	if !diff.empty() {
+		fmt.Fprintf(out, "%s differs from version %s:\n%s", target, v.ShortID(), diff)
+		return withUndo(fmt.Errorf("%s was restored but does not match version %s (%s)", target, v.ShortID(), diff.summary()), undo)
+	}
+	fmt.Fprintf(out, "restored and verified: %s matches version %s of %s (%d entries; config.ini compared by its settings, as Pioreactor rewrites it)\n",
+		target, v.ShortID(), v.Host, len(v.Entries))
+	return nil
+}
+
+// withUndo appends how to undo a half-done restore to err.
+func withUndo(err error, undo string) error {
+	if undo == "" {
+		return err
+	}
+	return fmt.Errorf("%w; to go back to the state before the restore: %s", err, undo)
+}
+
+func databaseNote(v *store.Version) string {
+	for _, e := range v.Entries {
+		if e.Name == "storage/pioreactor.sqlite" {
+			return ", the experiment database"
+		}
+	}
+	return ""
+}
+
+// confirm asks question on w and reads one line from r; only "y" or "yes"
+// agrees.
+func confirm(r io.Reader, w io.Writer, question string) (bool, error) {
+	fmt.Fprint(w, question)
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("read confirmation: %w", err)
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
+}
+
+// rebootGrace is how long a unit that just finished another import is
+// watched for the reboot a successful import triggers (2 s on Pioreactor,
+// plus shutdown).
+const rebootGrace = 15 * time.Second
+
+// waitUnitReady asks the unit itself what would block an import, since the
+// leader hides the unit's reasons behind a 502. An import already running is
+// waited for up to lockWait, and the reboot that follows it up to the
+// configured reboot timeout; anything else stops the restore.
+func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit string, lockWait time.Duration) error {
+	lockDeadline := time.Now().Add(lockWait)
+	var downSince time.Time // when the unit went down after the import we waited for
+	var upSince time.Time   // when the unit was free again, before its reboot
+	sawImport := false
+	for {
+		err := cl.Probe(ctx, unit)
+		switch {
+		case err == nil && (!sawImport || !downSince.IsZero()):
+			return nil
+		case err == nil && upSince.IsZero():
+			// The other import finished; a successful one reboots the unit
+			// seconds later, which must not hit our upload.
+			upSince = time.Now()
+		case err == nil && time.Since(upSince) > rebootGrace:
+			return nil // it did not reboot: that import failed
+		}
+		if err == nil {
+			if err := sleepContext(ctx, 500*time.Millisecond); err != nil {
+				return err
+			}
+			continue
+		}
+		locked := errors.Is(err, pioreactor.ErrImportLocked)
+		rebooting := sawImport && errors.Is(err, pioreactor.ErrUnreachable)
+		blocked := errors.Is(err, pioreactor.ErrSentinel) || errors.Is(err, pioreactor.ErrWrongUnit) || errors.Is(err, pioreactor.ErrUnauthorized)
+		switch {
+		case blocked || !locked && !rebooting:
+			return fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err)
+		case locked && time.Now().After(lockDeadline):
+			return fmt.Errorf("%s is still running another import after %s: %w (nothing was uploaded; retry later or raise --lock-wait)", unit, lockWait, err)
+		case locked:
+			downSince = time.Time{}
+			if !sawImport {
+				fmt.Fprintf(a.env.Stdout, "%s is running another import; waiting for it to finish (up to %s)\n", unit, lockWait)
+			}
+			sawImport = true
+		case downSince.IsZero():
+			downSince = time.Now()
+			fmt.Fprintf(a.env.Stdout, "%s went down after that import (rebooting); waiting for it to come back (up to %s)\n", unit, a.cfg.Pioreactor.RebootTimeout.Duration)
+		case time.Since(downSince) > a.cfg.Pioreactor.RebootTimeout.Duration:
+			return fmt.Errorf("%s did not come back within %s (reboot_timeout) after the import it was running: %w (nothing was uploaded)", unit, a.cfg.Pioreactor.RebootTimeout.Duration, err)
+		}
+		if err := sleepContext(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// waitLocked pauses before uploading again after the unit said another
+// import holds its lock.
+func (a *app) waitLocked(ctx context.Context, unit string, task *pioreactor.Task) error {
+	d := time.Second
+	if task != nil && task.RetryAfter > d {
+		d = task.RetryAfter
+	}
+	fmt.Fprintf(a.env.Stdout, "%s is running another import; uploading again in %s\n", unit, d)
+	return sleepContext(ctx, d)
+}
+
+func sleepContext(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// safetySnapshot stores the unit's current state as a KindSafety version in
+// s and returns its ID.
+func (a *app) safetySnapshot(ctx context.Context, s snapshot.Store, unit string, v *store.Version) (string, error) {
+	fail := func(err error) error {
+		return fmt.Errorf("safety snapshot of %s failed: %w (nothing was uploaded; fix this, or pass --no-safety-snapshot to restore with no way back)", unit, err)
+	}
+	stores := []snapshot.Store{s}
+	unlock, err := a.lockAll(ctx, stores, "restore safety snapshot")
+	if err != nil {
+		return "", fail(err)
+	}
+	defer unlock()
+	rep, err := a.backup(ctx, stores, []string{unit}, store.KindSafety, "before restore of version "+v.ShortID())
+	if err != nil {
+		return "", fail(err)
+	}
+	for _, h := range rep.Hosts {
+		if h.Host != unit {
+			continue
+		}
+		if err := h.Err(); err != nil {
+			return "", fail(err)
+		}
+		for _, sr := range h.Stores {
+			if sr.Error != "" {
+				return "", fail(fmt.Errorf("store %q: %s", sr.Store, sr.Error))
+			}
+			if len(sr.VersionID) >= 8 {
+				return sr.VersionID, nil
+			}
+		}
+	}
+	return "", fail(errors.New("the run stored no version of it"))
+}
+
+// upload streams the rebuilt archive to the unit through the leader. When
+// the leader masks the unit's refusal, the unit is asked for the reason.
+func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, src zipSource, size int64) (*pioreactor.Task, error) {
+	body, wait := src.stream(ctx)
+	bar := newProgress(a.env.Stderr, unit, size)
+	start := time.Now()
+	task, err := cl.Import(ctx, unit, body, size, bar.update)
+	body.Close()
+	werr := wait()
+	bar.finish()
+	if err != nil {
+		if errors.Is(err, pioreactor.ErrLeaderMasked) {
+			if perr := cl.Probe(ctx, unit); perr != nil {
+				return nil, fmt.Errorf("upload to %s refused: %w", unit, perr)
+			}
+		}
+		if werr != nil && !errors.Is(werr, io.ErrClosedPipe) {
+			return task, fmt.Errorf("upload to %s: %w (the archive could not be read back: %v)", unit, err, werr)
+		}
+		return task, fmt.Errorf("upload to %s: %w", unit, err)
+	}
+	el := time.Since(start)
+	fmt.Fprintf(a.env.Stdout, "uploaded %s to %s through the leader in %s (%s/s)\n",
+		humanBytes(size), unit, el.Round(time.Millisecond), humanBytes(int64(float64(size)/max(el.Seconds(), 1e-3))))
+	return task, nil
 }

@@ -91,6 +91,17 @@ func lockedReply() any {
 
 var errNoArchive = errors.New("no archive part")
 
+// taskError is a failure message of the real import task, kept verbatim
+// (capitalised) because clients see it in the task result.
+type taskError string
+
+func (e taskError) Error() string { return string(e) }
+
+const (
+	errBackup   taskError = "Failed to backup existing DOT_PIOREACTOR"
+	errWriteNew taskError = "Failed to write new DOT_PIOREACTOR contents"
+)
+
 // saveUpload stores the multipart part "archive" in the unit's $TMPDIR with
 // mode 0640, as the real endpoint does.
 func (u *Unit) saveUpload(r *http.Request) (string, error) {
@@ -312,17 +323,17 @@ func (u *Unit) replaceDir(upload string) error {
 	}
 	backup := filepath.Join(u.tmp, u.name+"_dot_pioreactor_backup_"+utcTimestamp(now))
 	if err := os.Mkdir(backup, 0o775); err != nil {
-		return errors.New("Failed to backup existing DOT_PIOREACTOR")
+		return errBackup
 	}
 	if err := moveChildren(u.dir, backup); err != nil {
-		return errors.New("Failed to backup existing DOT_PIOREACTOR")
+		return errBackup
 	}
 	if err := u.moveIn(extract, backup); err != nil {
 		u.c.opts.Logger.Error("import: write failed, restoring backup", "unit", u.name, "err", err)
 		if rerr := restoreBackup(u.dir, backup); rerr != nil {
 			u.c.opts.Logger.Error("import: restore from backup failed", "unit", u.name, "err", rerr)
 		}
-		return errors.New("Failed to write new DOT_PIOREACTOR contents")
+		return errWriteNew
 	}
 	return nil
 }

@@ -57,6 +57,7 @@ type pyZip struct {
 	w       io.WriteSeeker
 	off     int64
 	entries []pyCentral
+	fw      *flate.Writer // reused across members
 }
 
 func newPyZip(w io.WriteSeeker) *pyZip { return &pyZip{w: w} }
@@ -109,10 +110,16 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 func (z *pyZip) deflate(c *pyCentral, r io.Reader) error {
 	cw := &countWriter{w: z.w}
-	fw, err := flate.NewWriter(cw, 6) // zlib's Z_DEFAULT_COMPRESSION
-	if err != nil {
-		return err
+	if z.fw == nil {
+		fw, err := flate.NewWriter(cw, 6) // zlib's Z_DEFAULT_COMPRESSION
+		if err != nil {
+			return err
+		}
+		z.fw = fw
+	} else {
+		z.fw.Reset(cw)
 	}
+	fw := z.fw
 	h := crc32.NewIEEE()
 	n, err := io.Copy(io.MultiWriter(fw, h), r)
 	if err != nil {
@@ -289,6 +296,11 @@ type memFile struct {
 }
 
 func (m *memFile) Write(p []byte) (int, error) {
+	if m.pos == int64(len(m.buf)) {
+		m.buf = append(m.buf, p...)
+		m.pos += int64(len(p))
+		return len(p), nil
+	}
 	end := m.pos + int64(len(p))
 	if end > int64(len(m.buf)) {
 		m.buf = append(m.buf, make([]byte, end-int64(len(m.buf)))...)

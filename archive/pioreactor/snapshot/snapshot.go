@@ -277,7 +277,7 @@ func (r *runner) finish(ctx context.Context, h *ingest.Host, hr *HostReport) {
 	hr.Size = h.Pending.Size()
 	results := h.Pending.Commit(ctx, store.Version{
 		Time: r.rep.Time, Zone: r.opts.Zone, Kind: r.opts.Kind, Source: "pioreactor",
-		AppVersion: h.AppVersion, Metadata: jsonOrNil(h.Metadata), Note: r.opts.Note,
+		AppVersion: h.AppVersion, Metadata: h.MetadataJSON(), Note: r.opts.Note,
 	})
 	for i, res := range results {
 		sr := StoreResult{Store: r.stores[i].Name, Stored: res.Stored, err: res.Err}
@@ -291,16 +291,6 @@ func (r *runner) finish(ctx context.Context, h *ingest.Host, hr *HostReport) {
 		hr.Stores = append(hr.Stores, sr)
 	}
 	r.rep.Hosts = append(r.rep.Hosts, hr)
-}
-
-// jsonOrNil returns data if it is a JSON object, for embedding in the
-// manifest; the entry itself is stored either way.
-func jsonOrNil(data []byte) []byte {
-	d := strings.TrimSpace(string(data))
-	if strings.HasPrefix(d, "{") && strings.HasSuffix(d, "}") {
-		return []byte(d)
-	}
-	return nil
 }
 
 // detectLayout peeks at the first entry's name: under a known unit's folder
