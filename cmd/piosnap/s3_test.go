@@ -1,0 +1,506 @@
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/pioreactor/simulator"
+	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/s3"
+	"github.com/piosnap/piosnap/store/storetest"
+)
+
+// s3Harness is a real MinIO server and a simulated cluster, and runs Main
+// against configurations that name them. Credentials reach piosnap only
+// through Env.Getenv, as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+type s3Harness struct {
+	t       *testing.T
+	minio   *storetest.MinIO
+	cluster *simulator.Cluster
+	dir     string
+	env     map[string]string
+}
+
+func newS3Harness(t *testing.T, dbSize int64, workers ...string) *s3Harness {
+	t.Helper()
+	m := storetest.StartMinIO(t)
+	dir := t.TempDir()
+	c, err := simulator.Start(context.Background(), simulator.Options{Dir: filepath.Join(dir, "cluster"), Workers: workers, DBSize: dbSize})
+	if err != nil {
+		t.Fatalf("start simulator: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &s3Harness{t: t, minio: m, cluster: c, dir: dir, env: map[string]string{
+		"AWS_ACCESS_KEY_ID": m.AccessKey, "AWS_SECRET_ACCESS_KEY": m.SecretKey,
+	}}
+}
+
+// s3Store is the TOML of an s3 store on the harness's MinIO.
+func (h *s3Harness) s3Store(name, bucket, prefix string) string {
+	return fmt.Sprintf("[[store]]\nname = %q\ntype = \"s3\"\nendpoint = %q\nbucket = %q\nprefix = %q\ntls = false\n\n",
+		name, h.minio.Endpoint, bucket, prefix)
+}
+
+// localStore is the TOML of a local store under the harness's directory.
+func (h *s3Harness) localStore(name string) string {
+	return fmt.Sprintf("[[store]]\nname = %q\ntype = \"local\"\npath = %q\n\n", name, h.localPath(name))
+}
+
+func (h *s3Harness) localPath(name string) string { return filepath.Join(h.dir, "repo-"+name) }
+
+// config writes a configuration with the given stores and returns its path.
+// Each configuration gets its own state directory, as a new leader would.
+func (h *s3Harness) config(name string, stores ...string) string {
+	h.t.Helper()
+	var addr strings.Builder
+	for unit, a := range h.cluster.Addresses() {
+		fmt.Fprintf(&addr, "%s = %q\n", unit, a)
+	}
+	text := fmt.Sprintf(`zone = "UTC"
+state_dir = %q
+lock_wait = "5s"
+
+[pioreactor]
+leader = %q
+pull = "broadcast"
+
+[pioreactor.addresses]
+%s
+%s
+[log]
+format = "text"
+level = "info"
+`, filepath.Join(h.dir, "state-"+name), h.cluster.LeaderURL(), addr.String(), strings.Join(stores, ""))
+	p := filepath.Join(h.dir, name+".toml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+// s3Output is a goroutine-safe buffer for Main's output.
+type s3Output struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (o *s3Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.Write(p)
+}
+
+func (o *s3Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}
+
+// main runs piosnap with cfg and args and returns its exit code and output.
+func (h *s3Harness) main(ctx context.Context, cfg string, args ...string) (code int, stdout, stderr string) {
+	var out, errOut s3Output
+	code = h.mainTo(ctx, &out, &errOut, cfg, args...)
+	return code, out.String(), errOut.String()
+}
+
+func (h *s3Harness) mainTo(ctx context.Context, stdout, stderr io.Writer, cfg string, args ...string) int {
+	env := h.env
+	return Main(ctx, append([]string{"-c", cfg}, args...), Env{
+		Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr,
+		Getenv: func(k string) string { return env[k] },
+	})
+}
+
+// mustMain runs piosnap and fails the test unless it exits 0.
+func (h *s3Harness) mustMain(cfg string, args ...string) string {
+	h.t.Helper()
+	code, out, errOut := h.main(context.Background(), cfg, args...)
+	if code != exitOK {
+		h.t.Fatalf("piosnap %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// list returns `piosnap list --json`.
+func (h *s3Harness) list(cfg string, args ...string) []listedVersion {
+	h.t.Helper()
+	out := h.mustMain(cfg, append([]string{"list", "--json"}, args...)...)
+	var rows []listedVersion
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		h.t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	return rows
+}
+
+// export writes host's latest version to a file and returns the ZIP's bytes.
+func (h *s3Harness) export(cfg, host string, args ...string) []byte {
+	h.t.Helper()
+	p := filepath.Join(h.t.TempDir(), host+".zip")
+	h.mustMain(cfg, append([]string{"export", "--host", host, "--at", "latest", "-o", p}, args...)...)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return b
+}
+
+// bucket opens a backend on the harness's MinIO with a short retry policy,
+// for looking at what piosnap wrote.
+func (h *s3Harness) bucket(bucket, prefix string) *s3.Backend {
+	h.t.Helper()
+	b, err := s3.New(s3.Config{
+		Endpoint: h.minio.Endpoint, Bucket: bucket, Prefix: prefix, PathStyle: true,
+		AccessKey: h.minio.AccessKey, SecretKey: h.minio.SecretKey,
+		Retry: s3.Retry{Attempts: 2, Initial: 10 * time.Millisecond, Max: 10 * time.Millisecond, Total: time.Second},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return b
+}
+
+// compareWithUnit checks that the exported ZIP holds every file of the unit's
+// directory, byte for byte, as Pioreactor's own export would.
+func compareWithUnit(t *testing.T, zipData []byte, u *simulator.Unit) {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(zipData), int64(len(zipData)))
+	if err != nil {
+		t.Fatalf("export of %s is not a ZIP: %v", u.Name(), err)
+	}
+	inZip := map[string]*zip.File{}
+	for _, f := range zr.File {
+		inZip[f.Name] = f
+	}
+	n := 0
+	err = filepath.WalkDir(u.Dir(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(u.Dir(), p)
+		rel = filepath.ToSlash(rel)
+		if rel == "storage/pioreactor.sqlite.backup" {
+			return nil
+		}
+		f, ok := inZip[rel]
+		if !ok {
+			t.Errorf("export of %s lacks %s", u.Name(), rel)
+			return nil
+		}
+		want, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return err
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Errorf("export of %s: read %s: %v", u.Name(), rel, err)
+			return nil
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("export of %s: %s differs from the unit's file (%d bytes, want %d)", u.Name(), rel, len(got), len(want))
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 3 {
+		t.Fatalf("compared only %d files of %s; the simulator seeded more", n, u.Name())
+	}
+	if _, ok := inZip["pioreactor_export_metadata.json"]; !ok {
+		t.Errorf("export of %s lacks pioreactor_export_metadata.json", u.Name())
+	}
+}
+
+// TestS3EndToEnd runs the whole CLI with S3 as the only store: init creates
+// the bucket, two backups with a change in between, list, export compared
+// with the units' files, and check --read-data.
+func TestS3EndToEnd(t *testing.T) {
+	h := newS3Harness(t, 4<<20, "worker1")
+	cfg := h.config("e2e", h.s3Store("offsite", "e2e", "lab1"))
+
+	// Without --create-bucket, init says how to create the bucket.
+	code, _, errOut := h.main(context.Background(), cfg, "init")
+	if code != exitFailure || !strings.Contains(errOut, "--create-bucket") {
+		t.Fatalf("init without bucket: exit %d, stderr %q; want exit 1 naming --create-bucket", code, errOut)
+	}
+	out := h.mustMain(cfg, "init", "--create-bucket")
+	for _, want := range []string{"created bucket e2e", "created repository at s3://e2e/lab1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("init output lacks %q:\n%s", want, out)
+		}
+	}
+	if out := h.mustMain(cfg, "init", "--create-bucket"); !strings.Contains(out, "already initialised") {
+		t.Errorf("second init: %q; want it to find the repository", out)
+	}
+
+	h.mustMain(cfg, "backup")
+	first := h.list(cfg)
+	if len(first) != 2 {
+		t.Fatalf("after one backup, list shows %d versions, want 2 (leader1, worker1)", len(first))
+	}
+
+	if err := h.cluster.GrowDatabase(context.Background(), 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.cluster.Unit("worker1").WriteCalibration("od90", "e2e", "curve_data_: [0.1, 0.5]\n"); err != nil {
+		t.Fatal(err)
+	}
+	out = h.mustMain(cfg, "backup", "--json")
+	var rep struct {
+		Hosts []struct {
+			Host   string
+			Size   int64 `json:"size_bytes"`
+			Stores []struct {
+				Store  string
+				Stored int64 `json:"stored_bytes"`
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("backup --json: %v\n%s", err, out)
+	}
+	for _, hr := range rep.Hosts {
+		if len(hr.Stores) != 1 || hr.Stores[0].Store != "offsite" {
+			t.Fatalf("host %s stores %+v; want one result for offsite", hr.Host, hr.Stores)
+		}
+		// The second run stores the change, not the whole unit again.
+		if s := hr.Stores[0].Stored; s <= 0 || s >= hr.Size/2 {
+			t.Errorf("second backup of %s stored %d bytes of %d; want only the change", hr.Host, s, hr.Size)
+		}
+	}
+	all := h.list(cfg)
+	if len(all) != 4 {
+		t.Fatalf("after two backups, list shows %d versions, want 4", len(all))
+	}
+	for _, v := range all {
+		if v.Store != "offsite" {
+			t.Errorf("version %s in store %q, want offsite", v.ShortID, v.Store)
+		}
+	}
+	for _, unit := range h.cluster.Units() {
+		compareWithUnit(t, h.export(cfg, unit), h.cluster.Unit(unit))
+	}
+	if out := h.mustMain(cfg, "check", "--read-data"); !strings.Contains(out, "store offsite: no damage found") {
+		t.Errorf("check --read-data: %s", out)
+	}
+}
+
+// TestS3WrongCredentials: wrong keys fail with a message that says which
+// key to fix and never shows the secret.
+func TestS3WrongCredentials(t *testing.T) {
+	h := newS3Harness(t, 1<<20)
+	cfg := h.config("creds", h.s3Store("offsite", "creds", ""))
+	h.mustMain(cfg, "init", "--create-bucket")
+	const wrongSecret = "wrong-secret-Zq81xK"
+	tests := []struct {
+		name      string
+		env       map[string]string
+		args      []string
+		want      string
+		forbidden []string
+	}{
+		{"wrong secret key, list", map[string]string{"AWS_ACCESS_KEY_ID": h.minio.AccessKey, "AWS_SECRET_ACCESS_KEY": wrongSecret},
+			[]string{"list"}, "check the secret key", []string{wrongSecret, h.minio.SecretKey}},
+		{"wrong secret key, backup", map[string]string{"AWS_ACCESS_KEY_ID": h.minio.AccessKey, "AWS_SECRET_ACCESS_KEY": wrongSecret},
+			[]string{"backup"}, "check the secret key", []string{wrongSecret, h.minio.SecretKey}},
+		{"unknown access key", map[string]string{"AWS_ACCESS_KEY_ID": "nobody-here", "AWS_SECRET_ACCESS_KEY": h.minio.SecretKey},
+			[]string{"list"}, "does not know the access key", []string{h.minio.SecretKey}},
+		{"piosnap variables win", map[string]string{"PIOSNAP_S3_ACCESS_KEY": h.minio.AccessKey, "PIOSNAP_S3_SECRET_KEY": wrongSecret,
+			"AWS_ACCESS_KEY_ID": h.minio.AccessKey, "AWS_SECRET_ACCESS_KEY": h.minio.SecretKey},
+			[]string{"list"}, "PIOSNAP_S3_SECRET_KEY", []string{wrongSecret, h.minio.SecretKey}},
+		{"no credentials", map[string]string{}, []string{"list"}, "no S3 credentials: set AWS_ACCESS_KEY_ID", nil},
+		{"half set", map[string]string{"AWS_ACCESS_KEY_ID": h.minio.AccessKey}, []string{"list"}, "set both", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.env = tt.env
+			code, out, errOut := h.main(context.Background(), cfg, tt.args...)
+			if code != exitFailure {
+				t.Errorf("exit %d, want %d", code, exitFailure)
+			}
+			if !strings.Contains(errOut, tt.want) || !strings.Contains(errOut, `store "offsite"`) {
+				t.Errorf("stderr %q; want it to name store offsite and say %q", errOut, tt.want)
+			}
+			for _, s := range tt.forbidden {
+				if strings.Contains(out+errOut, s) {
+					t.Errorf("output shows the secret %q:\n%s%s", s, out, errOut)
+				}
+			}
+		})
+	}
+}
+
+// TestS3TwoStoresCopyAndNewLeader: one backup writes a local and an s3
+// store; copy to a fresh s3 store moves exactly the chunks it lacks; a new
+// leader with only the s3 store's configuration lists and exports from the
+// bucket alone.
+func TestS3TwoStoresCopyAndNewLeader(t *testing.T) {
+	h := newS3Harness(t, 4<<20, "worker1")
+	local, offsite, fresh := h.localStore("local"), h.s3Store("offsite", "two", "offsite"), h.s3Store("fresh", "copy", "")
+	cfg := h.config("two", local, offsite, fresh)
+	h.mustMain(cfg, "init", "--create-bucket")
+
+	out := h.mustMain(cfg, "backup", "--store", "local", "--store", "offsite")
+	if n := strings.Count(out, " ok "); n != 4 {
+		t.Errorf("backup reported %d ok lines, want 4 (2 hosts x 2 stores):\n%s", n, out)
+	}
+	byStore := map[string][]string{}
+	for _, v := range h.list(cfg) {
+		byStore[v.Store] = append(byStore[v.Store], v.ID)
+	}
+	for _, ids := range byStore {
+		sort.Strings(ids)
+	}
+	if len(byStore["local"]) != 2 || !slices.Equal(byStore["local"], byStore["offsite"]) || len(byStore["fresh"]) != 0 {
+		t.Fatalf("versions by store %v; want the same 2 in local and offsite, none in fresh", byStore)
+	}
+
+	copyOnce := func() store.CopyReport {
+		t.Helper()
+		out := h.mustMain(cfg, "copy", "--from", "local", "--to", "fresh", "--json")
+		var res copyResult
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("copy --json: %v\n%s", err, out)
+		}
+		return *res.Report
+	}
+	chunks0, bytes0 := localChunks(t, h.localPath("local"))
+	rep := copyOnce()
+	if len(rep.Copied) != 2 || rep.Present != 0 {
+		t.Errorf("first copy: copied %v, %d present; want 2 copied", rep.Copied, rep.Present)
+	}
+	if want := bytes0 + localManifests(t, h.localPath("local"), rep.Copied); rep.Chunks != len(chunks0) || rep.Bytes != want {
+		t.Errorf("first copy sent %d chunks, %d bytes; want all %d chunks, %d bytes", rep.Chunks, rep.Bytes, len(chunks0), want)
+	}
+	fb := h.bucket("copy", "")
+	if got := bucketChunks(t, fb); !maps.Equal(got, chunks0) {
+		t.Errorf("fresh bucket holds %d chunks, local %d; want the same set and sizes", len(got), len(chunks0))
+	}
+
+	// A change reaches only the local store; the next copy sends only it.
+	if err := h.cluster.GrowDatabase(context.Background(), 512<<10); err != nil {
+		t.Fatal(err)
+	}
+	h.mustMain(cfg, "backup", "--store", "local")
+	chunks1, _ := localChunks(t, h.localPath("local"))
+	var newCount int
+	var newBytes int64
+	for c, s := range chunks1 {
+		if _, ok := chunks0[c]; !ok {
+			newCount++
+			newBytes += s
+		}
+	}
+	rep = copyOnce()
+	if len(rep.Copied) != 2 || rep.Present != 2 {
+		t.Errorf("second copy: copied %d, %d present; want 2 and 2", len(rep.Copied), rep.Present)
+	}
+	if want := newBytes + localManifests(t, h.localPath("local"), rep.Copied); rep.Chunks != newCount || rep.Bytes != want {
+		t.Errorf("second copy sent %d chunks, %d bytes; want exactly the %d new chunks, %d bytes", rep.Chunks, rep.Bytes, newCount, want)
+	}
+	if rep = copyOnce(); len(rep.Copied) != 0 || rep.Chunks != 0 || rep.Present != 4 {
+		t.Errorf("third copy: %+v; want nothing sent, 4 present", rep)
+	}
+	if out := h.mustMain(cfg, "copy", "--from", "local", "--to", "fresh"); !strings.Contains(out, "copy local -> fresh: 0 versions copied, 4 already there") {
+		t.Errorf("copy text report: %q", out)
+	}
+
+	// A new leader: only the s3 store in its configuration, a fresh state
+	// directory, no local repository.
+	newLeader := h.config("new-leader", fresh)
+	rows := h.list(newLeader)
+	var ids []string
+	for _, v := range rows {
+		ids = append(ids, v.ID)
+	}
+	sort.Strings(ids)
+	localRows := h.list(cfg, "--store", "local")
+	var want []string
+	for _, v := range localRows {
+		want = append(want, v.ID)
+	}
+	sort.Strings(want)
+	if !slices.Equal(ids, want) {
+		t.Errorf("new leader lists %v, want the local store's %v", ids, want)
+	}
+	for _, unit := range h.cluster.Units() {
+		fromBucket := h.export(newLeader, unit)
+		if !bytes.Equal(fromBucket, h.export(cfg, unit, "--store", "local")) {
+			t.Errorf("%s: the new leader's export differs from the local store's", unit)
+		}
+		compareWithUnit(t, fromBucket, h.cluster.Unit(unit))
+	}
+	if out := h.mustMain(newLeader, "check", "--read-data"); !strings.Contains(out, "store fresh: no damage found") {
+		t.Errorf("check on the new leader: %s", out)
+	}
+}
+
+// localChunks lists a local repository's chunk files and their total size.
+func localChunks(t *testing.T, dir string) (map[string]int64, int64) {
+	t.Helper()
+	m := map[string]int64{}
+	var total int64
+	err := filepath.WalkDir(filepath.Join(dir, "chunks"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		m[d.Name()] = fi.Size()
+		total += fi.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, total
+}
+
+func localManifests(t *testing.T, dir string, ids []string) int64 {
+	t.Helper()
+	var n int64
+	for _, id := range ids {
+		fi, err := os.Stat(filepath.Join(dir, "versions", id+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += fi.Size()
+	}
+	return n
+}
+
+// bucketChunks lists the chunks in a bucket with their sizes.
+func bucketChunks(t *testing.T, b *s3.Backend) map[string]int64 {
+	t.Helper()
+	m := map[string]int64{}
+	err := b.List(context.Background(), "chunks/", func(name string, size int64) error {
+		m[name[strings.LastIndexByte(name, '/')+1:]] = size
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
