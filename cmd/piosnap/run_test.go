@@ -1,0 +1,493 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/pioreactor/simulator"
+	"github.com/piosnap/piosnap/scheduler/notify"
+	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/local"
+)
+
+// buildPiosnap builds the piosnap binary into a temporary directory, so
+// tests can send it real signals.
+func buildPiosnap(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "piosnap")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// syncBuffer collects a process's stderr while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// recorder is a real HTTP server that records the requests it gets.
+type recorder struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	reqs []recorded
+}
+
+type recorded struct{ method, path, body string }
+
+func newRecorder(t *testing.T) *recorder {
+	r := &recorder{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		r.reqs = append(r.reqs, recorded{req.Method, req.URL.Path, string(b)})
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *recorder) all() []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]recorded(nil), r.reqs...)
+}
+
+// daemonFixture is a simulated cluster, an initialised local repository
+// and a configuration file for them.
+type daemonFixture struct {
+	cluster  *simulator.Cluster
+	dir      string
+	repo     string
+	stateDir string
+	cfgPath  string
+}
+
+func newDaemonFixture(t *testing.T) *daemonFixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	cl, err := simulator.Start(ctx, simulator.Options{Dir: filepath.Join(dir, "cluster"), Workers: []string{"worker1"}, DBSize: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	f := &daemonFixture{cluster: cl, dir: dir, repo: filepath.Join(dir, "repo"), stateDir: filepath.Join(dir, "state"), cfgPath: filepath.Join(dir, "piosnap.toml")}
+	b, err := local.Create(f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Init(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(f.stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// config returns a configuration with extra appended at the top level
+// and retention rules for the store.
+func (f *daemonFixture) config(top, retention string) string {
+	var addr strings.Builder
+	for unit, a := range f.cluster.Addresses() {
+		fmt.Fprintf(&addr, "%s = %q\n", unit, a)
+	}
+	return fmt.Sprintf(`zone = "UTC"
+schedule = "* * * * *"
+state_dir = %q
+lock_wait = "3s"
+%s
+
+[log]
+format = "text"
+
+[pioreactor]
+leader = %q
+pull = "broadcast"
+timeout = "10s"
+
+[pioreactor.addresses]
+%s
+[[store]]
+name = "local"
+path = %q
+
+[store.retention]
+%s
+`, f.stateDir, top, f.cluster.LeaderURL(), addr.String(), f.repo, retention)
+}
+
+func (f *daemonFixture) writeConfig(t *testing.T, text string) {
+	t.Helper()
+	if err := os.WriteFile(f.cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs `piosnap run` as a child process.
+func (f *daemonFixture) start(t *testing.T, bin string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(bin, "-c", f.cfgPath, "run")
+	logs := &syncBuffer{}
+	cmd.Stderr, cmd.Stdout = logs, logs
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		if t.Failed() || os.Getenv("PIOSNAP_TEST_LOGS") != "" {
+			t.Logf("daemon output:\n%s", logs.String())
+		}
+	})
+	return cmd, logs
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitExit waits for the process and returns its exit code.
+func waitExit(t *testing.T, cmd *exec.Cmd, timeout time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("daemon did not exit within %v", timeout)
+		return -1
+	}
+}
+
+// runMain runs piosnap in-process and returns its exit code and output.
+func runMain(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), args, Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }})
+	return code, stdout.String(), stderr.String()
+}
+
+func (f *daemonFixture) versions(t *testing.T) []*store.Version {
+	t.Helper()
+	ctx := context.Background()
+	b, err := local.Open(f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Open(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := r.Versions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+func (f *daemonFixture) locks(t *testing.T) []store.LockInfo {
+	t.Helper()
+	ctx := context.Background()
+	b, err := local.Open(f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Open(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := r.Locks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ls
+}
+
+func (f *daemonFixture) status(t *testing.T) *statusFile {
+	sf, err := readStatusFile(filepath.Join(f.stateDir, statusFileName))
+	if err != nil {
+		return nil
+	}
+	return sf
+}
+
+// parseExposition parses Prometheus text into "name{labels}" → value,
+// checking that every sample follows a TYPE line of its family.
+func parseExposition(t *testing.T, text string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	typed := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			name, typ, _ := strings.Cut(rest, " ")
+			if typ != "gauge" {
+				t.Errorf("metric %s has type %q, want gauge", name, typ)
+			}
+			typed[name] = true
+			continue
+		}
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			t.Fatalf("bad sample line %q", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("bad value in %q: %v", line, err)
+		}
+		key := line[:i]
+		name, _, _ := strings.Cut(key, "{")
+		if !typed[name] {
+			t.Errorf("sample %q comes before its # TYPE line", line)
+		}
+		out[key] = v
+	}
+	return out
+}
+
+func TestRunDaemon(t *testing.T) {
+	bin := buildPiosnap(t)
+	f := newDaemonFixture(t)
+	hc, hook := newRecorder(t), newRecorder(t)
+	top := fmt.Sprintf(`[metrics]
+listen = "127.0.0.1:0"
+
+[notify]
+healthchecks_url = %q
+webhook_url = %q
+`, hc.srv.URL+"/ping/abc", hook.srv.URL+"/hook")
+	// [metrics] and [notify] are tables: they must come after the top-level
+	// keys, so they go at the end.
+	base := f.config("", "keep_last = 5") + top
+	f.writeConfig(t, base)
+	cmd, logs := f.start(t, bin)
+
+	// The repository is empty, so a catch-up run starts at once.
+	waitFor(t, 45*time.Second, "the first run to be recorded in the status file", func() bool {
+		sf := f.status(t)
+		return sf != nil && sf.LastRun != nil && !sf.Running
+	})
+	sf := f.status(t)
+	if sf.PID != cmd.Process.Pid || sf.LastRun.Result != "success" {
+		t.Fatalf("status file: pid %d (want %d), last run %+v", sf.PID, cmd.Process.Pid, sf.LastRun)
+	}
+	if vs := f.versions(t); len(vs) != 2 {
+		t.Fatalf("%d versions after the first run, want 2 (leader1, worker1)", len(vs))
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "msg=stored") && (!strings.Contains(line, "run="+sf.LastRun.RunID) || !strings.Contains(line, "host=")) {
+			t.Errorf("log line without run id or host: %s", line)
+		}
+	}
+
+	t.Run("pings", func(t *testing.T) {
+		reqs := hc.all()
+		var paths []string
+		for _, r := range reqs {
+			paths = append(paths, r.path)
+		}
+		if strings.Join(paths, " ") != "/ping/abc/start /ping/abc" {
+			t.Errorf("healthchecks pings %v, want start then success", paths)
+		}
+		hooks := hook.all()
+		if len(hooks) != 1 {
+			t.Fatalf("%d webhook calls, want 1", len(hooks))
+		}
+		var ev notify.Event
+		if err := json.Unmarshal([]byte(hooks[0].body), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.RunID != sf.LastRun.RunID || ev.Result != "success" || len(ev.Hosts) != 2 || !ev.Hosts[0].OK {
+			t.Errorf("webhook event %+v", ev)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		resp, err := http.Get("http://" + sf.MetricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := parseExposition(t, string(body))
+		for _, host := range []string{"leader1", "worker1"} {
+			l := fmt.Sprintf(`{host=%q,store="local"}`, host)
+			if ts := m["piosnap_last_success_timestamp_seconds"+l]; time.Since(time.Unix(int64(ts), 0)) > time.Minute {
+				t.Errorf("%s last success %v, want within the last minute", host, ts)
+			}
+			for name, want := range map[string]float64{"piosnap_versions": 1, "piosnap_last_run_success": 1, "piosnap_expected_interval_seconds": 60} {
+				if got, ok := m[name+l]; !ok || got != want {
+					t.Errorf("%s%s = %v (present %v), want %v", name, l, got, ok, want)
+				}
+			}
+			if m[fmt.Sprintf("piosnap_host_size_bytes{host=%q}", host)] <= 0 {
+				t.Errorf("no host size for %s", host)
+			}
+		}
+		if m["piosnap_last_run_ok"] != 1 || m[`piosnap_retention_last_success_timestamp_seconds{store="local"}`] == 0 {
+			t.Errorf("run/retention gauges: %v", m)
+		}
+	})
+
+	t.Run("status", func(t *testing.T) {
+		code, out, errOut := runMain(t, "-c", f.cfgPath, "status", "--json")
+		if code != 0 {
+			t.Fatalf("status exit %d: %s", code, errOut)
+		}
+		var rep statusReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if !rep.Daemon.Running || rep.Daemon.PID != cmd.Process.Pid || rep.Daemon.NextRun == nil || len(rep.Hosts) != 2 || rep.Hosts[0].Stale || rep.Hosts[0].Departed || rep.LeaderError != "" {
+			t.Errorf("status %+v", rep)
+		}
+		_, text, _ := runMain(t, "-c", f.cfgPath, "status")
+		if !strings.Contains(text, fmt.Sprintf("running (PID %d)", cmd.Process.Pid)) || !strings.Contains(text, "worker1") {
+			t.Errorf("status text:\n%s", text)
+		}
+	})
+
+	t.Run("backup between runs", func(t *testing.T) {
+		// The daemon holds the repository lock only during a run.
+		if code, _, errOut := runMain(t, "-c", f.cfgPath, "backup"); code != 0 {
+			t.Fatalf("backup while the daemon is idle: exit %d: %s", code, errOut)
+		}
+	})
+
+	t.Run("reload", func(t *testing.T) {
+		f.writeConfig(t, strings.Replace(base, `schedule = "* * * * *"`, `schedule = "61 * * * *"`, 1))
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the invalid configuration to be refused", func() bool {
+			return strings.Contains(logs.String(), "configuration reload refused")
+		})
+		if !strings.Contains(logs.String(), `61 * * * *`) {
+			t.Error("the refusal does not name the wrong schedule")
+		}
+		f.writeConfig(t, strings.Replace(base, "keep_last = 5", "keep_last = 1", 1))
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the configuration to be reloaded", func() bool {
+			return strings.Contains(logs.String(), "configuration reloaded")
+		})
+		if cmd.ProcessState != nil {
+			t.Fatal("daemon exited on reload")
+		}
+	})
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd, 15*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	if sf := f.status(t); sf.Stopped == nil {
+		t.Error("status file does not record the stop")
+	}
+	_, out, _ := runMain(t, "-c", f.cfgPath, "status")
+	if !strings.Contains(out, "not running") {
+		t.Errorf("status after stop:\n%s", out)
+	}
+	if code, out, errOut := runMain(t, "-c", f.cfgPath, "check", "--read-data"); code != 0 {
+		t.Fatalf("check --read-data: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestRunStopDuringRun(t *testing.T) {
+	bin := buildPiosnap(t)
+	for _, tc := range []struct {
+		name         string
+		delay        time.Duration
+		signals      int
+		wantVersions int
+	}{
+		{"one signal lets the run finish", 3 * time.Second, 1, 2},
+		{"a second signal cancels it", time.Minute, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newDaemonFixture(t)
+			for _, u := range f.cluster.Units() {
+				f.cluster.Unit(u).SetExportDelay(tc.delay)
+			}
+			f.writeConfig(t, f.config("", "keep_last = 3"))
+			cmd, logs := f.start(t, bin)
+			waitFor(t, 20*time.Second, "a run to start", func() bool {
+				return strings.Contains(logs.String(), "run due")
+			})
+			time.Sleep(500 * time.Millisecond) // into the export
+			start := time.Now()
+			for range tc.signals {
+				if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if code := waitExit(t, cmd, 20*time.Second); code != 0 {
+				t.Fatalf("exit code %d, want 0", code)
+			}
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("stopping took %v", took)
+			}
+			if vs := f.versions(t); len(vs) != tc.wantVersions {
+				t.Errorf("%d versions, want %d", len(vs), tc.wantVersions)
+			}
+			if code, out, errOut := runMain(t, "-c", f.cfgPath, "check", "--read-data"); code != 0 {
+				t.Fatalf("check --read-data: exit %d\n%s%s", code, out, errOut)
+			}
+			if locks := f.locks(t); len(locks) != 0 {
+				t.Errorf("locks left after the stop: %+v", locks)
+			}
+		})
+	}
+}
