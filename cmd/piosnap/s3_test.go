@@ -504,3 +504,105 @@ func bucketChunks(t *testing.T, b *s3.Backend) map[string]int64 {
 	}
 	return m
 }
+
+// uploading waits until piosnap has stored at least n bytes of chunks in b:
+// it is then in the middle of the leader's database. It fails the test if
+// the run ends first.
+func (h *s3Harness) uploading(b *s3.Backend, done <-chan int, n int64) {
+	h.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case code := <-done:
+			h.t.Fatalf("the backup ended (exit %d) before %d bytes were stored; the database is too small to stop MinIO in the middle", code, n)
+		default:
+		}
+		var total int64
+		_ = b.List(context.Background(), "chunks/", func(_ string, size int64) error {
+			total += size
+			return nil
+		})
+		if total >= n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.t.Fatalf("piosnap stored fewer than %d bytes in 60s", n)
+}
+
+// waitOutput waits until o contains s.
+func waitOutput(t *testing.T, o *s3Output, s string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(o.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in 30s; output so far:\n%s", s, o)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestS3MinIOFaults stops MinIO while the leader's database is being
+// stored. Stopped for good (the run is then interrupted, as systemd or an
+// operator would), it leaves no visible version and the next run succeeds;
+// restarted, the run recovers through retries.
+func TestS3MinIOFaults(t *testing.T) {
+	h := newS3Harness(t, 48<<20)
+	t.Run("stopped", func(t *testing.T) {
+		h.t = t
+		cfg := h.config("stopped", h.s3Store("offsite", "faults", "stopped"))
+		h.mustMain(cfg, "init", "--create-bucket")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var out, errOut s3Output
+		done := make(chan int, 1)
+		go func() { done <- h.mainTo(ctx, &out, &errOut, cfg, "backup") }()
+		h.uploading(h.bucket("faults", "stopped"), done, 2<<20)
+		h.minio.Stop()
+		waitOutput(t, &errOut, "retrying s3 request")
+		cancel()
+		h.minio.Start() // lets the interrupted run release its lock
+		if code := <-done; code != exitInterrupted || !strings.Contains(errOut.String(), "nothing partial was made visible") {
+			t.Fatalf("interrupted backup: exit %d, stderr:\n%s", code, errOut.String())
+		}
+		if rows := h.list(cfg); len(rows) != 0 {
+			t.Fatalf("after the interrupted backup, list shows %d versions; want none", len(rows))
+		}
+		if out := h.mustMain(cfg, "list"); !strings.Contains(out, "no versions yet") {
+			t.Errorf("list: %q", out)
+		}
+		h.mustMain(cfg, "backup")
+		if rows := h.list(cfg); len(rows) != 1 {
+			t.Fatalf("after the next backup, list shows %d versions; want 1", len(rows))
+		}
+		if out := h.mustMain(cfg, "check", "--read-data"); !strings.Contains(out, "store offsite: no damage found") {
+			t.Errorf("check --read-data: %s", out)
+		}
+		compareWithUnit(t, h.export(cfg, "leader1"), h.cluster.Leader())
+	})
+	t.Run("restarted", func(t *testing.T) {
+		h.t = t
+		cfg := h.config("restarted", h.s3Store("offsite", "faults", "restarted"))
+		h.mustMain(cfg, "init", "--create-bucket")
+		var out, errOut s3Output
+		done := make(chan int, 1)
+		go func() { done <- h.mainTo(context.Background(), &out, &errOut, cfg, "backup") }()
+		h.uploading(h.bucket("faults", "restarted"), done, 2<<20)
+		h.minio.Stop()
+		waitOutput(t, &errOut, "retrying s3 request")
+		h.minio.Start()
+		if code := <-done; code != exitOK {
+			t.Fatalf("backup across a MinIO restart: exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+		}
+		if !strings.Contains(out.String(), "leader1") || !strings.Contains(out.String(), " ok ") {
+			t.Errorf("backup report: %s", out.String())
+		}
+		if rows := h.list(cfg); len(rows) != 1 {
+			t.Fatalf("list shows %d versions; want 1", len(rows))
+		}
+		if out := h.mustMain(cfg, "check", "--read-data"); !strings.Contains(out, "store offsite: no damage found") {
+			t.Errorf("check --read-data: %s", out)
+		}
+		compareWithUnit(t, h.export(cfg, "leader1"), h.cluster.Leader())
+	})
+}
