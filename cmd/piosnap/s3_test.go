@@ -10,11 +10,14 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,14 +31,14 @@ import (
 // against configurations that name them. Credentials reach piosnap only
 // through Env.Getenv, as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 type s3Harness struct {
-	t       *testing.T
+	t       testing.TB
 	minio   *storetest.MinIO
 	cluster *simulator.Cluster
 	dir     string
 	env     map[string]string
 }
 
-func newS3Harness(t *testing.T, dbSize int64, workers ...string) *s3Harness {
+func newS3Harness(t testing.TB, dbSize int64, workers ...string) *s3Harness {
 	t.Helper()
 	m := storetest.StartMinIO(t)
 	dir := t.TempDir()
@@ -605,4 +608,114 @@ func TestS3MinIOFaults(t *testing.T) {
 		}
 		compareWithUnit(t, h.export(cfg, "leader1"), h.cluster.Leader())
 	})
+}
+
+// benchDBSize is the leader database size for a benchmark:
+// $PIOSNAP_BENCH_DB_MIB MiB, else def MiB.
+func benchDBSize(b *testing.B, def int64) int64 {
+	b.Helper()
+	mib := def
+	if v := os.Getenv("PIOSNAP_BENCH_DB_MIB"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			b.Fatalf("PIOSNAP_BENCH_DB_MIB=%q: want a positive number of MiB", v)
+		}
+		mib = n
+	}
+	return mib << 20
+}
+
+// bucketBytes sums the sizes of every object in b.
+func bucketBytes(tb testing.TB, b *s3.Backend) int64 {
+	tb.Helper()
+	var n int64
+	if err := b.List(context.Background(), "", func(_ string, size int64) error { n += size; return nil }); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+func fileSize(tb testing.TB, p string) int64 {
+	tb.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// BenchmarkS3NightlyChange measures what a nightly backup uploads to S3
+// after the leader's database grew by 1%, next to the size of that growth.
+// The database is 256 MiB unless $PIOSNAP_BENCH_DB_MIB says otherwise.
+//
+//	go test ./cmd/piosnap -run '^$' -bench S3NightlyChange -benchtime 5x
+func BenchmarkS3NightlyChange(b *testing.B) {
+	h := newS3Harness(b, benchDBSize(b, 256))
+	cfg := h.config("nightly", h.s3Store("offsite", "nightly", ""))
+	h.mustMain(cfg, "init", "--create-bucket")
+	h.mustMain(cfg, "backup")
+	bucket := h.bucket("nightly", "")
+	db := h.cluster.DatabasePath()
+	var uploaded, change int64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		before := fileSize(b, db)
+		if err := h.cluster.GrowDatabase(context.Background(), before/100); err != nil {
+			b.Fatal(err)
+		}
+		change += fileSize(b, db) - before
+		stored := bucketBytes(b, bucket)
+		b.StartTimer()
+		h.mustMain(cfg, "backup")
+		b.StopTimer()
+		uploaded += bucketBytes(b, bucket) - stored
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(change)/float64(b.N), "change-B/op")
+	b.ReportMetric(float64(uploaded)/float64(b.N), "uploaded-B/op")
+	b.ReportMetric(float64(uploaded)/float64(change), "uploaded/change")
+	b.ReportMetric(float64(fileSize(b, db)), "db-B")
+}
+
+// BenchmarkS3BackupPeakRSS runs the real piosnap binary, built for the
+// benchmark, as a child process that backs up a 1 GiB leader database
+// ($PIOSNAP_BENCH_DB_MIB overrides) into an empty S3 prefix, and reports
+// its peak resident set size (the kernel's ru_maxrss, as VmHWM in
+// /proc/PID/status) and throughput. Seeding 1 GiB takes a minute or two.
+//
+//	go test ./cmd/piosnap -run '^$' -bench S3BackupPeakRSS -benchtime 1x -timeout 30m
+func BenchmarkS3BackupPeakRSS(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "piosnap")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	h := newS3Harness(b, benchDBSize(b, 1024))
+	dbSize := fileSize(b, h.cluster.DatabasePath())
+	var peak int64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		cfg := h.config(fmt.Sprintf("rss%d", i), h.s3Store("offsite", "rss", fmt.Sprintf("run%d", i)))
+		h.mustMain(cfg, "init", "--create-bucket")
+		cmd := exec.Command(bin, "-c", cfg, "backup")
+		cmd.Env = []string{"AWS_ACCESS_KEY_ID=" + h.minio.AccessKey, "AWS_SECRET_ACCESS_KEY=" + h.minio.SecretKey, "TMPDIR=" + b.TempDir()}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		b.StartTimer()
+		err := cmd.Run()
+		b.StopTimer()
+		if err != nil {
+			b.Fatalf("piosnap backup: %v\n%s", err, out.String())
+		}
+		ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		if !ok {
+			b.Fatal("no rusage for the child process")
+		}
+		peak = max(peak, ru.Maxrss<<10) // ru_maxrss is in KiB on Linux
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(float64(dbSize)/(1<<20), "db-MiB")
+	b.ReportMetric(float64(dbSize)*float64(b.N)/b.Elapsed().Seconds()/(1<<20), "MiB/s")
 }
