@@ -3,6 +3,7 @@ package simulator
 import (
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -259,5 +260,30 @@ func TestExportDelayAndSlow(t *testing.T) {
 			t.Errorf("%s: status %d after %v, want 200 after at least 300ms", tt.name, r.status, d)
 		}
 		tt.set(0)
+	}
+}
+
+func TestUnitTempDirFailures(t *testing.T) {
+	c := startCluster(t, Options{Workers: []string{"worker1"}})
+	u := c.Unit("worker1")
+	if err := os.RemoveAll(u.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	defer os.MkdirAll(u.TempDir(), 0o755)
+	if r := get(t, u.URL()+"/unit_api/zipped_dot_pioreactor"); r.status != 500 || r.json(t)["error"] != "Failed to create export archive" {
+		t.Errorf("export without a temp dir: %d %s", r.status, r.body)
+	}
+	r := postArchive(t, u.URL()+"/unit_api/import_zipped_dot_pioreactor", "archive", "a.zip", makeZip(t, metadataFor("worker1")))
+	if r.status != 500 || r.json(t)["error"] != "Failed to save uploaded archive" {
+		t.Errorf("import without a temp dir: %d %s", r.status, r.body)
+	}
+}
+
+func TestExportHead(t *testing.T) {
+	c := startCluster(t, Options{Workers: []string{"worker1"}})
+	req, _ := http.NewRequest(http.MethodHead, c.Unit("worker1").URL()+"/unit_api/zipped_dot_pioreactor", nil)
+	r := do(t, req)
+	if r.status != 200 || r.header.Get("Content-Length") == "" || len(r.body) != 0 {
+		t.Errorf("HEAD: %d, length %q, %d body bytes", r.status, r.header.Get("Content-Length"), len(r.body))
 	}
 }

@@ -107,7 +107,7 @@ func TestLeaderBroadcastAggregate(t *testing.T) {
 }
 
 func TestLeaderExportFailures(t *testing.T) {
-	c := startCluster(t, Options{Workers: []string{"worker1", "worker2"}, ExportTimeout: 500 * time.Millisecond})
+	c := startCluster(t, Options{Workers: []string{"worker1", "worker2"}})
 	w1, w2 := c.Unit("worker1"), c.Unit("worker2")
 	const noData = `{"error":"No data received from worker","status":502,"cause":"Worker returned an empty response body.","remediation":"Check worker connectivity and retry."}`
 	tests := []struct {
@@ -123,10 +123,6 @@ func TestLeaderExportFailures(t *testing.T) {
 		{"single sentinel", sentinel(t, w1), "worker1", 502, noData, nil},
 		{"broadcast leaves out an offline unit", offline(t, w1), "$broadcast", 200, "", []string{"leader1", "worker2"}},
 		{"broadcast leaves out a blocked unit", sentinel(t, w2), "$broadcast", 200, "", []string{"leader1", "worker1"}},
-		{"broadcast timeout", func() func() { w2.SetExportDelay(2 * time.Second); return func() { w2.SetExportDelay(0) } }, "$broadcast", 500,
-			`{"error":"Timed out fetching .pioreactor archive","status":500,"cause":"Timed out fetching .pioreactor archive"}`, nil},
-		{"single slow unit times out", func() func() { w1.SetSlow(2 * time.Second); return func() { w1.SetSlow(0) } }, "worker1", 500,
-			`{"error":"Timed out fetching .pioreactor archive","status":500,"cause":"Timed out fetching .pioreactor archive"}`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,6 +151,24 @@ func TestLeaderExportFailures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestLeaderExportTimeout(t *testing.T) {
+	c := startCluster(t, Options{Workers: []string{"worker1", "worker2"}, ExportTimeout: 300 * time.Millisecond})
+	w1, w2 := c.Unit("worker1"), c.Unit("worker2")
+	w1.SetSlow(3 * time.Second)
+	w2.SetExportDelay(3 * time.Second)
+	const want = `{"error":"Timed out fetching .pioreactor archive","status":500,"cause":"Timed out fetching .pioreactor archive"}`
+	for _, unit := range []string{"worker1", "worker2", "$broadcast"} {
+		start := time.Now()
+		r := get(t, c.LeaderURL()+"/api/units/"+unit+"/zipped_dot_pioreactor")
+		if r.status != 500 || strings.TrimSpace(string(r.body)) != want {
+			t.Errorf("%s: %d %s, want 500 %s", unit, r.status, r.body, want)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s: answered after %v, the cap is 300ms", unit, d)
+		}
 	}
 }
 
@@ -278,5 +292,12 @@ func TestBasicAuth(t *testing.T) {
 				t.Error("the leader did not authenticate to the worker")
 			}
 		}
+	}
+}
+
+func TestAggregateRejectsNonZip(t *testing.T) {
+	_, err := aggregate([]fetchResult{{unit: "worker1", body: []byte("<html>oops</html>")}, {unit: "worker2", body: nil, err: http.ErrHandlerTimeout}}, time.Now())
+	if err == nil || !strings.Contains(err.Error(), "worker1") {
+		t.Errorf("err = %v, want one naming worker1", err)
 	}
 }
