@@ -74,7 +74,10 @@ func parseChunkName(name string) (ChunkID, bool) {
 // PutChunk compresses data and stores it under its ID. It returns the number
 // of bytes written to the backend.
 func (r *Repository) PutChunk(ctx context.Context, id ChunkID, data []byte) (int64, error) {
-	z := r.enc.EncodeAll(data, make([]byte, 0, len(data)/2+64))
+	r.zmu.Lock()
+	defer r.zmu.Unlock()
+	z := r.enc.EncodeAll(data, r.zbuf[:0])
+	r.zbuf = z
 	if err := r.backend.Put(ctx, chunkName(id), bytes.NewReader(z), int64(len(z))); err != nil {
 		return 0, fmt.Errorf("store chunk %s: %w", id, err)
 	}

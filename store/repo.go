@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -50,6 +51,9 @@ type Repository struct {
 	config  RepoConfig
 	enc     *zstd.Encoder
 	dec     *zstd.Decoder
+
+	zmu  sync.Mutex // guards zbuf
+	zbuf []byte     // compression output, reused so a backup allocates no per-chunk buffers
 }
 
 // ErrNoRepository is returned by Open when the backend holds no repository.
