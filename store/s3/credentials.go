@@ -37,8 +37,10 @@ func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String())
 //     $CREDENTIALS_DIRECTORY when that is set (systemd LoadCredential=).
 //  2. PIOSNAP_S3_ACCESS_KEY and PIOSNAP_S3_SECRET_KEY.
 //  3. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
-//  4. $CREDENTIALS_DIRECTORY/s3 (CredentialName), if it exists and is not
-//     empty (an empty SetCredential= stands for "no S3 keys").
+//  4. $CREDENTIALS_DIRECTORY/s3 (CredentialName), if it exists and holds
+//     more than blank and comment lines: piosnap.service's fallback
+//     SetCredential=s3:# no /etc/piosnap/s3.credentials stands for "no S3
+//     keys".
 //
 // A file holds "access_key = …" and "secret_key = …" lines, or just two
 // lines: the access key, then the secret key. Blank lines and lines
@@ -68,12 +70,23 @@ func LoadCredentials(env func(string) string, file string) (Credentials, string,
 	}
 	if credDir != "" {
 		p := filepath.Join(credDir, CredentialName)
-		if data, err := os.ReadFile(p); err == nil && len(bytes.TrimSpace(data)) > 0 {
+		if data, err := os.ReadFile(p); err == nil && hasKeyLines(data) {
 			return readCredentials(p)
 		}
 	}
 	return Credentials{}, "", errors.New("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, " +
 		"set a credentials file, or pass a systemd credential named " + CredentialName)
+}
+
+// hasKeyLines reports whether a credential holds a line that is neither
+// blank nor a comment.
+func hasKeyLines(data []byte) bool {
+	for line := range bytes.Lines(data) {
+		if line = bytes.TrimSpace(line); len(line) > 0 && line[0] != '#' {
+			return true
+		}
+	}
+	return false
 }
 
 // readCredentials parses a credentials file and checks its permissions.

@@ -95,6 +95,12 @@ func TestLoadCredentialsSources(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(emptyDir, CredentialName), []byte("\n"), 0o400); err != nil {
 		t.Fatal(err)
 	}
+	// What piosnap.service's SetCredential= fallback leaves when
+	// /etc/piosnap/s3.credentials is missing.
+	commentDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(commentDir, CredentialName), []byte("# no /etc/piosnap/s3.credentials"), 0o400); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		env        map[string]string
@@ -112,6 +118,8 @@ func TestLoadCredentialsSources(t *testing.T) {
 		{"nothing", nil, "", "", "no S3 credentials"},
 		{"empty credentials dir", map[string]string{"CREDENTIALS_DIRECTORY": t.TempDir()}, "", "", "no S3 credentials"},
 		{"empty systemd credential", map[string]string{"CREDENTIALS_DIRECTORY": emptyDir}, "", "", "no S3 credentials"},
+		{"comment-only systemd credential", map[string]string{"CREDENTIALS_DIRECTORY": commentDir}, "", "", "no S3 credentials"},
+		{"env beats comment-only systemd credential", map[string]string{"CREDENTIALS_DIRECTORY": commentDir, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "as"}, "", "a", ""},
 		{"bare name without credentials dir", nil, "custom-nowhere", "", "custom-nowhere"},
 	}
 	for _, tt := range tests {
