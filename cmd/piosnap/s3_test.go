@@ -21,6 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"github.com/piosnap/piosnap/archive/pioreactor/simulator"
 	"github.com/piosnap/piosnap/store"
 	"github.com/piosnap/piosnap/store/s3"
@@ -582,6 +585,38 @@ func TestS3MinIOFaults(t *testing.T) {
 			t.Errorf("check --read-data: %s", out)
 		}
 		compareWithUnit(t, h.export(cfg, "leader1"), h.cluster.Leader())
+	})
+	t.Run("bucket removed", func(t *testing.T) {
+		// The s3 store fails for good in the middle of the run; the local
+		// store still gets its version and the run reports the failure.
+		h.t = t
+		cfg := h.config("removed", h.localStore("local"), h.s3Store("offsite", "removed", ""))
+		h.mustMain(cfg, "init", "--create-bucket")
+		var out, errOut s3Output
+		done := make(chan int, 1)
+		go func() { done <- h.mainTo(context.Background(), &out, &errOut, cfg, "backup") }()
+		h.uploading(h.bucket("removed", ""), done, 2<<20)
+		mc, err := minio.New(h.minio.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(h.minio.AccessKey, h.minio.SecretKey, "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mc.RemoveBucketWithOptions(context.Background(), "removed", minio.RemoveBucketOptions{ForceDelete: true}); err != nil {
+			t.Fatal(err)
+		}
+		code := <-done
+		if code == exitOK {
+			t.Fatalf("backup with a removed bucket: exit 0; want a failure report\n%s", out.String())
+		}
+		report := out.String()
+		if !strings.Contains(report, "ok      store local") || !strings.Contains(report, "FAILED  store offsite") || !strings.Contains(report, "--create-bucket") {
+			t.Errorf("backup report; want local ok and offsite FAILED naming --create-bucket:\n%s", report)
+		}
+		if rows := h.list(cfg, "--store", "local"); len(rows) != 1 {
+			t.Errorf("local store holds %d versions; want 1", len(rows))
+		}
+		if out := h.mustMain(cfg, "check", "--read-data", "--store", "local"); !strings.Contains(out, "no damage found") {
+			t.Errorf("check local: %s", out)
+		}
 	})
 	t.Run("restarted", func(t *testing.T) {
 		h.t = t
