@@ -236,7 +236,11 @@ func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
 		}
 		fmt.Fprintf(w, "  %-12s newest %s (%s ago)%s\n", h.Host, h.Newest.In(loc).Format(layout), age(h.AgeSeconds), flags)
 		for _, s := range h.Stores {
-			fmt.Fprintf(w, "    store %-10s %3d versions, newest %s ago\n", s.Store, s.Versions, age(s.AgeSeconds))
+			flag := ""
+			if s.Stale {
+				flag = "  STALE in this store"
+			}
+			fmt.Fprintf(w, "    store %-10s %3d versions, newest %s ago%s\n", s.Store, s.Versions, age(s.AgeSeconds), flag)
 		}
 	}
 	if rep.LeaderError != "" {
