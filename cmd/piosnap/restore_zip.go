@@ -1,0 +1,196 @@
+package main
+
+import (
+	"archive/zip"
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/flate"
+
+	"github.com/piosnap/piosnap/archive"
+	"github.com/piosnap/piosnap/archive/pioreactor"
+	"github.com/piosnap/piosnap/store"
+)
+
+// maxMetadataSize bounds the metadata entry read into memory.
+const maxMetadataSize = 1 << 20
+
+// checkRestorable checks a version the way the unit's import will (no
+// absolute, traversing or symlink entries; metadata naming the unit) and
+// more strictly (archive.CheckEntries). When rewrite is set and the metadata
+// names another unit, it returns the replacement content of the metadata
+// entries, naming target.
+func checkRestorable(ctx context.Context, repo *store.Repository, v *store.Version, target string, rewrite bool) (map[string][]byte, error) {
+	hdrs := make([]archive.Header, len(v.Entries))
+	var meta *store.Entry
+	for i := range v.Entries {
+		e := &v.Entries[i]
+		hdrs[i] = archive.Header{Name: e.Name, Method: archive.Deflate, Modified: e.Modified, CRC32: e.CRC32, Size: uint64(e.Size), Mode: e.Mode}
+		if e.IsDir() {
+			hdrs[i].Method = archive.Store
+		}
+		if e.Name == pioreactor.MetadataFile {
+			meta = e // the last copy is the one the unit reads
+		}
+	}
+	if err := archive.CheckEntries(hdrs, archive.Limits{}); err != nil {
+		return nil, err
+	}
+	if meta == nil {
+		// A pre-25.11 export: the unit accepts it without a name check.
+		return nil, nil
+	}
+	if meta.Size > maxMetadataSize {
+		return nil, fmt.Errorf("metadata entry %s is %d bytes, more than %d", meta.Name, meta.Size, maxMetadataSize)
+	}
+	raw, err := io.ReadAll(repo.OpenEntry(ctx, meta))
+	if err != nil {
+		return nil, fmt.Errorf("read metadata: %w", err)
+	}
+	m, err := pioreactor.ParseMetadata(raw)
+	if err != nil {
+		return nil, fmt.Errorf("metadata entry %s: %w (the unit would refuse the archive)", meta.Name, err)
+	}
+	if m.Name == "" || m.Name == target {
+		return nil, nil
+	}
+	if !rewrite {
+		return nil, fmt.Errorf("its metadata names unit %q, and %s refuses an archive prepared for another unit: pass --to %s --rewrite-hostname to clone it anyway", m.Name, target, target)
+	}
+	m.Name = target
+	m.IsLeader = m.LeaderHostname == target
+	return map[string][]byte{pioreactor.MetadataFile: m.Marshal()}, nil
+}
+
+// zipSource rebuilds a version's archive from the repository, with the
+// content of some entries replaced. The output is deterministic, so size
+// gives the exact length stream will produce.
+type zipSource struct {
+	repo    *store.Repository
+	v       *store.Version
+	replace map[string][]byte
+}
+
+// write writes the archive to w. Without replacements it is exactly
+// Repository.WriteZip; with them, every entry named in replace gets that
+// content and keeps its mode and time.
+func (z zipSource) write(ctx context.Context, w io.Writer) error {
+	if len(z.replace) == 0 {
+		return z.repo.WriteZip(ctx, w, z.v)
+	}
+	zw := zip.NewWriter(w)
+	zw.RegisterCompressor(zip.Deflate, func(out io.Writer) (io.WriteCloser, error) {
+		return flate.NewWriter(out, flate.DefaultCompression)
+	})
+	for i := range z.v.Entries {
+		e := &z.v.Entries[i]
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h := &zip.FileHeader{Name: e.Name, Modified: e.Modified, Method: zip.Deflate}
+		h.SetMode(e.Mode)
+		if e.IsDir() {
+			h.Method = zip.Store
+		}
+		fw, err := zw.CreateHeader(h)
+		if err != nil {
+			return fmt.Errorf("write %q: %w", e.Name, err)
+		}
+		if e.IsDir() {
+			continue
+		}
+		var r io.Reader
+		if content, ok := z.replace[e.Name]; ok {
+			r = strings.NewReader(string(content))
+		} else {
+			r = z.repo.OpenEntry(ctx, e)
+		}
+		if _, err := io.Copy(fw, r); err != nil {
+			return fmt.Errorf("rebuild version %s of %s: %w", z.v.ShortID(), z.v.Host, err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("finish archive: %w", err)
+	}
+	return nil
+}
+
+// size rebuilds the archive without keeping it, which reads and verifies
+// every chunk, and returns its length.
+func (z zipSource) size(ctx context.Context) (int64, error) {
+	var c byteCounter
+	err := z.write(ctx, &c)
+	return c.n, err
+}
+
+type byteCounter struct{ n int64 }
+
+func (c *byteCounter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// stream returns a reader of the archive, produced as it is read in
+// constant memory. Close the reader, then call wait for the writer's error.
+func (z zipSource) stream(ctx context.Context) (io.ReadCloser, func() error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		err := z.write(ctx, bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	return pr, func() error { return <-done }
+}
+
+// progress draws an upload progress bar on a terminal and nothing elsewhere.
+type progress struct {
+	w     io.Writer
+	on    bool
+	unit  string
+	total int64
+
+	mu    sync.Mutex
+	last  time.Time
+	drawn bool
+}
+
+func newProgress(w io.Writer, unit string, total int64) *progress {
+	return &progress{w: w, on: isTerminal(w), unit: unit, total: total}
+}
+
+// update is called from the sending goroutine with the bytes sent so far.
+func (p *progress) update(sent int64) {
+	if !p.on {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sent < p.total && time.Since(p.last) < 200*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	p.drawn = true
+	const width = 30
+	frac := 1.0
+	if p.total > 0 {
+		frac = float64(sent) / float64(p.total)
+	}
+	n := int(frac * width)
+	fmt.Fprintf(p.w, "\ruploading to %s [%s%s] %3.0f%% %s of %s ", p.unit,
+		strings.Repeat("=", n), strings.Repeat(" ", width-n), frac*100, humanBytes(sent), humanBytes(p.total))
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
