@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/pioreactor"
+)
+
+// BenchmarkRestoreLeaderDB restores the leader of a simulated cluster whose
+// database is $PIOSNAP_BENCH_DB_MIB MiB (default 1024) with --no-wait, and
+// reports piosnap's peak heap and peak RSS during the restore, the restore's
+// and the upload's time, and the time of a plain `curl -F archive=@file.zip`
+// upload of the same ZIP to the same leader. The simulator runs in its own
+// process (cmd/pioreactor-sim), so its memory is not counted.
+//
+//	go test ./cmd/piosnap -run '^$' -bench RestoreLeaderDB -benchtime 1x
+func BenchmarkRestoreLeaderDB(b *testing.B) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			b.Fatal("curl not found: install it (apt-get install curl) to compare the upload with curl -F")
+		}
+		b.Skip("curl not found: install it (apt-get install curl) to run this benchmark")
+	}
+	dbMiB := 1024
+	if s := os.Getenv("PIOSNAP_BENCH_DB_MIB"); s != "" {
+		if dbMiB, err = strconv.Atoi(s); err != nil {
+			b.Fatalf("PIOSNAP_BENCH_DB_MIB=%q: %v", s, err)
+		}
+	}
+	dir := b.TempDir()
+	sim := filepath.Join(dir, "pioreactor-sim")
+	if out, err := exec.Command("go", "build", "-o", sim, "github.com/piosnap/piosnap/cmd/pioreactor-sim").CombinedOutput(); err != nil {
+		b.Fatalf("build pioreactor-sim: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sim, "--units", "1", "--db-size", fmt.Sprintf("%dMiB", dbMiB),
+		"--dir", filepath.Join(dir, "cluster"), "--reboot-delay", "100ms", "--reboot-downtime", "1s", "--log-level", "warn")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cancel()
+	leaderURL := ""
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "leader" {
+			leaderURL = f[2]
+			break
+		}
+	}
+	if leaderURL == "" {
+		b.Fatal("pioreactor-sim printed no leader address")
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+
+	cfgPath := filepath.Join(dir, "piosnap.toml")
+	cfg := fmt.Sprintf("zone = \"UTC\"\n[log]\nlevel = \"warn\"\n[pioreactor]\nleader = %q\nreboot_timeout = \"5m\"\n[pioreactor.addresses]\nleader1 = %q\n[[store]]\nname = \"local\"\npath = %q\n",
+		leaderURL, strings.TrimPrefix(leaderURL, "http://"), filepath.Join(dir, "repo"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	run := func(args ...string) string {
+		var out, errw bytes.Buffer
+		code := Main(ctx, append([]string{"-c", cfgPath}, args...), Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errw, Getenv: os.Getenv})
+		if code != exitOK {
+			b.Fatalf("piosnap %v: exit %d\n%s\n%s", args, code, out.String(), errw.String())
+		}
+		return out.String()
+	}
+	run("init")
+	run("backup")
+	zipPath := filepath.Join(dir, "leader1_dot_pioreactor.zip")
+	run("export", "--host", "leader1", "--at", "latest", "-o", zipPath)
+	st, err := os.Stat(zipPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl, err := pioreactor.New(pioreactor.Config{Leader: leaderURL, Addresses: map[string]string{"leader1": strings.TrimPrefix(leaderURL, "http://")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	settle := func() {
+		// The import runs and the unit reboots after the 202; wait for both.
+		deadline := time.Now().Add(10 * time.Minute)
+		down := false
+		for time.Now().Before(deadline) {
+			_, err := cl.Health(ctx, "leader1")
+			if err != nil {
+				down = true
+			} else if down && cl.Probe(ctx, "leader1") == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		b.Fatal("leader1 did not reboot after the import within 10 minutes")
+	}
+
+	uploadRE := regexp.MustCompile(`uploaded .* in (\S+) \(`)
+	var restoreTime, uploadTime time.Duration
+	var peakHeap, peakRSS uint64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		debug.FreeOSMemory()
+		resetPeakRSS(b)
+		stop := sampleHeap()
+		b.StartTimer()
+		start := time.Now()
+		out := run("restore", "--host", "leader1", "--yes", "--no-safety-snapshot", "--no-wait")
+		restoreTime += time.Since(start)
+		b.StopTimer()
+		peakHeap = max(peakHeap, stop())
+		peakRSS = max(peakRSS, readPeakRSS(b))
+		m := uploadRE.FindStringSubmatch(out)
+		if m == nil {
+			b.Fatalf("no upload time in:\n%s", out)
+		}
+		d, _ := time.ParseDuration(m[1])
+		uploadTime += d
+		settle()
+		b.StartTimer()
+	}
+	b.StopTimer()
+
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+		"-F", "archive=@"+zipPath, leaderURL+"/api/units/leader1/import_zipped_dot_pioreactor").CombinedOutput()
+	curlTime := time.Since(start)
+	if err != nil || string(out) != "202" {
+		b.Fatalf("curl upload: %v, HTTP %s", err, out)
+	}
+	settle()
+	n := float64(b.N)
+	b.ReportMetric(float64(st.Size())/(1<<20), "zip-MiB")
+	b.ReportMetric(restoreTime.Seconds()/n, "restore-s")
+	b.ReportMetric(uploadTime.Seconds()/n, "upload-s")
+	b.ReportMetric(curlTime.Seconds(), "curl-s")
+	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MiB")
+}
+
+// sampleHeap records the heap in use every 5 ms until the returned function
+// is called, which returns the largest value seen.
+func sampleHeap() func() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var peak uint64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		wg.Wait()
+		return peak
+	}
+}
+
+// resetPeakRSS resets the process's peak resident set size (VmHWM) to the
+// current one (Linux only).
+func resetPeakRSS(b *testing.B) {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Logf("cannot reset peak RSS (%v): peak-RSS-MiB includes the setup", err)
+	}
+}
+
+// readPeakRSS returns VmHWM from /proc/self/status in bytes.
+func readPeakRSS(b *testing.B) uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatalf("read peak RSS: %v (Linux only)", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				b.Fatalf("parse VmHWM %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM in /proc/self/status")
+	return 0
+}
