@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-	"github.com/robfig/cron/v3"
 
+	"github.com/piosnap/piosnap/scheduler"
 	"github.com/piosnap/piosnap/store/retention"
 )
 
@@ -264,8 +264,8 @@ func (c *Config) Validate() error {
 		return err
 	}
 	c.location = loc
-	if _, err := cron.ParseStandard(c.Schedule); err != nil {
-		return fmt.Errorf("schedule %q: %v: use five cron fields (minute hour day month weekday, e.g. \"30 1 * * *\") or a descriptor such as @daily", c.Schedule, err)
+	if _, err := scheduler.ParseSchedule(c.Schedule, loc); err != nil {
+		return err
 	}
 	p := c.Pioreactor
 	if p.Pull != "broadcast" && p.Pull != "per-unit" {

@@ -46,6 +46,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"unknown nested key", store + "[store.retention]\nkeep_dayly = 3\n", "unknown key store.retention.keep_dayly"},
 		{"bad zone", "zone = \"Mars/Olympus\"" + store, `zone = "Mars/Olympus" is not an IANA time zone`},
 		{"bad schedule", "schedule = \"every night\"" + store, `schedule "every night"`},
+		{"every refused", "schedule = \"@every 5m\"" + store, "@every"},
 		{"bad pull", "[pioreactor]\npull = \"all\"" + store, `pioreactor.pull = "all": allowed values`},
 		{"bad duration", "jitter = \"5 minutes\"" + store, `"5 minutes" is not a duration`},
 		{"no store", "", "no [[store]] configured"},

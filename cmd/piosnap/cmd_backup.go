@@ -50,13 +50,19 @@ func cmdBackup(ctx context.Context, a *app, args []string) error {
 
 // backup runs one snapshot run; the caller holds the stores' locks.
 func (a *app) backup(ctx context.Context, stores []snapshot.Store, hosts []string, kind, note string) (*snapshot.Report, error) {
+	return a.backupRun(ctx, stores, hosts, kind, note, "")
+}
+
+// backupRun is backup with a given run ID (empty: a new one), so that the
+// daemon's log lines, status and pings for one run share it.
+func (a *app) backupRun(ctx context.Context, stores []snapshot.Store, hosts []string, kind, note, runID string) (*snapshot.Report, error) {
 	cl, err := a.client()
 	if err != nil {
 		return nil, err
 	}
 	return snapshot.Run(ctx, snapshot.Options{
 		Client: cl, Pull: a.cfg.Pioreactor.Pull, Zone: a.cfg.ZoneName(),
-		Kind: kind, Note: note, Log: a.log,
+		Kind: kind, Note: note, Log: a.log, RunID: runID,
 	}, stores, hosts)
 }
 

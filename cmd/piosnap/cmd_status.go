@@ -93,9 +93,32 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	rep := buildStatus(time.Now(), path, sf, sfErr, alive, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
 	rep.StoreErrors = storeErrs
 	if *asJSON {
-		return writeJSON(a.env.Stdout, rep)
+		if err := writeJSON(a.env.Stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		printStatus(a.env.Stdout, rep, a.cfg.Location())
 	}
-	printStatus(a.env.Stdout, rep, a.cfg.Location())
+	return statusVerdict(rep)
+}
+
+// statusVerdict turns the report into the exit code monitoring scripts
+// read: 3 when a host is stale or a store could not be read, 0 otherwise.
+// Whether the daemon runs is reported but not judged: backups may come
+// from cron or by hand.
+func statusVerdict(rep *statusReport) error {
+	var stale []string
+	for _, h := range rep.Hosts {
+		if h.Stale && !h.Departed {
+			stale = append(stale, h.Host)
+		}
+	}
+	switch {
+	case len(rep.StoreErrors) > 0:
+		return withCode(exitPartial, fmt.Errorf("a store could not be read: %s", strings.Join(rep.StoreErrors, "; ")))
+	case len(stale) > 0:
+		return withCode(exitPartial, fmt.Errorf("stale hosts (no version for longer than status.stale_after): %s", strings.Join(stale, ", ")))
+	}
 	return nil
 }
 

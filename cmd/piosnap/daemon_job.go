@@ -12,7 +12,9 @@ import (
 )
 
 // repoState reads the scheduler's state from the repositories: for each
-// host, its newest version in any configured store.
+// host, the oldest of its newest versions across the configured stores, a
+// store lacking the host counting as never. A store added to the config,
+// or one that missed a run, thus makes the host due at once.
 type repoState struct{ d *daemon }
 
 // Newest implements scheduler.State.
@@ -22,15 +24,26 @@ func (s repoState) Newest(ctx context.Context) (map[string]time.Time, error) {
 	if err != nil {
 		return nil, err
 	}
-	newest := map[string]time.Time{}
-	for _, st := range stores {
+	perStore := make([]map[string]time.Time, len(stores))
+	hosts := map[string]bool{}
+	for i, st := range stores {
 		vs, err := st.Repo.Versions(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("store %q: %w", st.Name, err)
 		}
+		perStore[i] = map[string]time.Time{}
 		for _, v := range vs {
-			if v.Time.After(newest[v.Host]) {
-				newest[v.Host] = v.Time
+			hosts[v.Host] = true
+			if v.Time.After(perStore[i][v.Host]) {
+				perStore[i][v.Host] = v.Time
+			}
+		}
+	}
+	newest := map[string]time.Time{}
+	for h := range hosts {
+		for i, m := range perStore {
+			if t := m[h]; i == 0 || t.Before(newest[h]) {
+				newest[h] = t
 			}
 		}
 	}
@@ -75,7 +88,7 @@ func (d *daemon) runOnce(ctx context.Context, a *app, hosts []string, start time
 		return fail(err)
 	}
 	defer unlock()
-	rep, err := a.backup(ctx, stores, hosts, "", "")
+	rep, err := a.backupRun(ctx, stores, hosts, "", "", ev.RunID)
 	if rep != nil {
 		ev.RunID = rep.RunID
 		ev.Hosts = hostResults(rep)

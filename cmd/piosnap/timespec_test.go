@@ -38,3 +38,28 @@ func TestParseWhen(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusVerdict(t *testing.T) {
+	tests := []struct {
+		name string
+		rep  statusReport
+		want int
+	}{
+		{"fresh", statusReport{Hosts: []hostStatus{{Host: "w1"}}}, exitOK},
+		{"stale", statusReport{Hosts: []hostStatus{{Host: "w1", Stale: true}}}, exitPartial},
+		{"stale but departed", statusReport{Hosts: []hostStatus{{Host: "w1", Stale: true, Departed: true}}}, exitOK},
+		{"store unreadable", statusReport{StoreErrors: []string{"store \"s3\": down"}}, exitPartial},
+	}
+	for _, tt := range tests {
+		err := statusVerdict(&tt.rep)
+		code := exitOK
+		if ee, ok := err.(*exitError); ok {
+			code = ee.code
+		} else if err != nil {
+			code = exitFailure
+		}
+		if code != tt.want {
+			t.Errorf("%s: exit %d, want %d (%v)", tt.name, code, tt.want, err)
+		}
+	}
+}

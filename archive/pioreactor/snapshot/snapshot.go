@@ -53,6 +53,8 @@ type Options struct {
 	Log *slog.Logger
 	// Now gives the version time; nil means time.Now.
 	Now func() time.Time
+	// RunID names the run in logs and the report; empty means a new one.
+	RunID string
 }
 
 // StoreResult is a host's outcome in one store.
@@ -143,7 +145,10 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 	if opts.Kind == "" {
 		opts.Kind = store.KindBackup
 	}
-	rep := &Report{RunID: NewRunID(), Time: now().UTC()}
+	if opts.RunID == "" {
+		opts.RunID = NewRunID()
+	}
+	rep := &Report{RunID: opts.RunID, Time: now().UTC()}
 	log := opts.Log.With("run", rep.RunID)
 
 	units, err := opts.Client.Units(ctx)
