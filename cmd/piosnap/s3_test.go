@@ -462,6 +462,23 @@ func TestS3TwoStoresCopyAndNewLeader(t *testing.T) {
 		}
 		compareWithUnit(t, fromBucket, h.cluster.Unit(unit))
 	}
+	// Restore works from the bucket alone too, and its safety snapshot
+	// lands there.
+	if err := h.cluster.Unit("worker1").WriteCalibration("od90", "after-copy", "curve_data_: [1, 2]\n"); err != nil {
+		t.Fatal(err)
+	}
+	if out := h.mustMain(newLeader, "restore", "--host", "worker1", "--at", "latest", "--yes"); !strings.Contains(out, "restored and verified") {
+		t.Errorf("restore on the new leader: %s", out)
+	}
+	safety := 0
+	for _, v := range h.list(newLeader) {
+		if v.Kind == store.KindSafety && v.Host == "worker1" {
+			safety++
+		}
+	}
+	if safety != 1 {
+		t.Errorf("the new leader's store holds %d safety versions of worker1, want 1", safety)
+	}
 	if out := h.mustMain(newLeader, "check", "--read-data"); !strings.Contains(out, "store fresh: no damage found") {
 		t.Errorf("check on the new leader: %s", out)
 	}
