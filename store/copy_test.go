@@ -10,8 +10,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/local"
 )
 
 // copyFixture is a source repository with two hosts, two versions each; the
@@ -422,4 +424,49 @@ func writeObject(t *testing.T, dir, name string, data []byte) {
 	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkCopyVersions copies one 64 MiB version between two local
+// repositories: every chunk is read, verified and written once.
+func BenchmarkCopyVersions(b *testing.B) {
+	ctx := context.Background()
+	src, err := store.Init(ctx, mustLocal(b, b.TempDir()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := store.NewWriter(ctx, src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const size = 64 << 20
+	p := w.Begin("leader1")
+	if _, err := p.Add(ctx, "storage/pioreactor.sqlite", 0o644, time.Now(), bytes.NewReader(randomData(3, size))); err != nil {
+		b.Fatal(err)
+	}
+	if res := p.Commit(ctx, store.Version{Time: time.Now(), Zone: "UTC", Kind: store.KindBackup}); res[0].Err != nil {
+		b.Fatal(res[0].Err)
+	}
+	b.SetBytes(size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		dst, err := store.Init(ctx, mustLocal(b, b.TempDir()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		rep, err := store.CopyVersions(ctx, src, dst, nil)
+		if err != nil || len(rep.Copied) != 1 {
+			b.Fatalf("CopyVersions = %+v, %v", rep, err)
+		}
+	}
+}
+
+func mustLocal(tb testing.TB, dir string) store.Backend {
+	tb.Helper()
+	be, err := local.Create(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return be
 }
