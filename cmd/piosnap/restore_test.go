@@ -138,6 +138,39 @@ func (r *restoreRig) versions() []listedVersion {
 	return vs
 }
 
+// held returns the IDs of the versions under a live hold.
+func (r *restoreRig) held() map[string]bool {
+	r.t.Helper()
+	ctx := context.Background()
+	b, err := local.Open(r.repoDir)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	repo, err := store.Open(ctx, b)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	h, err := repo.HeldVersions(ctx)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return h
+}
+
+// waitHeld reports whether some version was held before finished reports
+// true.
+func (r *restoreRig) waitHeld(finished func() bool) bool {
+	for {
+		if len(r.held()) > 0 {
+			return true
+		}
+		if finished() {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // readTree reads every regular file under dir, by slash-separated path.
 func readTree(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
@@ -403,9 +436,27 @@ func TestRestoreImportLocked(t *testing.T) {
 		}
 		mustContain(t, "stdout", out, "not waiting (--no-wait)")
 		w1.SetImportDelay(0)
-		code, out, errs = r.run("restore", "--host", "worker1", "--yes", "--no-safety-snapshot")
+		// While the second restore waits, its version is held against
+		// retention.
+		type result struct {
+			code      int
+			out, errs string
+		}
+		done := make(chan result, 1)
+		go func() {
+			code, out, errs := r.run("restore", "--host", "worker1", "--yes", "--no-safety-snapshot")
+			done <- result{code, out, errs}
+		}()
+		if !r.waitHeld(func() bool { return len(done) > 0 }) {
+			t.Error("the version being restored was never held against retention")
+		}
+		res := <-done
+		code, out, errs = res.code, res.out, res.errs
 		if code != exitOK {
 			t.Fatalf("second restore: exit %d\n%s\n%s", code, out, errs)
+		}
+		if held := r.held(); len(held) != 0 {
+			t.Errorf("versions still held after the restore: %v", held)
 		}
 		mustContain(t, "stdout", out, "worker1 is running another import; waiting", "restored and verified")
 		if n := w1.Imports(); n != 2 {
