@@ -31,12 +31,16 @@ arm64:
 systemd:
 	./systemd/verify.sh
 
-## dist: release binaries for the Raspberry Pi (arm64, armv7) and amd64
+## dist: release binaries for the Raspberry Pi (arm64, armv7) and amd64.
+## They are built with cgo (Debian's cross compilers) so that Go resolves
+## <unit>.local names through the system's mDNS (nss-mdns/Avahi), as
+## Pioreactor itself does; a CGO_ENABLED=0 binary cannot resolve them.
 dist:
+	./scripts/dist-deps.sh
 	mkdir -p dist
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/piosnap-linux-arm64 ./cmd/piosnap
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/piosnap-linux-armv7 ./cmd/piosnap
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/piosnap-linux-amd64 ./cmd/piosnap
+	CGO_ENABLED=1 CC=aarch64-linux-gnu-gcc GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/piosnap-linux-arm64 ./cmd/piosnap
+	CGO_ENABLED=1 CC=arm-linux-gnueabihf-gcc GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/piosnap-linux-armv7 ./cmd/piosnap
+	CGO_ENABLED=1 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/piosnap-linux-amd64 ./cmd/piosnap
 	cd dist && sha256sum piosnap-* > SHA256SUMS
 
 ## bench: the benchmarks whose results BENCHMARKS.md records
