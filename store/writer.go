@@ -22,6 +22,7 @@ import (
 type Writer struct {
 	repos   []*Repository
 	known   []map[ChunkID]bool // per repository: chunks present
+	broken  []error            // per repository: why it cannot be written, from the start
 	pending map[*Pending]bool
 	used    map[ChunkID]bool // chunks used by versions committed in this run
 	chunker *chunker.Chunker
@@ -29,22 +30,32 @@ type Writer struct {
 }
 
 // NewWriter prepares a run against repos, learning which chunks each already
-// holds.
+// holds. A repository that cannot be listed is left out of the run (its
+// versions fail with that error) while the others are written; only when
+// none can be listed does NewWriter fail.
 func NewWriter(ctx context.Context, repos ...*Repository) (*Writer, error) {
 	if len(repos) == 0 {
 		return nil, errors.New("new writer: no repository")
 	}
 	w := &Writer{repos: repos, pending: make(map[*Pending]bool), used: make(map[ChunkID]bool)}
+	healthy := 0
 	for _, r := range repos {
 		have, err := r.Chunks(ctx)
-		if err != nil {
-			return nil, err
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
 		k := make(map[ChunkID]bool, len(have))
 		for id := range have {
 			k[id] = true
 		}
 		w.known = append(w.known, k)
+		w.broken = append(w.broken, err)
+		if err == nil {
+			healthy++
+		}
+	}
+	if healthy == 0 {
+		return nil, errors.Join(w.broken...)
 	}
 	cfg := repos[0].config
 	w.chunker = chunker.NewWithBoundaries(nil, cfg.Polynomial, cfg.ChunkMinSize, cfg.ChunkMaxSize)
@@ -80,6 +91,7 @@ func (w *Writer) Begin(host string) *Pending {
 	for i := range p.created {
 		p.created[i] = make(map[ChunkID]bool)
 	}
+	copy(p.errs, w.broken)
 	w.pending[p] = true
 	return p
 }

@@ -58,29 +58,13 @@ func BenchmarkBackupCluster(b *testing.B) {
 	if err := os.WriteFile(cfg, []byte(cfgText), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	// Peak RSS comes from GNU time: the rusage of a child exec'd straight
-	// from this (large) process would report this process's peak instead,
-	// since Linux carries the pre-exec high-water mark over.
-	timeOut := filepath.Join(dir, "time.out")
 	run := func(args ...string) (stdout []byte, rssMiB float64, took time.Duration) {
-		cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", timeOut, bin, "-c", cfg}, args...)...)
-		var errb strings.Builder
-		cmd.Stderr = &errb
 		start := time.Now()
-		out, err := cmd.Output()
-		took = time.Since(start)
+		out, rss, err := runMeasured(b, nil, bin, append([]string{"-c", cfg}, args...)...)
 		if err != nil {
-			b.Fatalf("piosnap %v: %v\n%s", args, err, errb.String())
+			b.Fatalf("piosnap %v: %v", args, err)
 		}
-		kb, err := os.ReadFile(timeOut)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := strconv.ParseFloat(strings.TrimSpace(string(kb)), 64)
-		if err != nil {
-			b.Fatalf("/usr/bin/time output %q: %v", kb, err)
-		}
-		return out, n / 1024, took
+		return out, rss, time.Since(start)
 	}
 	stored := func(out []byte) (newBytes, total int64) {
 		var rep struct {
@@ -152,6 +136,33 @@ func BenchmarkBackupCluster(b *testing.B) {
 		b.ReportMetric(float64(leaderSize)/1e6/utook.Seconds(), "unzip-MB/s")
 		b.ReportMetric(irss, "import-peak-RSS-MiB")
 	}
+}
+
+// runMeasured runs a command under GNU time and returns its standard output
+// and peak RSS in MiB. The rusage of a child exec'd straight from the (large)
+// benchmark process would report the benchmark's own peak instead: Linux
+// carries the pre-exec high-water mark of the forking process over. env nil
+// means the current environment.
+func runMeasured(tb testing.TB, env []string, name string, args ...string) ([]byte, float64, error) {
+	tb.Helper()
+	timeOut := filepath.Join(tb.TempDir(), "time.out")
+	cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", timeOut, name}, args...)...)
+	cmd.Env = env
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		return out, 0, fmt.Errorf("%w\n%s", err, errb.String())
+	}
+	kb, err := os.ReadFile(timeOut)
+	if err != nil {
+		return out, 0, err
+	}
+	n, err := strconv.ParseFloat(strings.TrimSpace(string(kb)), 64)
+	if err != nil {
+		return out, 0, fmt.Errorf("/usr/bin/time output %q: %w", kb, err)
+	}
+	return out, n / 1024, nil
 }
 
 // parseSize reads "256MiB", "1GiB" or plain bytes.

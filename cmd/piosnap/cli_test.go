@@ -224,7 +224,7 @@ func TestCLIFailingUnitsExitPartial(t *testing.T) {
 	if code != exitPartial {
 		t.Fatalf("exit %d, want %d\n%s\n%s", code, exitPartial, out, errs)
 	}
-	for _, want := range []string{"worker2 refuses export: remove ~/.pioreactor/DISALLOW_UI_FILE_SYSTEM on worker2", "worker3 unreachable at " + c.Unit("worker3").Addr(), "2 of 4 hosts failed"} {
+	for _, want := range []string{"worker2 refuses export: remove ~/.pioreactor/DISALLOW_UI_FILE_SYSTEM on worker2", "worker3 unreachable at " + c.Unit("worker3").Addr(), "2 of 4 hosts are missing"} {
 		if !strings.Contains(out+errs, want) {
 			t.Errorf("output lacks %q:\n%s\n%s", want, out, errs)
 		}
@@ -306,4 +306,27 @@ func TestCLIDemo(t *testing.T) {
 		}
 	}
 	_ = time.Second
+}
+
+// A store that cannot be opened at the start of a run (an unmounted disk)
+// does not cost the other store its versions; the run exits 3 and names it.
+func TestCLIUnavailableStoreDoesNotCostOthers(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "unmounted")
+	_, cfg := cliCluster(t, []string{"worker1"}, fmt.Sprintf("\n[[store]]\nname = \"usb\"\npath = %q\n", missing))
+	if code, _, errs := cliRun(t, cfg, "init", "--store", "local"); code != 0 {
+		t.Fatalf("init: %s", errs)
+	}
+	code, out, errs := cliRun(t, cfg, "backup")
+	if code != exitPartial {
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitPartial, out, errs)
+	}
+	if !strings.Contains(out, "store usb: ") || !strings.Contains(out, "piosnap init") {
+		t.Errorf("report does not name the unavailable store and the fix:\n%s", out)
+	}
+	if n := len(cliVersions(t, cfg, "--store", "local")); n != 2 {
+		t.Errorf("local store has %d versions, want 2", n)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Error("the unavailable store's directory was created: an unmounted disk must not be filled")
+	}
 }

@@ -19,7 +19,7 @@ func cmdBackup(ctx context.Context, a *app, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	stores, err := a.openStores(ctx, storeNames...)
+	stores, err := a.openStoresForBackup(ctx, storeNames...)
 	if err != nil {
 		return err
 	}
@@ -39,13 +39,29 @@ func cmdBackup(ctx context.Context, a *app, args []string) error {
 	} else {
 		printBackupReport(a.env.Stdout, rep)
 	}
-	if failed := rep.Failed(); len(failed) > 0 {
-		if len(failed) == len(rep.Hosts) {
-			return withCode(exitFailure, fmt.Errorf("no host was backed up completely: %v", failed))
-		}
-		return withCode(exitPartial, fmt.Errorf("%d of %d hosts failed: %v", len(failed), len(rep.Hosts), failed))
+	return backupVerdict(rep)
+}
+
+// backupVerdict turns a report into the command's result: exit 3 when some
+// host or store failed but at least one version was stored, 1 when nothing
+// was stored at all.
+func backupVerdict(rep *snapshot.Report) error {
+	failed := rep.Failed()
+	if len(failed) == 0 {
+		return nil
 	}
-	return nil
+	stored := 0
+	for _, h := range rep.Hosts {
+		for _, s := range h.Stores {
+			if s.VersionID != "" {
+				stored++
+			}
+		}
+	}
+	if stored == 0 {
+		return withCode(exitFailure, fmt.Errorf("nothing was stored: %d of %d hosts failed: %v", len(failed), len(rep.Hosts), failed))
+	}
+	return withCode(exitPartial, fmt.Errorf("%d of %d hosts are missing from at least one store: %v", len(failed), len(rep.Hosts), failed))
 }
 
 // backup runs one snapshot run; the caller holds the stores' locks.

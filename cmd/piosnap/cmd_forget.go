@@ -45,7 +45,7 @@ type forgetReport struct {
 func (a *app) forget(ctx context.Context, s snapshot.Store, p retention.Policy, hosts []string, current []string, dryRun bool) (*forgetReport, error) {
 	rep := &forgetReport{Store: s.Name, DryRun: dryRun}
 	if p.Empty() {
-		return rep, fmt.Errorf("store %q has no retention rules: nothing would be removed; set keep_* under [store.retention] or pass --keep-daily etc.", s.Name)
+		return rep, fmt.Errorf("store %q has no retention rules: nothing would be removed; set keep_* under [store.retention] or pass --keep-daily etc", s.Name)
 	}
 	vs, err := s.Repo.Versions(ctx)
 	if err != nil {

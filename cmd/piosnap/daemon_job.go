@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,32 +13,48 @@ import (
 )
 
 // repoState reads the scheduler's state from the repositories: for each
-// host, the oldest of its newest versions across the configured stores, a
-// store lacking the host counting as never. A store added to the config,
-// or one that missed a run, thus makes the host due at once.
+// host, the oldest of its newest versions across the stores that can be
+// read, a readable store lacking the host counting as never. A store added
+// to the config thus makes every host due at once. A store that cannot be
+// read now is left out (logged): it must not hide the others' state, nor
+// blank the clock check that the newest versions provide.
 type repoState struct{ d *daemon }
 
 // Newest implements scheduler.State.
 func (s repoState) Newest(ctx context.Context) (map[string]time.Time, error) {
 	a := s.d.runApp()
-	stores, err := a.openStores(ctx)
+	stores, err := a.openStoresForBackup(ctx)
 	if err != nil {
 		return nil, err
 	}
-	perStore := make([]map[string]time.Time, len(stores))
+	var perStore []map[string]time.Time
 	hosts := map[string]bool{}
-	for i, st := range stores {
+	var errs []error
+	for _, st := range stores {
+		if st.Repo == nil {
+			errs = append(errs, fmt.Errorf("store %q: %w", st.Name, st.Err))
+			continue
+		}
 		vs, err := st.Repo.Versions(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("store %q: %w", st.Name, err)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			a.log.Warn("cannot read versions for scheduling; leaving the store out", "store", st.Name, "err", err)
+			errs = append(errs, fmt.Errorf("store %q: %w", st.Name, err))
+			continue
 		}
-		perStore[i] = map[string]time.Time{}
+		m := map[string]time.Time{}
 		for _, v := range vs {
 			hosts[v.Host] = true
-			if v.Time.After(perStore[i][v.Host]) {
-				perStore[i][v.Host] = v.Time
+			if v.Time.After(m[v.Host]) {
+				m[v.Host] = v.Time
 			}
 		}
+		perStore = append(perStore, m)
+	}
+	if len(perStore) == 0 {
+		return nil, errors.Join(errs...)
 	}
 	newest := map[string]time.Time{}
 	for h := range hosts {
@@ -79,7 +96,7 @@ func (d *daemon) runOnce(ctx context.Context, a *app, hosts []string, start time
 		a.log.Error("backup run failed", "run", ev.RunID, "err", err)
 		return ev, nil, err
 	}
-	stores, err := a.openStores(ctx)
+	stores, err := a.openStoresForBackup(ctx)
 	if err != nil {
 		return fail(err)
 	}
@@ -125,6 +142,9 @@ func (d *daemon) retention(ctx context.Context, a *app, stores []snapshot.Store,
 	for _, s := range stores {
 		if ctx.Err() != nil {
 			break
+		}
+		if s.Repo == nil {
+			continue // could not be opened for this run
 		}
 		cs, err := a.cfg.Store(s.Name)
 		if err != nil {

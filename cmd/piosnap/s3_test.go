@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -739,8 +738,8 @@ func BenchmarkS3NightlyChange(b *testing.B) {
 // BenchmarkS3BackupPeakRSS runs the real piosnap binary, built for the
 // benchmark, as a child process that backs up a 1 GiB leader database
 // ($PIOSNAP_BENCH_DB_MIB overrides) into an empty S3 prefix, and reports
-// its peak resident set size (the kernel's ru_maxrss, as VmHWM in
-// /proc/PID/status) and throughput. Seeding 1 GiB takes a minute or two.
+// its peak resident set size (through GNU time, see runMeasured) and
+// throughput. Seeding 1 GiB takes a minute or two.
 //
 //	go test ./cmd/piosnap -run '^$' -bench S3BackupPeakRSS -benchtime 1x -timeout 30m
 func BenchmarkS3BackupPeakRSS(b *testing.B) {
@@ -750,30 +749,23 @@ func BenchmarkS3BackupPeakRSS(b *testing.B) {
 	}
 	h := newS3Harness(b, benchDBSize(b, 1024))
 	dbSize := fileSize(b, h.cluster.DatabasePath())
-	var peak int64
+	var peak float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		cfg := h.config(fmt.Sprintf("rss%d", i), h.s3Store("offsite", "rss", fmt.Sprintf("run%d", i)))
 		h.mustMain(cfg, "init", "--create-bucket")
-		cmd := exec.Command(bin, "-c", cfg, "backup")
-		cmd.Env = []string{"AWS_ACCESS_KEY_ID=" + h.minio.AccessKey, "AWS_SECRET_ACCESS_KEY=" + h.minio.SecretKey, "TMPDIR=" + b.TempDir()}
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
+		env := []string{"AWS_ACCESS_KEY_ID=" + h.minio.AccessKey, "AWS_SECRET_ACCESS_KEY=" + h.minio.SecretKey, "TMPDIR=" + b.TempDir()}
 		b.StartTimer()
-		err := cmd.Run()
+		_, rss, err := runMeasured(b, env, bin, "-c", cfg, "backup")
 		b.StopTimer()
 		if err != nil {
-			b.Fatalf("piosnap backup: %v\n%s", err, out.String())
+			b.Fatalf("piosnap backup: %v", err)
 		}
-		ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		if !ok {
-			b.Fatal("no rusage for the child process")
-		}
-		peak = max(peak, ru.Maxrss<<10) // ru_maxrss is in KiB on Linux
+		peak = max(peak, rss)
 		b.StartTimer()
 	}
-	b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(peak, "peak-RSS-MiB")
 	b.ReportMetric(float64(dbSize)/(1<<20), "db-MiB")
 	b.ReportMetric(float64(dbSize)*float64(b.N)/b.Elapsed().Seconds()/(1<<20), "MiB/s")
 }

@@ -74,6 +74,50 @@ func (a *app) openStores(ctx context.Context, names ...string) ([]snapshot.Store
 	return out, nil
 }
 
+// openStoresForBackup is openStores for a backup run: a store that cannot be
+// opened (its disk unmounted, its server down) is returned with Err set
+// instead of failing the run, so that the other stores still receive their
+// versions and the report names the broken one. At least one store must
+// open.
+func (a *app) openStoresForBackup(ctx context.Context, names ...string) ([]snapshot.Store, error) {
+	for _, n := range names {
+		if _, err := a.cfg.Store(n); err != nil {
+			return nil, usageErrorf("%v", err)
+		}
+	}
+	var out []snapshot.Store
+	opened := 0
+	for i := range a.cfg.Stores {
+		s := &a.cfg.Stores[i]
+		if len(names) > 0 && !contains(names, s.Name) {
+			continue
+		}
+		st := snapshot.Store{Name: s.Name}
+		b, err := a.backend(ctx, s, false)
+		if err == nil {
+			st.Repo, err = store.Open(ctx, b)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			st.Err = err
+			a.log.Error("store unavailable for this run", "store", s.Name, "err", err)
+		} else {
+			opened++
+		}
+		out = append(out, st)
+	}
+	if opened == 0 {
+		var errs []error
+		for _, s := range out {
+			errs = append(errs, fmt.Errorf("store %q: %w", s.Name, s.Err))
+		}
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
 // lockAll takes the exclusive lock of every store, waiting up to lock_wait.
 func (a *app) lockAll(ctx context.Context, stores []snapshot.Store, purpose string) (unlock func(), err error) {
 	var locks []*store.RepoLock
@@ -83,6 +127,9 @@ func (a *app) lockAll(ctx context.Context, stores []snapshot.Store, purpose stri
 		}
 	}
 	for _, s := range stores {
+		if s.Repo == nil {
+			continue // could not be opened; reported by the run
+		}
 		l, err := s.Repo.Lock(ctx, purpose, a.cfg.LockWait.Duration)
 		if err != nil {
 			unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -56,7 +57,7 @@ func newUnit(c *Cluster, name string, leader bool) (*Unit, error) {
 			return nil, fmt.Errorf("create %s for unit %s: %w", d, name, err)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listenFixed()
 	if err != nil {
 		return nil, fmt.Errorf("listen for unit %s on loopback: %w", name, err)
 	}
@@ -66,6 +67,23 @@ func newUnit(c *Cluster, name string, leader bool) (*Unit, error) {
 	}
 	u.handler = u.routes()
 	return u, nil
+}
+
+// listenFixed listens on a random loopback port below Linux's ephemeral
+// range (32768–60999 by default). A unit closes and reopens its port when it
+// goes offline or reboots; a port from the ephemeral range could meanwhile
+// become the source port of some outgoing connection, and reopening it would
+// fail. Ports below the range are never handed out that way.
+func listenFixed() (net.Listener, error) {
+	var err error
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			return ln, nil
+		}
+	}
+	return nil, err
 }
 
 // Name is the unit's hostname.

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -35,6 +36,10 @@ const (
 type Store struct {
 	Name string
 	Repo *store.Repository
+	// Err, when set, is why the store could not be opened; Repo is then
+	// nil. The run reports the error for every host instead of writing to
+	// the store, and the other stores still receive their versions.
+	Err error
 }
 
 // Options configures a run.
@@ -164,15 +169,28 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 	if len(hosts) > 0 {
 		want = hosts
 	}
-	repos := make([]*store.Repository, len(stores))
-	for i, s := range stores {
-		repos[i] = s.Repo
+	var healthy, broken []Store
+	var repos []*store.Repository
+	for _, s := range stores {
+		if s.Err != nil || s.Repo == nil {
+			broken = append(broken, s)
+			continue
+		}
+		healthy = append(healthy, s)
+		repos = append(repos, s.Repo)
+	}
+	if len(healthy) == 0 {
+		var errs []error
+		for _, s := range broken {
+			errs = append(errs, fmt.Errorf("store %q: %w", s.Name, s.Err))
+		}
+		return rep, fmt.Errorf("no store can be written: %w", errors.Join(errs...))
 	}
 	w, err := store.NewWriter(ctx, repos...)
 	if err != nil {
 		return rep, err
 	}
-	r := &runner{opts: opts, stores: stores, w: w, rep: rep, log: log}
+	r := &runner{opts: opts, stores: healthy, broken: broken, w: w, rep: rep, log: log}
 	done := map[string]bool{}
 	if opts.Pull == PullBroadcast && len(hosts) == 0 {
 		got, err := r.broadcast(ctx, units)
@@ -203,6 +221,7 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 type runner struct {
 	opts   Options
 	stores []Store
+	broken []Store // stores that could not be opened
 	w      *store.Writer
 	rep    *Report
 	log    *slog.Logger
@@ -294,6 +313,9 @@ func (r *runner) finish(ctx context.Context, h *ingest.Host, hr *HostReport) {
 			r.log.Info("stored", "host", hr.Host, "store", sr.Store, "version", res.Version.ShortID(), "new_bytes", res.Stored, "size", hr.Size)
 		}
 		hr.Stores = append(hr.Stores, sr)
+	}
+	for _, s := range r.broken {
+		hr.Stores = append(hr.Stores, StoreResult{Store: s.Name, Error: s.Err.Error(), err: s.Err})
 	}
 	r.rep.Hosts = append(r.rep.Hosts, hr)
 }
