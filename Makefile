@@ -10,8 +10,9 @@ LDFLAGS := -s -w
 demo:
 	$(GO) run ./cmd/piosnap demo
 
-## test: everything CI checks: install tools, vet, staticcheck, all tests, the unit file
-test: test-deps lint unit systemd
+## test: install missing tools, then gofmt, vet, staticcheck, all tests (also
+## built for arm64 and run under qemu), and the systemd unit check
+test: test-deps lint unit arm64 systemd
 
 test-deps:
 	./scripts/test-deps.sh
@@ -26,7 +27,7 @@ unit:
 
 ## arm64: the test suite built for linux/arm64 and run under qemu-aarch64-static
 arm64:
-	GOARCH=arm64 MINIO_BIN=$(GOBIN)/minio $(GO) test -count=1 -timeout 40m -exec qemu-aarch64-static ./...
+	GOARCH=arm64 PIOSNAP_TEST_EXEC=qemu-aarch64-static MINIO_BIN=$(GOBIN)/minio $(GO) test -count=1 -timeout 40m -exec qemu-aarch64-static ./...
 
 systemd:
 	./systemd/verify.sh

@@ -38,6 +38,16 @@ func buildPiosnap(t *testing.T) string {
 	return bin
 }
 
+// binCommand runs a binary built by the test. When $PIOSNAP_TEST_EXEC is
+// set (`make arm64` sets it to qemu-aarch64-static), the binary is run
+// through it, as `go test -exec` runs the test binary itself.
+func binCommand(bin string, args ...string) *exec.Cmd {
+	if wrap := os.Getenv("PIOSNAP_TEST_EXEC"); wrap != "" {
+		return exec.Command(wrap, append([]string{bin}, args...)...)
+	}
+	return exec.Command(bin, args...)
+}
+
 // syncBuffer collects a process's stderr while the test reads it.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -162,7 +172,7 @@ func (f *daemonFixture) writeConfig(t *testing.T, text string) {
 // start runs `piosnap run` as a child process.
 func (f *daemonFixture) start(t *testing.T, bin string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
-	cmd := exec.Command(bin, "-c", f.cfgPath, "run")
+	cmd := binCommand(bin, "-c", f.cfgPath, "run")
 	logs := &syncBuffer{}
 	cmd.Stderr, cmd.Stdout = logs, logs
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
