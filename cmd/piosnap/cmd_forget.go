@@ -88,7 +88,7 @@ func printForget(w io.Writer, rep *forgetReport, loc *time.Location) {
 	for _, h := range rep.Hosts {
 		flag := ""
 		if h.Departed {
-			flag = "  (no longer in the cluster: its versions are kept by the rules as usual, and its newest is never removed)"
+			flag = "  (no longer in the cluster: all its versions are kept)"
 		}
 		fmt.Fprintf(w, "store %s, host %s%s\n", rep.Store, h.Host, flag)
 		for _, v := range h.Versions {
