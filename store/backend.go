@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"io/fs"
+	"strings"
 )
 
 // Backend is the flat namespace of named objects a Repository keeps its files in:
@@ -11,6 +14,9 @@ import (
 // Names are slash-separated relative paths such as "chunks/ab/ab12…" or
 // "versions/<id>.json". A name never starts with a slash and never contains
 // "." or ".." elements.
+//
+// A name that CheckName refuses gives an error wrapping fs.ErrInvalid from
+// every method.
 //
 // Every method takes a context first; a cancelled context stops the call and
 // returns the context's error. Implementations must be safe for concurrent use.
@@ -41,4 +47,30 @@ type Backend interface {
 	// Location describes the backend for messages, e.g. "/srv/piosnap" or
 	// "s3://bucket/prefix at minio.lan:9000". It never contains credentials.
 	Location() string
+}
+
+// CheckName reports whether name is a valid object name: relative,
+// slash-separated, without empty, "." or ".." elements, backslashes or NUL.
+// The error wraps fs.ErrInvalid. Backends call it before touching storage.
+func CheckName(name string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("object name %q %s; use a relative slash-separated name like \"chunks/ab/ab12\": %w", name, why, fs.ErrInvalid)
+	}
+	switch {
+	case name == "":
+		return bad("is empty")
+	case strings.HasPrefix(name, "/"):
+		return bad("is absolute")
+	case strings.ContainsAny(name, "\\\x00"):
+		return bad("contains a backslash or NUL")
+	}
+	for elem := range strings.SplitSeq(name, "/") {
+		switch elem {
+		case "":
+			return bad("has an empty element")
+		case ".", "..":
+			return bad("has a . or .. element")
+		}
+	}
+	return nil
 }

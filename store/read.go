@@ -2,6 +2,7 @@ package store
 
 import (
 	"archive/zip"
+	"bytes"
 	"context"
 	"fmt"
 	"hash"
@@ -62,7 +63,19 @@ func (er *entryReader) Read(p []byte) (int, error) {
 // byte-identical content. The output is deterministic: writing the same
 // version twice gives the same bytes, so ZipSize can predict its length.
 func (r *Repository) WriteZip(ctx context.Context, w io.Writer, v *Version) error {
-	return writeZip(ctx, w, v, func(e *Entry) io.Reader { return r.OpenEntry(ctx, e) })
+	return r.WriteZipWith(ctx, w, v, nil)
+}
+
+// WriteZipWith is WriteZip with the content of the entries named in replace
+// substituted (their names, modes and times kept), e.g. the metadata of a
+// version restored onto another unit. Its output is deterministic too.
+func (r *Repository) WriteZipWith(ctx context.Context, w io.Writer, v *Version, replace map[string][]byte) error {
+	return writeZip(ctx, w, v, func(e *Entry) io.Reader {
+		if content, ok := replace[e.Name]; ok {
+			return bytes.NewReader(content)
+		}
+		return r.OpenEntry(ctx, e)
+	})
 }
 
 // ZipSize returns the exact length of the archive WriteZip produces for v.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"bufio"
 	"context"
 	"fmt"
@@ -9,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/klauspost/compress/flate"
 
 	"github.com/piosnap/piosnap/archive"
 	"github.com/piosnap/piosnap/archive/pioreactor"
@@ -76,48 +73,10 @@ type zipSource struct {
 	replace map[string][]byte
 }
 
-// write writes the archive to w. Without replacements it is exactly
-// Repository.WriteZip; with them, every entry named in replace gets that
-// content and keeps its mode and time.
+// write writes the archive to w: the version's entries, with every entry
+// named in replace given that content.
 func (z zipSource) write(ctx context.Context, w io.Writer) error {
-	if len(z.replace) == 0 {
-		return z.repo.WriteZip(ctx, w, z.v)
-	}
-	zw := zip.NewWriter(w)
-	zw.RegisterCompressor(zip.Deflate, func(out io.Writer) (io.WriteCloser, error) {
-		return flate.NewWriter(out, flate.DefaultCompression)
-	})
-	for i := range z.v.Entries {
-		e := &z.v.Entries[i]
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h := &zip.FileHeader{Name: e.Name, Modified: e.Modified, Method: zip.Deflate}
-		h.SetMode(e.Mode)
-		if e.IsDir() {
-			h.Method = zip.Store
-		}
-		fw, err := zw.CreateHeader(h)
-		if err != nil {
-			return fmt.Errorf("write %q: %w", e.Name, err)
-		}
-		if e.IsDir() {
-			continue
-		}
-		var r io.Reader
-		if content, ok := z.replace[e.Name]; ok {
-			r = strings.NewReader(string(content))
-		} else {
-			r = z.repo.OpenEntry(ctx, e)
-		}
-		if _, err := io.Copy(fw, r); err != nil {
-			return fmt.Errorf("rebuild version %s of %s: %w", z.v.ShortID(), z.v.Host, err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("finish archive: %w", err)
-	}
-	return nil
+	return z.repo.WriteZipWith(ctx, w, z.v, z.replace)
 }
 
 // size rebuilds the archive without keeping it, which reads and verifies

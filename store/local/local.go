@@ -69,30 +69,16 @@ func (b *Backend) path(name string) (string, error) {
 	return filepath.Join(b.root, filepath.FromSlash(name)), nil
 }
 
-// checkName rejects names that could escape the root or that have no
-// single spelling: absolute, with backslashes, NUL, empty, "." or ".."
-// elements, or with an element that looks like a temporary file. The
-// error wraps fs.ErrInvalid.
+// checkName rejects what store.CheckName refuses, and names with an element
+// that looks like one of this backend's temporary files. The error wraps
+// fs.ErrInvalid.
 func checkName(name string) error {
-	bad := func(why string) error {
-		return fmt.Errorf("object name %q %s; use a relative slash-separated name like \"chunks/ab/ab12\": %w", name, why, fs.ErrInvalid)
-	}
-	switch {
-	case name == "":
-		return bad("is empty")
-	case strings.HasPrefix(name, "/"):
-		return bad("is absolute")
-	case strings.ContainsAny(name, "\\\x00"):
-		return bad("contains a backslash or NUL")
+	if err := store.CheckName(name); err != nil {
+		return err
 	}
 	for elem := range strings.SplitSeq(name, "/") {
-		switch {
-		case elem == "":
-			return bad("has an empty element")
-		case elem == "." || elem == "..":
-			return bad("has a . or .. element")
-		case strings.HasPrefix(elem, tempPrefix):
-			return bad("has an element starting with " + tempPrefix)
+		if strings.HasPrefix(elem, tempPrefix) {
+			return fmt.Errorf("object name %q has an element starting with %s, which this backend uses for temporary files: %w", name, tempPrefix, fs.ErrInvalid)
 		}
 	}
 	return nil

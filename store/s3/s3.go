@@ -226,35 +226,10 @@ func (b *Backend) Location() string { return b.location }
 
 // key checks name and maps it to the object key.
 func (b *Backend) key(op, name string) (string, error) {
-	if err := checkName(name); err != nil {
+	if err := store.CheckName(name); err != nil {
 		return "", fmt.Errorf("%s: %w", op, err)
 	}
 	return b.prefix + name, nil
-}
-
-// checkName rejects names that are not plain relative slash-separated
-// paths; the error wraps fs.ErrInvalid.
-func checkName(name string) error {
-	bad := func(why string) error {
-		return fmt.Errorf("object name %q %s; use a relative slash-separated name like \"chunks/ab/ab12\": %w", name, why, fs.ErrInvalid)
-	}
-	switch {
-	case name == "":
-		return bad("is empty")
-	case strings.HasPrefix(name, "/"):
-		return bad("is absolute")
-	case strings.ContainsAny(name, "\\\x00"):
-		return bad("contains a backslash or NUL")
-	}
-	for elem := range strings.SplitSeq(name, "/") {
-		switch elem {
-		case "":
-			return bad("has an empty element")
-		case ".", "..":
-			return bad("has a . or .. element")
-		}
-	}
-	return nil
 }
 
 // Put uploads exactly size bytes from r in one PUT with a Content-MD5.
