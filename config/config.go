@@ -71,7 +71,9 @@ type Pioreactor struct {
 	// Timeout bounds connecting and waiting for a reply's headers; it does
 	// not cap a long download.
 	Timeout Duration `toml:"timeout"`
-	// ExportTimeout caps one whole archive download.
+	// ExportTimeout bounds the wait for an export to start: a unit zips its
+	// whole directory (the leader's database included) before it answers.
+	// The download itself is never cut off while data flows.
 	ExportTimeout Duration `toml:"export_timeout"`
 	// RebootTimeout is how long restore waits for a unit to come back.
 	RebootTimeout Duration `toml:"reboot_timeout"`
@@ -230,7 +232,7 @@ func (c *Config) applyDefaults() {
 		p.Timeout.Duration = 60 * time.Second
 	}
 	if p.ExportTimeout.Duration == 0 {
-		p.ExportTimeout.Duration = time.Hour
+		p.ExportTimeout.Duration = 10 * time.Minute
 	}
 	if p.RebootTimeout.Duration == 0 {
 		p.RebootTimeout.Duration = 5 * time.Minute
