@@ -93,7 +93,7 @@ func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); retur
 func writeZip(ctx context.Context, w io.Writer, v *Version, open func(*Entry) io.Reader) error {
 	zw := zip.NewWriter(w)
 	zw.RegisterCompressor(zip.Deflate, func(out io.Writer) (io.WriteCloser, error) {
-		return flate.NewWriter(out, flate.DefaultCompression)
+		return flate.NewWriter(out, flate.BestSpeed)
 	})
 	for i := range v.Entries {
 		e := &v.Entries[i]
