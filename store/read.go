@@ -81,8 +81,13 @@ func (r *Repository) WriteZipWith(ctx context.Context, w io.Writer, v *Version, 
 // ZipSize returns the exact length of the archive WriteZip produces for v.
 // It compresses every entry once without keeping the output.
 func (r *Repository) ZipSize(ctx context.Context, v *Version) (int64, error) {
+	return r.ZipSizeWith(ctx, v, nil)
+}
+
+// ZipSizeWith is ZipSize for the archive WriteZipWith produces.
+func (r *Repository) ZipSizeWith(ctx context.Context, v *Version, replace map[string][]byte) (int64, error) {
 	var c countWriter
-	err := r.WriteZip(ctx, &c, v)
+	err := r.WriteZipWith(ctx, &c, v, replace)
 	return c.n, err
 }
 

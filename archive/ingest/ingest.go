@@ -79,6 +79,7 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
 // MetadataJSON returns the metadata for embedding in a manifest: the

@@ -82,14 +82,8 @@ func (z zipSource) write(ctx context.Context, w io.Writer) error {
 // size rebuilds the archive without keeping it, which reads and verifies
 // every chunk, and returns its length.
 func (z zipSource) size(ctx context.Context) (int64, error) {
-	var c byteCounter
-	err := z.write(ctx, &c)
-	return c.n, err
+	return z.repo.ZipSizeWith(ctx, z.v, z.replace)
 }
-
-type byteCounter struct{ n int64 }
-
-func (c *byteCounter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 // stream returns a reader of the archive, produced as it is read in
 // constant memory. Close the reader, then call wait for the writer's error.
