@@ -154,7 +154,7 @@ func (c *Client) WaitImport(ctx context.Context, unit string, task *Task, opts W
 			return out, err
 		case st.State == TaskSucceeded:
 			out.Succeeded = true
-			return c.waitReboot(ctx, out, o)
+			return c.waitReboot(ctx, out, task.TaskID, o)
 		case st.State == TaskFailed:
 			return out, &Error{Kind: ErrImportFailed, Unit: unit,
 				Msg: fmt.Sprintf("import into %s failed: %s (%s); the unit restores its previous files on failure, check its logs and retry",
@@ -173,16 +173,23 @@ func (c *Client) WaitImport(ctx context.Context, unit string, task *Task, opts W
 	}
 }
 
-// waitReboot waits for the unit to go down after a successful import.
-func (c *Client) waitReboot(ctx context.Context, out ImportOutcome, o WaitOptions) (ImportOutcome, error) {
+// waitReboot waits for the unit to go down after a successful import. A
+// reboot quicker than one poll interval is recognised afterwards by the
+// task's result reading pending again: results live on the unit's tmpfs,
+// which the reboot empties.
+func (c *Client) waitReboot(ctx context.Context, out ImportOutcome, taskID string, o WaitOptions) (ImportOutcome, error) {
 	deadline := time.Now().Add(o.RebootTimeout)
 	for {
-		_, err := c.Health(ctx, out.Unit)
+		h, err := c.Health(ctx, out.Unit)
 		if ctx.Err() != nil {
 			return out, fmt.Errorf("pioreactor: wait for %s to reboot: %w", out.Unit, ctx.Err())
 		}
 		if err != nil {
 			return c.waitComeBack(ctx, out, o)
+		}
+		if st, err := c.TaskResult(ctx, out.Unit, taskID); err == nil && st.State == TaskPending {
+			out.Rebooted, out.Health = true, h
+			return out, nil
 		}
 		if time.Now().After(deadline) {
 			return out, &Error{Kind: ErrNoReboot, Unit: out.Unit,

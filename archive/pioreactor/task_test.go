@@ -134,6 +134,10 @@ func TestWaitImport(t *testing.T) {
 			ImportOutcome{Unit: "worker2", Succeeded: true, Rebooted: true}, nil, ""},
 		{"old contract", []phase{{ms(40), "old-pending", false}, {ms(100), "old-complete", false}, {ms(250), "", true}, {0, "old-pending", false}}, fast,
 			ImportOutcome{Unit: "worker2", Succeeded: true, Rebooted: true}, nil, ""},
+		// The reboot happens between two polls: it is never seen down, but
+		// the task result is gone afterwards.
+		{"reboot between polls", []phase{{ms(30), "succeeded", false}, {0, "pending", false}}, WaitOptions{PollInterval: ms(50), RebootTimeout: 2 * time.Second},
+			ImportOutcome{Unit: "worker2", Succeeded: true, Rebooted: true}, nil, ""},
 		{"dropped while pending", []phase{{ms(30), "pending", false}, {ms(150), "", true}, {0, "pending", false}}, fast,
 			ImportOutcome{Unit: "worker2", Rebooted: true}, nil, ""},
 		{"failed", []phase{{ms(20), "pending", false}, {0, "failed", false}}, fast, ImportOutcome{Unit: "worker2"}, ErrImportFailed,
