@@ -82,6 +82,15 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 			bad = append(bad, c)
 		}
 	}
+	if len(bad) > 0 {
+		// A backup running meanwhile stores its chunks and then its
+		// manifest: a manifest newer than the chunk listing names chunks
+		// the listing lacks. Look again before calling them missing.
+		bad, err = r.stillMissing(ctx, bad)
+		if err != nil {
+			return nil, err
+		}
+	}
 	sortIDs(bad)
 	for _, c := range bad {
 		rep.Problems = append(rep.Problems, Problem{Object: chunkName(c), Reason: "chunk missing", Versions: users[c]})
@@ -111,6 +120,18 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 				if !errors.Is(err, ErrDamaged) && !errors.Is(err, fs.ErrNotExist) {
 					return nil, fmt.Errorf("check %s: %w", r.Location(), err)
 				}
+				if errors.Is(err, fs.ErrNotExist) {
+					// Gone since the listing: a forget running meanwhile
+					// removes a version's chunks after the version. It is
+					// damage only if a version present now needs it.
+					still, err := r.stillNeeded(ctx, []ChunkID{c})
+					if err != nil {
+						return nil, err
+					}
+					if len(still) == 0 {
+						continue
+					}
+				}
 				rep.Problems = append(rep.Problems, Problem{Object: chunkName(c), Reason: strings.TrimPrefix(err.Error(), "read chunk "+c.String()+": "), Versions: users[c]})
 			}
 		}
@@ -120,4 +141,52 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 
 func sortIDs(ids []ChunkID) {
 	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
+}
+
+// stillMissing keeps the chunks that are still absent.
+func (r *Repository) stillMissing(ctx context.Context, ids []ChunkID) ([]ChunkID, error) {
+	var out []ChunkID
+	for _, id := range ids {
+		_, err := r.backend.Stat(ctx, chunkName(id))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			out = append(out, id)
+		case err != nil:
+			return nil, fmt.Errorf("check %s: %w", r.Location(), err)
+		}
+	}
+	return out, nil
+}
+
+// stillNeeded keeps the chunks that some version present now still names.
+func (r *Repository) stillNeeded(ctx context.Context, ids []ChunkID) ([]ChunkID, error) {
+	want := make(map[ChunkID]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	vids, err := r.VersionIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	needed := make(map[ChunkID]bool)
+	for _, id := range vids {
+		v, err := r.LoadVersion(ctx, id)
+		if err != nil {
+			continue // reported above, or deleted meanwhile
+		}
+		for _, e := range v.Entries {
+			for _, c := range e.Chunks {
+				if want[c] {
+					needed[c] = true
+				}
+			}
+		}
+	}
+	var out []ChunkID
+	for _, id := range ids {
+		if needed[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }

@@ -356,3 +356,65 @@ func TestVersionAtAndFind(t *testing.T) {
 		t.Error("short prefix accepted")
 	}
 }
+
+// hookBackend runs a hook once, just before the first listing of a prefix,
+// to make another process's work happen in the middle of a check.
+type hookBackend struct {
+	store.Backend
+	prefix string
+	hook   func()
+}
+
+func (h *hookBackend) List(ctx context.Context, prefix string, fn func(string, int64) error) error {
+	if prefix == h.prefix && h.hook != nil {
+		hook := h.hook
+		h.hook = nil
+		hook()
+	}
+	return h.Backend.List(ctx, prefix, fn)
+}
+
+// check runs concurrently with backups and forgets: neither may make it
+// report damage that is not there.
+func TestCheckDuringBackupAndForget(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := local.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, err := store.Init(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := store.NewWriter(ctx, writer)
+	old := backup(t, w, "worker1", []file{{"a", randomData(7, 3<<20)}})[0].Version
+
+	hb := &hookBackend{Backend: b, prefix: "versions/"}
+	checker, err := store.Open(ctx, hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A backup lands between the check's chunk listing and its manifest
+	// listing: the new manifest names chunks the listing lacks.
+	hb.hook = func() {
+		w2, _ := store.NewWriter(ctx, writer)
+		backup(t, w2, "worker2", []file{{"b", randomData(8, 3<<20)}})
+	}
+	rep, err := checker.Check(ctx, true)
+	if err != nil || !rep.OK() {
+		t.Errorf("check during a backup: %+v, %v", rep, err)
+	}
+	// A forget removes a version and its chunks after the check listed
+	// them: reading them then fails, but nothing present needs them.
+	hb.prefix = "versions/"
+	hb.hook = func() {
+		if _, err := writer.Forget(ctx, []string{old.ID}); err != nil {
+			t.Error(err)
+		}
+	}
+	rep, err = checker.Check(ctx, true)
+	if err != nil || !rep.OK() {
+		t.Errorf("check during a forget: %+v, %v", rep, err)
+	}
+}

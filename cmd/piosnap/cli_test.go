@@ -330,3 +330,42 @@ func TestCLIUnavailableStoreDoesNotCostOthers(t *testing.T) {
 		t.Error("the unavailable store's directory was created: an unmounted disk must not be filled")
 	}
 }
+
+// A host that left the cluster keeps all its versions, unless forget is
+// told to treat it like the others.
+func TestCLIForgetDepartedHost(t *testing.T) {
+	_, cfg := cliCluster(t, []string{"worker1"}, "")
+	cliRun(t, cfg, "init")
+	zipPath := filepath.Join(t.TempDir(), "worker9_dot_pioreactor.zip")
+	f, err := os.Create(zipPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(f)
+	for name, body := range map[string]string{"config.ini": "[a]\nb=1\n", "pioreactor_export_metadata.json": `{"metadata_version": 1, "name": "worker9", "app_version": "26.7.2"}`} {
+		w, _ := zw.Create(name)
+		_, _ = w.Write([]byte(body))
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, when := range []string{"2026-01-01", "2026-01-02"} {
+		if code, _, errs := cliRun(t, cfg, "import", "--host", "worker9", "--time", when, zipPath); code != 0 {
+			t.Fatalf("import: %s", errs)
+		}
+	}
+	code, out, errs := cliRun(t, cfg, "forget")
+	if code != 0 || !strings.Contains(out, "host worker9  (no longer in the cluster") {
+		t.Fatalf("forget: %d\n%s%s", code, out, errs)
+	}
+	if n := len(cliVersions(t, cfg, "--host", "worker9")); n != 2 {
+		t.Errorf("departed host has %d versions after forget, want both kept", n)
+	}
+	if code, _, errs := cliRun(t, cfg, "forget", "--include-departed"); code != 0 {
+		t.Fatal(errs)
+	}
+	if n := len(cliVersions(t, cfg, "--host", "worker9")); n != 1 {
+		t.Errorf("with --include-departed, %d versions left, want 1 (keep_last = 1)", n)
+	}
+}

@@ -122,6 +122,7 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 	var hosts, storeNames stringList
 	fs.Var(&hosts, "host", "only this unit's versions (repeatable)")
 	fs.Var(&storeNames, "store", "only this store (repeatable; default: every store)")
+	includeDeparted := fs.Bool("include-departed", false, "apply the rules to hosts that left the cluster too (by default all their versions are kept)")
 	var over retentionFlags
 	over.register(fs)
 	if _, err := parseFlags(fs, args); err != nil {
@@ -131,7 +132,10 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	current := a.currentUnits(ctx)
+	var current []string // nil: membership unknown, nobody is treated as departed
+	if !*includeDeparted {
+		current = a.currentUnits(ctx)
+	}
 	var reports []*forgetReport
 	var errs []error
 	for _, s := range stores {
