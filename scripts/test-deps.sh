@@ -7,7 +7,9 @@
 set -euo pipefail
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
-STATICCHECK_VERSION=2026.2.2
+# staticcheck release 2026.2.2 is module version v0.8.2.
+STATICCHECK_RELEASE=2026.2.2
+STATICCHECK_VERSION=v0.8.2
 
 gobin=$(go env GOPATH)/bin
 need_apt=()
@@ -28,7 +30,7 @@ if [ ! -x "$gobin/minio" ]; then
   echo "test-deps: go install minio (a few minutes the first time)"
   go install "github.com/minio/minio@$MINIO_VERSION"
 fi
-if [ ! -x "$gobin/staticcheck" ] || ! "$gobin/staticcheck" -version | grep -q "$STATICCHECK_VERSION"; then
+if [ ! -x "$gobin/staticcheck" ] || ! "$gobin/staticcheck" -version | grep -q "$STATICCHECK_RELEASE"; then
   echo "test-deps: go install staticcheck"
   go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 fi
