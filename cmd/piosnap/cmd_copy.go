@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
 	"github.com/piosnap/piosnap/store"
@@ -52,7 +53,7 @@ func cmdCopy(ctx context.Context, a *app, args []string) error {
 	defer unlock()
 	var filter func(*store.Version) bool
 	if len(hosts) > 0 {
-		filter = func(v *store.Version) bool { return contains(hosts, v.Host) }
+		filter = func(v *store.Version) bool { return slices.Contains(hosts, v.Host) }
 	}
 	rep, err := store.CopyVersions(ctx, src[0].Repo, dst[0].Repo, filter)
 	if rep != nil && ctx.Err() == nil {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,7 +58,7 @@ func (a *app) forget(ctx context.Context, s snapshot.Store, p retention.Policy, 
 	}
 	var in []retention.Version
 	for _, v := range vs {
-		if len(hosts) > 0 && !contains(hosts, v.Host) {
+		if len(hosts) > 0 && !slices.Contains(hosts, v.Host) {
 			continue
 		}
 		in = append(in, retention.Version{ID: v.ID, Host: v.Host, Time: v.Time, Held: held[v.ID]})

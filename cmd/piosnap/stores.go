@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
@@ -48,48 +49,19 @@ func (a *app) backend(ctx context.Context, s *config.Store, create bool) (store.
 	return nil, fmt.Errorf("store %q: unknown type %q", s.Name, s.Type)
 }
 
-// openStores opens the named stores (all when names is empty).
-func (a *app) openStores(ctx context.Context, names ...string) ([]snapshot.Store, error) {
-	var out []snapshot.Store
-	for i := range a.cfg.Stores {
-		s := &a.cfg.Stores[i]
-		if len(names) > 0 && !contains(names, s.Name) {
-			continue
-		}
-		b, err := a.backend(ctx, s, false)
-		if err != nil {
-			return nil, fmt.Errorf("store %q: %w", s.Name, err)
-		}
-		r, err := store.Open(ctx, b)
-		if err != nil {
-			return nil, fmt.Errorf("store %q: %w", s.Name, err)
-		}
-		out = append(out, snapshot.Store{Name: s.Name, Repo: r})
-	}
-	for _, n := range names {
-		if _, err := a.cfg.Store(n); err != nil {
-			return nil, usageErrorf("%v", err)
-		}
-	}
-	return out, nil
-}
-
-// openStoresForBackup is openStores for a backup run: a store that cannot be
-// opened (its disk unmounted, its server down) is returned with Err set
-// instead of failing the run, so that the other stores still receive their
-// versions and the report names the broken one. At least one store must
-// open.
-func (a *app) openStoresForBackup(ctx context.Context, names ...string) ([]snapshot.Store, error) {
+// openEach opens the named stores (all when names is empty), each on its
+// own: a store that cannot be opened is returned with Err set. Only an
+// unknown name (a usage error) or a cancelled context fails the call.
+func (a *app) openEach(ctx context.Context, names []string) ([]snapshot.Store, error) {
 	for _, n := range names {
 		if _, err := a.cfg.Store(n); err != nil {
 			return nil, usageErrorf("%v", err)
 		}
 	}
 	var out []snapshot.Store
-	opened := 0
 	for i := range a.cfg.Stores {
 		s := &a.cfg.Stores[i]
-		if len(names) > 0 && !contains(names, s.Name) {
+		if len(names) > 0 && !slices.Contains(names, s.Name) {
 			continue
 		}
 		st := snapshot.Store{Name: s.Name}
@@ -102,20 +74,48 @@ func (a *app) openStoresForBackup(ctx context.Context, names ...string) ([]snaps
 				return nil, ctx.Err()
 			}
 			st.Err = err
-			a.log.Error("store unavailable for this run", "store", s.Name, "err", err)
-		} else {
-			opened++
 		}
 		out = append(out, st)
 	}
-	if opened == 0 {
-		var errs []error
-		for _, s := range out {
-			errs = append(errs, fmt.Errorf("store %q: %w", s.Name, s.Err))
+	return out, nil
+}
+
+// openStores opens the named stores (all when names is empty); any store
+// that cannot be opened fails the call.
+func (a *app) openStores(ctx context.Context, names ...string) ([]snapshot.Store, error) {
+	stores, err := a.openEach(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range stores {
+		if s.Err != nil {
+			return nil, fmt.Errorf("store %q: %w", s.Name, s.Err)
 		}
+	}
+	return stores, nil
+}
+
+// openStoresForBackup is openStores for a backup run: a store that cannot be
+// opened (its disk unmounted, its server down) is returned with Err set
+// instead of failing the run, so that the other stores still receive their
+// versions and the report names the broken one. At least one store must
+// open.
+func (a *app) openStoresForBackup(ctx context.Context, names ...string) ([]snapshot.Store, error) {
+	stores, err := a.openEach(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, s := range stores {
+		if s.Err != nil {
+			errs = append(errs, fmt.Errorf("store %q: %w", s.Name, s.Err))
+			a.log.Error("store unavailable for this run", "store", s.Name, "err", s.Err)
+		}
+	}
+	if len(errs) == len(stores) {
 		return nil, errors.Join(errs...)
 	}
-	return out, nil
+	return stores, nil
 }
 
 // lockAll takes the exclusive lock of every store, waiting up to lock_wait.
@@ -165,13 +165,4 @@ func trimNewline(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
