@@ -21,6 +21,9 @@ type GCReport struct {
 // lock: no backup can then be adding chunks that are not yet referenced.
 func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error) {
 	rep := &GCReport{}
+	if err := r.checkHeld(); err != nil {
+		return rep, fmt.Errorf("forget: %w", err)
+	}
 	for _, id := range ids {
 		if err := r.DeleteVersion(ctx, id); err != nil {
 			return rep, err
@@ -48,6 +51,9 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 	chunks, err := r.Chunks(ctx)
 	if err != nil {
 		return rep, err
+	}
+	if err := r.checkHeld(); err != nil {
+		return rep, fmt.Errorf("garbage collection stopped before deleting chunks: %w", err)
 	}
 	var errs []error
 	for c, size := range chunks {

@@ -66,7 +66,9 @@ type RepoLock struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	mu     sync.Mutex
-	err    error
+	err    error     // the last refresh failure
+	lastOK time.Time // when the lock was last written successfully
+	lost   bool      // unrefreshed for LockStale once: lost for good
 	closed bool
 }
 
@@ -127,10 +129,29 @@ func (r *Repository) tryLock(ctx context.Context, info LockInfo) (*RepoLock, err
 			return nil, err
 		}
 	}
-	l := &RepoLock{repo: r, info: info, stop: make(chan struct{})}
+	l := &RepoLock{repo: r, info: info, stop: make(chan struct{}), lastOK: now}
+	if info.Kind == LockExclusive {
+		r.lockMu.Lock()
+		r.held = l
+		r.lockMu.Unlock()
+	}
 	l.wg.Add(1)
 	go l.refresh()
 	return l, nil
+}
+
+// checkHeld fails when the exclusive lock this process holds on r has gone
+// unrefreshed long enough for another process to call it stale: writing or
+// deleting then could collide with that process (a forget deleting chunks a
+// backup is about to reference, or the reverse).
+func (r *Repository) checkHeld() error {
+	r.lockMu.Lock()
+	l := r.held
+	r.lockMu.Unlock()
+	if l == nil {
+		return nil
+	}
+	return l.Err()
 }
 
 func (r *Repository) writeLock(ctx context.Context, info *LockInfo) error {
@@ -239,25 +260,49 @@ func (l *RepoLock) refresh() {
 		case <-l.stop:
 			return
 		case <-t.C:
-			l.info.Refreshed = time.Now().UTC()
-			ctx, cancel := context.WithTimeout(context.Background(), LockRefresh)
-			err := l.repo.writeLock(ctx, &l.info)
-			cancel()
-			if err != nil {
-				l.mu.Lock()
-				l.err = err
-				l.mu.Unlock()
+			l.mu.Lock()
+			if time.Since(l.lastOK) > LockStale {
+				// Another process may have removed the lock as stale and
+				// taken the repository: writing it again would make two
+				// holders. Lost for good.
+				l.lost = true
 			}
+			lost := l.lost
+			l.mu.Unlock()
+			if lost {
+				continue
+			}
+			info := l.info
+			info.Refreshed = time.Now().UTC()
+			ctx, cancel := context.WithTimeout(context.Background(), LockRefresh)
+			err := l.repo.writeLock(ctx, &info)
+			cancel()
+			l.mu.Lock()
+			if err != nil {
+				l.err = err
+			} else {
+				l.info.Refreshed, l.lastOK = info.Refreshed, info.Refreshed
+			}
+			l.mu.Unlock()
 		}
 	}
 }
 
-// Err reports a failure to refresh the lock, after which another process may
-// have taken the repository over.
+// ErrLockLost is wrapped by the errors of writes refused because this
+// process's lock went unrefreshed for LockStale.
+var ErrLockLost = errors.New("repository lock lost")
+
+// Err reports whether the lock may have been lost: it has not been
+// refreshed for LockStale (the storage failed every refresh), so another
+// process may have removed it as stale and taken the repository over.
 func (l *RepoLock) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.err
+	if since := time.Since(l.lastOK); l.lost || since > LockStale {
+		return fmt.Errorf("%w: the lock on %s could not be refreshed for %s (last error: %v), so another piosnap may have taken the repository over; nothing more is written by this process: run `piosnap check` and try again",
+			ErrLockLost, l.repo.Location(), since.Round(time.Second), l.err)
+	}
+	return nil
 }
 
 // Unlock releases the lock.
@@ -271,6 +316,11 @@ func (l *RepoLock) Unlock(ctx context.Context) error {
 	l.mu.Unlock()
 	close(l.stop)
 	l.wg.Wait()
+	l.repo.lockMu.Lock()
+	if l.repo.held == l {
+		l.repo.held = nil
+	}
+	l.repo.lockMu.Unlock()
 	if err := l.repo.backend.Delete(context.WithoutCancel(ctx), l.info.name); err != nil {
 		return fmt.Errorf("unlock repository at %s: %w", l.repo.Location(), err)
 	}

@@ -54,6 +54,9 @@ type Repository struct {
 
 	zmu  sync.Mutex // guards zbuf
 	zbuf []byte     // compression output, reused so a backup allocates no per-chunk buffers
+
+	lockMu sync.Mutex // guards held
+	held   *RepoLock  // the exclusive lock this process holds, if any
 }
 
 // ErrNoRepository is returned by Open when the backend holds no repository.
@@ -116,16 +119,6 @@ func Open(ctx context.Context, b Backend) (*Repository, error) {
 		return nil, fmt.Errorf("open repository at %s: config object is damaged: chunker polynomial %v is not irreducible", b.Location(), cfg.Polynomial)
 	}
 	return newRepository(b, cfg)
-}
-
-// OpenOrInit opens the repository on b, creating it first if the backend is
-// empty.
-func OpenOrInit(ctx context.Context, b Backend) (*Repository, error) {
-	r, err := Open(ctx, b)
-	if errors.Is(err, ErrNoRepository) {
-		return Init(ctx, b)
-	}
-	return r, err
 }
 
 func newRepository(b Backend, cfg RepoConfig) (*Repository, error) {

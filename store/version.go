@@ -100,6 +100,9 @@ func encodeVersion(v *Version) ([]byte, string, error) {
 // SaveVersion writes a version's manifest, which makes the version visible.
 // Every chunk it names must already be stored. It sets v.ID.
 func (r *Repository) SaveVersion(ctx context.Context, v *Version) error {
+	if err := r.checkHeld(); err != nil {
+		return fmt.Errorf("save version of %s: %w", v.Host, err)
+	}
 	v.Format = FormatVersion
 	v.Time = v.Time.UTC()
 	data, id, err := encodeVersion(v)
