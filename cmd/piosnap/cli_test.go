@@ -256,6 +256,11 @@ func TestCLIErrors(t *testing.T) {
 		{"unknown store", cfg, []string{"list", "--store", "offsite"}, exitUsage, `no store named "offsite"`},
 		{"bad flag", cfg, []string{"list", "--nope"}, exitUsage, "flag provided but not defined"},
 		{"config check", cfg, []string{"config", "check"}, exitOK, ""},
+		{"forget negative count", cfg, []string{"forget", "--keep-daily", "-5"}, exitUsage, "keep_daily is -5"},
+		{"forget bad duration", cfg, []string{"forget", "--keep-within", "1w"}, exitUsage, `--keep-within: retention duration "1w"`},
+		{"forget empty override", cfg, []string{"forget", "--keep-daily", "0"}, exitUsage, "empty"},
+		{"import needs a file", cfg, []string{"import", "--host", "leader1"}, exitUsage, "exactly one ZIP file"},
+		{"import time latest", cfg, []string{"import", "--host", "leader1", "--time", "latest", "x.zip"}, exitUsage, "give a date or RFC 3339 time"},
 		{"config check bad", bad, []string{"config", "check"}, exitUsage, "unknown key shedule"},
 	}
 	for _, tt := range tests {
@@ -367,5 +372,31 @@ func TestCLIForgetDepartedHost(t *testing.T) {
 	}
 	if n := len(cliVersions(t, cfg, "--host", "worker9")); n != 1 {
 		t.Errorf("with --include-departed, %d versions left, want 1 (keep_last = 1)", n)
+	}
+}
+
+// forget refuses a store without retention rules instead of removing
+// nothing silently or everything by mistake.
+func TestCLIForgetWithoutRules(t *testing.T) {
+	c, cfg := cliCluster(t, nil, "")
+	_ = c
+	text, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRules := strings.Replace(string(text), "keep_last = 1", "", 1)
+	if err := os.WriteFile(cfg, []byte(noRules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cliRun(t, cfg, "init")
+	if code, _, errs := cliRun(t, cfg, "backup"); code != 0 {
+		t.Fatal(errs)
+	}
+	code, _, errs := cliRun(t, cfg, "forget")
+	if code != exitFailure || !strings.Contains(errs, "has no retention rules") || !strings.Contains(errs, "keep_") {
+		t.Errorf("forget without rules: exit %d: %s", code, errs)
+	}
+	if n := len(cliVersions(t, cfg)); n != 1 {
+		t.Errorf("%d versions after a refused forget, want 1", n)
 	}
 }

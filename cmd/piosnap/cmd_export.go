@@ -147,6 +147,12 @@ func cmdImport(ctx context.Context, a *app, args []string) error {
 	if *host == "" || len(pos) != 1 {
 		return usageErrorf("give --host and exactly one ZIP file")
 	}
+	var t time.Time
+	if *when != "" {
+		if t, err = parseWhen(*when, time.Now(), a.cfg.Location()); err != nil || t.Equal(latest) {
+			return usageErrorf("--time %q: give a date or RFC 3339 time", *when)
+		}
+	}
 	f, err := os.Open(pos[0])
 	if err != nil {
 		return err
@@ -155,12 +161,6 @@ func cmdImport(ctx context.Context, a *app, args []string) error {
 	st, err := f.Stat()
 	if err != nil {
 		return err
-	}
-	var t time.Time
-	if *when != "" {
-		if t, err = parseWhen(*when, time.Now(), a.cfg.Location()); err != nil || t.Equal(latest) {
-			return usageErrorf("--time %q: give a date or RFC 3339 time", *when)
-		}
 	}
 	stores, err := a.openStores(ctx, storeNames...)
 	if err != nil {

@@ -129,6 +129,14 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	var override *retention.Policy
+	if over.set {
+		p, err := over.policy()
+		if err != nil {
+			return withCode(exitUsage, err)
+		}
+		override = &p
+	}
 	stores, err := a.openStores(ctx, storeNames...)
 	if err != nil {
 		return err
@@ -145,10 +153,8 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return withCode(exitUsage, err)
 		}
-		if over.set {
-			if p, err = over.policy(); err != nil {
-				return withCode(exitUsage, err)
-			}
+		if override != nil {
+			p = *override
 		}
 		var rep *forgetReport
 		if *dryRun {
