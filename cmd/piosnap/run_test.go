@@ -227,18 +227,23 @@ func runMain(t *testing.T, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-func (f *daemonFixture) versions(t *testing.T) []*store.Version {
+// repository opens the fixture's repository as another process would.
+func (f *daemonFixture) repository(t *testing.T) *store.Repository {
 	t.Helper()
-	ctx := context.Background()
 	b, err := local.Open(f.repo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := store.Open(ctx, b)
+	r, err := store.Open(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs, err := r.Versions(ctx)
+	return r
+}
+
+func (f *daemonFixture) versions(t *testing.T) []*store.Version {
+	t.Helper()
+	vs, err := f.repository(t).Versions(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,16 +252,7 @@ func (f *daemonFixture) versions(t *testing.T) []*store.Version {
 
 func (f *daemonFixture) locks(t *testing.T) []store.LockInfo {
 	t.Helper()
-	ctx := context.Background()
-	b, err := local.Open(f.repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := store.Open(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls, err := r.Locks(ctx)
+	ls, err := f.repository(t).Locks(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
