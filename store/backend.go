@@ -74,3 +74,19 @@ func CheckName(name string) error {
 	}
 	return nil
 }
+
+// ContextReader returns a reader of r whose reads fail once ctx is done, so
+// that a long copy into a backend stops promptly on cancellation.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -132,7 +132,7 @@ func (b *Backend) Put(ctx context.Context, name string, r io.Reader, size int64)
 // writeFile copies exactly size bytes from r to f and syncs f. It fails if
 // r ends early, has bytes left over, or ctx is cancelled.
 func writeFile(ctx context.Context, f *os.File, r io.Reader, size int64) error {
-	n, err := io.Copy(f, io.LimitReader(ctxReader{ctx, r}, size))
+	n, err := io.Copy(f, io.LimitReader(store.ContextReader(ctx, r), size))
 	if err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
@@ -140,7 +140,7 @@ func writeFile(ctx context.Context, f *os.File, r io.Reader, size int64) error {
 		return fmt.Errorf("reader ended after %d of %d bytes; the size passed to Put must match the data", n, size)
 	}
 	var one [1]byte
-	if m, err := io.ReadFull(ctxReader{ctx, r}, one[:]); m > 0 {
+	if m, err := io.ReadFull(store.ContextReader(ctx, r), one[:]); m > 0 {
 		return fmt.Errorf("reader has more than %d bytes; the size passed to Put must match the data", size)
 	} else if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("read: %w", err)
@@ -149,20 +149,6 @@ func writeFile(ctx context.Context, f *os.File, r io.Reader, size int64) error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	return nil
-}
-
-// ctxReader fails reads once its context is done, so a long copy stops
-// promptly on cancellation.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // mkdirSync creates dir and any missing parents below root, syncing each

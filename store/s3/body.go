@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/piosnap/piosnap/store"
 )
 
 // body is an upload's data in a form that can be re-read for every
@@ -67,7 +69,7 @@ func inPlace(ctx context.Context, r readAtSeeker, size int64) (*body, bool, erro
 	}
 	section := io.NewSectionReader(r, start, size)
 	h := md5.New()
-	if _, err := io.Copy(h, ctxReader{ctx, section}); err != nil {
+	if _, err := io.Copy(h, store.ContextReader(ctx, section)); err != nil {
 		return nil, true, fmt.Errorf("read: %w", err)
 	}
 	return &body{r: section, md5: base64.StdEncoding.EncodeToString(h.Sum(nil))}, true, nil
@@ -75,7 +77,7 @@ func inPlace(ctx context.Context, r readAtSeeker, size int64) (*body, bool, erro
 
 func inMemory(ctx context.Context, r io.Reader, size int64) (*body, error) {
 	buf := make([]byte, size)
-	n, err := io.ReadFull(ctxReader{ctx, r}, buf)
+	n, err := io.ReadFull(store.ContextReader(ctx, r), buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read: %w", err)
 	}
@@ -99,7 +101,7 @@ func (b *Backend) spool(ctx context.Context, r io.Reader, size int64) (*body, er
 	_ = os.Remove(f.Name())
 	bd := &body{cleanup: func() { _ = f.Close() }}
 	h := md5.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(ctxReader{ctx, r}, size))
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(store.ContextReader(ctx, r), size))
 	if err == nil {
 		err = checkCount(n, size)
 	}
@@ -129,7 +131,7 @@ func checkCount(have, size int64) error {
 // checkEnd fails if r has bytes left after size were read.
 func checkEnd(ctx context.Context, r io.Reader, size int64) error {
 	var one [1]byte
-	n, err := io.ReadFull(ctxReader{ctx, r}, one[:])
+	n, err := io.ReadFull(store.ContextReader(ctx, r), one[:])
 	if n > 0 {
 		return checkCount(size+1, size)
 	}
@@ -137,17 +139,4 @@ func checkEnd(ctx context.Context, r io.Reader, size int64) error {
 		return fmt.Errorf("read: %w", err)
 	}
 	return nil
-}
-
-// ctxReader fails reads once its context is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
