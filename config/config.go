@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -50,6 +51,7 @@ type Config struct {
 	Status     Status     `toml:"status"`
 	Metrics    Metrics    `toml:"metrics"`
 	Notify     Notify     `toml:"notify"`
+	Web        Web        `toml:"web"`
 
 	location *time.Location
 }
@@ -138,6 +140,21 @@ type Status struct {
 type Metrics struct {
 	// Listen is a loopback address such as "127.0.0.1:9472"; empty is off.
 	Listen string `toml:"listen"`
+}
+
+// Web configures the daemon's optional web application.
+type Web struct {
+	// Listen is host:port, e.g. "0.0.0.0:9473" for the lab's network;
+	// empty is off.
+	Listen string `toml:"listen"`
+	// PasswordFile holds the login password's bcrypt hash, written by
+	// `piosnap web passwd`; default state_dir/web.password.
+	PasswordFile string `toml:"password_file"`
+	// PublicStatus serves a read-only freshness page at /status without a
+	// login.
+	PublicStatus bool `toml:"public_status"`
+	// SessionTimeout ends a login session that has been idle this long.
+	SessionTimeout Duration `toml:"session_timeout"`
 }
 
 // Notify configures optional pings.
@@ -252,6 +269,12 @@ func (c *Config) applyDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.Web.PasswordFile == "" {
+		c.Web.PasswordFile = filepath.Join(c.StateDir, "web.password")
+	}
+	if c.Web.SessionTimeout.Duration == 0 {
+		c.Web.SessionTimeout.Duration = 12 * time.Hour
+	}
 	if c.Status.StaleAfter.Duration == 0 {
 		c.Status.StaleAfter.Duration = 36 * time.Hour
 	}
@@ -338,6 +361,11 @@ func (c *Config) Validate() error {
 		}
 		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 			return fmt.Errorf("metrics.listen = %q: the metrics endpoint has no authentication, so it listens on loopback only (127.0.0.1 or ::1)", c.Metrics.Listen)
+		}
+	}
+	if c.Web.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Web.Listen); err != nil || port == "" {
+			return fmt.Errorf("web.listen = %q: want host:port, e.g. \"0.0.0.0:9473\" for the lab network or \"127.0.0.1:9473\" for this machine only", c.Web.Listen)
 		}
 	}
 	for field, u := range map[string]string{"notify.healthchecks_url": c.Notify.Healthchecks, "notify.webhook_url": c.Notify.Webhook} {

@@ -37,25 +37,9 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 	if *storeName != "" {
 		names = []string{*storeName}
 	}
-	stores, err := a.openStores(ctx, names...)
+	rows, err := a.listRows(ctx, *host, names...)
 	if err != nil {
 		return err
-	}
-	rows := []listedVersion{}
-	for _, s := range stores {
-		vs, err := s.Repo.Versions(ctx)
-		if err != nil {
-			return fmt.Errorf("store %q: %w", s.Name, err)
-		}
-		for _, v := range vs {
-			if *host != "" && v.Host != *host {
-				continue
-			}
-			rows = append(rows, listedVersion{
-				ID: v.ID, ShortID: v.ShortID(), Store: s.Name, Host: v.Host, Time: v.Time, Zone: v.Zone,
-				Kind: v.Kind, Size: v.Size, Entries: len(v.Entries), AppVersion: v.AppVersion, Note: v.Note,
-			})
-		}
 	}
 	if *asJSON {
 		return writeJSON(a.env.Stdout, rows)
@@ -75,4 +59,35 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ShortID, r.Store, r.Host, r.Time.In(loc).Format("2006-01-02 15:04:05 MST"), kind, humanBytes(r.Size), r.AppVersion)
 	}
 	return tw.Flush()
+}
+
+// listRows lists the versions of host (every host when empty) in the named
+// stores (every store when none), as `list --json` prints them.
+func (a *app) listRows(ctx context.Context, host string, names ...string) ([]listedVersion, error) {
+	stores, err := a.openStores(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	rows := []listedVersion{}
+	for _, s := range stores {
+		vs, err := s.Repo.Versions(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store %q: %w", s.Name, err)
+		}
+		for _, v := range vs {
+			if host != "" && v.Host != host {
+				continue
+			}
+			rows = append(rows, listedRow(s.Name, v))
+		}
+	}
+	return rows, nil
+}
+
+// listedRow is v's row in store storeName.
+func listedRow(storeName string, v *store.Version) listedVersion {
+	return listedVersion{
+		ID: v.ID, ShortID: v.ShortID(), Store: storeName, Host: v.Host, Time: v.Time, Zone: v.Zone,
+		Kind: v.Kind, Size: v.Size, Entries: len(v.Entries), AppVersion: v.AppVersion, Note: v.Note,
+	}
 }

@@ -123,6 +123,19 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 		log.Info("serving metrics", "addr", "http://"+metricsAddr+"/metrics")
 	}
 
+	if cfg.Web.Listen != "" {
+		webCtx, webCancel := context.WithCancel(context.WithoutCancel(ctx))
+		_, stopWeb, err := d.startWeb(ctx, webCtx)
+		if err != nil {
+			webCancel()
+			return err
+		}
+		defer func() {
+			webCancel()
+			stopWeb()
+		}()
+	}
+
 	d.startStatus(cfg, metricsAddr)
 	d.refreshFromRepos(runCtx, d.runApp())
 	d.sched.SetNotifier(statusSink{d}, d.watchdogEvery())

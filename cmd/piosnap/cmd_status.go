@@ -63,6 +63,20 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	rep := a.statusReport(ctx)
+	if *asJSON {
+		if err := writeJSON(a.env.Stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		printStatus(a.env.Stdout, rep, a.cfg.Location())
+	}
+	return statusVerdict(rep)
+}
+
+// statusReport reads the status file, the repositories and the leader's
+// unit list into the report `status` prints.
+func (a *app) statusReport(ctx context.Context) *statusReport {
 	path := filepath.Join(a.cfg.StateDir, statusFileName)
 	sf, sfErr := readStatusFile(path)
 	alive := sfErr == nil && daemonAlive(sf)
@@ -92,14 +106,7 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	}
 	rep := buildStatus(time.Now(), path, sf, sfErr, alive, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
 	rep.StoreErrors = storeErrs
-	if *asJSON {
-		if err := writeJSON(a.env.Stdout, rep); err != nil {
-			return err
-		}
-	} else {
-		printStatus(a.env.Stdout, rep, a.cfg.Location())
-	}
-	return statusVerdict(rep)
+	return rep
 }
 
 // statusVerdict turns the report into the exit code monitoring scripts
