@@ -13,13 +13,15 @@ import (
 )
 
 func cmdWeb(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 || args[0] != "passwd" {
-		return usageErrorf("usage: piosnap web passwd [--stdin]: sets the password of the web application ([web] in the config)")
-	}
-	fs := a.newFlags("web passwd", "[--stdin]")
+	fs := a.newFlags("web", "passwd [--stdin]")
 	fromStdin := fs.Bool("stdin", false, "read the password from the first line of standard input (for scripts)")
-	if _, err := parseFlags(fs, args[1:]); err != nil {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) != 1 || pos[0] != "passwd" {
+		fs.Usage()
+		return usageErrorf("the only web command is `piosnap web passwd`: it sets the password of the daemon's web page ([web] in the config)")
 	}
 	path := a.cfg.Web.PasswordFile
 	var pw string
