@@ -241,7 +241,7 @@ func (r *runner) broadcast(ctx context.Context, units []string) ([]string, error
 	if layout == pioreactor.LayoutUnknown {
 		layout = detectLayout(br, units)
 	}
-	opts := ingest.Options{Layout: ingest.Aggregate, Limits: r.opts.Limits}
+	opts := ingest.Options{Layout: ingest.Aggregate, Limits: r.opts.Limits, Units: units}
 	if layout == pioreactor.LayoutSingle {
 		opts.Layout = ingest.Single
 		if len(units) == 1 {
