@@ -29,10 +29,20 @@ func (a *app) pickVersion(ctx context.Context, stores []snapshot.Store, host, id
 		}
 	}
 	var firstErr error
+	var unreadable []error
 	for _, s := range stores {
+		if s.Err != nil {
+			unreadable = append(unreadable, fmt.Errorf("store %q: %w", s.Name, s.Err))
+			continue
+		}
 		vs, err := s.Repo.Versions(ctx)
 		if err != nil {
-			return s, nil, fmt.Errorf("store %q: %w", s.Name, err)
+			if ctx.Err() != nil {
+				return s, nil, ctx.Err()
+			}
+			a.log.Error("store unavailable", "store", s.Name, "err", err)
+			unreadable = append(unreadable, fmt.Errorf("store %q: %w", s.Name, err))
+			continue
 		}
 		var v *store.Version
 		if id != "" {
@@ -41,11 +51,20 @@ func (a *app) pickVersion(ctx context.Context, stores []snapshot.Store, host, id
 			v, err = store.VersionAt(vs, host, when)
 		}
 		if err == nil {
+			if len(unreadable) > 0 {
+				a.log.Warn("version chosen among the stores that could be read", "store", s.Name, "version", v.ShortID())
+			}
 			return s, v, nil
 		}
 		if firstErr == nil {
 			firstErr = err
 		}
+	}
+	if len(unreadable) > 0 {
+		if firstErr == nil {
+			return snapshot.Store{}, nil, errors.Join(unreadable...)
+		}
+		return snapshot.Store{}, nil, fmt.Errorf("%w; not searched, as it could not be read: %w", firstErr, errors.Join(unreadable...))
 	}
 	return snapshot.Store{}, nil, firstErr
 }
@@ -71,7 +90,7 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 	if *storeName != "" {
 		names = []string{*storeName}
 	}
-	stores, err := a.openStores(ctx, names...)
+	stores, err := a.openReadable(ctx, names...)
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if o.storeName != "" {
 		names = []string{o.storeName}
 	}
-	stores, err := a.openStores(ctx, names...)
+	stores, err := a.openReadable(ctx, names...)
 	if err != nil {
 		return err
 	}
