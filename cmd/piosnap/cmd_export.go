@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -69,12 +70,13 @@ func (a *app) pickVersion(ctx context.Context, stores []snapshot.Store, host, id
 }
 
 func cmdExport(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("export", "--host H (--version ID | --at TIME) -o FILE.zip [--store S]")
+	fs := a.newFlags("export", "--host H (--version ID | --at TIME) -o FILE.zip [--stored] [--store S]")
 	host := fs.String("host", "", "the unit (required)")
 	id := fs.String("version", "", "version ID (at least 4 characters, as `piosnap list` shows)")
 	at := fs.String("at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339")
 	out := fs.String("o", "", "output file (required; - for standard output)")
 	storeName := fs.String("store", "", "read from this store (default: the first that has the version)")
+	stored := fs.Bool("stored", false, "write the entries uncompressed (STORED), as restore sends them: faster, about 4 times larger for a database")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -101,20 +103,25 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer hold.Unlock(ctx)
-	if *out == "-" {
-		w := bufio.NewWriterSize(a.env.Stdout, 1<<20)
-		if err := s.Repo.WriteZip(ctx, w, v); err != nil {
+	write := func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		if *stored {
+			z, err := s.Repo.StoredZip(v, nil)
+			if err != nil {
+				return err
+			}
+			if err := z.WriteTo(ctx, bw); err != nil {
+				return err
+			}
+		} else if err := s.Repo.WriteZip(ctx, bw, v); err != nil {
 			return err
 		}
-		return w.Flush()
+		return bw.Flush()
 	}
-	n, err := writeFileAtomic(*out, func(f *os.File) error {
-		w := bufio.NewWriterSize(f, 1<<20)
-		if err := s.Repo.WriteZip(ctx, w, v); err != nil {
-			return err
-		}
-		return w.Flush()
-	})
+	if *out == "-" {
+		return write(a.env.Stdout)
+	}
+	n, err := writeFileAtomic(*out, func(f *os.File) error { return write(f) })
 	if err != nil {
 		return err
 	}
