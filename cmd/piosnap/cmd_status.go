@@ -63,31 +63,21 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	rep := a.statusReport(ctx)
-	if *asJSON {
-		if err := writeJSON(a.env.Stdout, rep); err != nil {
-			return err
-		}
-	} else {
-		printStatus(a.env.Stdout, rep, a.cfg.Location())
-	}
-	return statusVerdict(rep)
-}
-
-// statusReport reads the status file, the repositories and the leader's
-// unit list into the report `status` prints.
-func (a *app) statusReport(ctx context.Context) *statusReport {
 	path := filepath.Join(a.cfg.StateDir, statusFileName)
 	sf, sfErr := readStatusFile(path)
 	alive := sfErr == nil && daemonAlive(sf)
 
 	versions := map[string][]*store.Version{}
 	var storeErrs []string
-	stores, err := a.openStores(ctx)
+	stores, err := a.openReadable(ctx)
 	if err != nil {
-		storeErrs = append(storeErrs, err.Error())
+		return err
 	}
 	for _, s := range stores {
+		if s.Err != nil {
+			storeErrs = append(storeErrs, fmt.Sprintf("store %q: %v", s.Name, s.Err))
+			continue
+		}
 		vs, err := s.Repo.Versions(ctx)
 		if err != nil {
 			storeErrs = append(storeErrs, fmt.Sprintf("store %q: %v", s.Name, err))
@@ -106,7 +96,14 @@ func (a *app) statusReport(ctx context.Context) *statusReport {
 	}
 	rep := buildStatus(time.Now(), path, sf, sfErr, alive, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
 	rep.StoreErrors = storeErrs
-	return rep
+	if *asJSON {
+		if err := writeJSON(a.env.Stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		printStatus(a.env.Stdout, rep, a.cfg.Location())
+	}
+	return statusVerdict(rep)
 }
 
 // statusVerdict turns the report into the exit code monitoring scripts

@@ -187,11 +187,6 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, sess *session)
 			if v.ID != id || v.Host != unit {
 				continue
 			}
-			size, err := sv.Repo.ZipSize(ctx, v)
-			if err != nil {
-				s.renderError(w, http.StatusInternalServerError, sess, "Cannot rebuild the archive", fmt.Sprintf("version %s of %s cannot be rebuilt from store %s: %v (run `piosnap check --read-data`)", v.ShortID(), unit, storeName, err))
-				return
-			}
 			hold, err := sv.Repo.Hold(ctx, "export", v.ID)
 			if err != nil {
 				s.renderError(w, http.StatusInternalServerError, sess, "Cannot hold the version", err.Error())
@@ -200,12 +195,13 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, sess *session)
 			defer hold.Unlock(context.WithoutCancel(ctx))
 			name := fmt.Sprintf("%s_dot_pioreactor_%s.zip", unit, v.Time.In(s.cfg.Zone).Format("2006-01-02_1504"))
 			w.Header().Set("Content-Type", "application/zip")
-			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 			w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
 			bw := bufio.NewWriterSize(w, 256<<10)
 			if err := sv.Repo.WriteZip(ctx, bw, v); err != nil {
-				s.cfg.Log.Error("web: download failed midway", "unit", unit, "version", v.ShortID(), "err", err)
-				return
+				// Abort the connection, so that the browser reports a failed
+				// download instead of keeping a truncated archive.
+				s.cfg.Log.Error("web: download failed midway; run `piosnap check --read-data`", "unit", unit, "version", v.ShortID(), "store", storeName, "err", err)
+				panic(http.ErrAbortHandler)
 			}
 			_ = bw.Flush()
 			s.cfg.Log.Info("web: version downloaded", "unit", unit, "version", v.ShortID(), "store", storeName, "client", clientAddr(r))
