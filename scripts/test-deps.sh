@@ -2,7 +2,7 @@
 # Installs what piosnap's tests need on a fresh Debian machine that has Go:
 # Debian packages (restic for the retention cross-check, python3 for the ZIP
 # cross-check, systemd for systemd-analyze, qemu-user-static for the arm64
-# run) and, through the Go module proxy, MinIO and staticcheck.
+# run, chromium for the web application's browser test) and, through the Go module proxy, MinIO and staticcheck.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -19,6 +19,8 @@ command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v curl >/dev/null || need_apt+=(curl)
+# the web application's end-to-end test drives a headless Chromium
+command -v chromium >/dev/null || need_apt+=(chromium)
 [ -x /usr/bin/time ] || need_apt+=(time)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test-deps: apt-get install ${need_apt[*]}"

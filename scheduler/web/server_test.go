@@ -385,6 +385,22 @@ func TestCrossOriginRefused(t *testing.T) {
 	}
 }
 
+func TestCrossSiteFetchRefused(t *testing.T) {
+	r := newRig(t, false)
+	c, token := r.loggedIn()
+	req, _ := http.NewRequest("POST", r.ts.URL+"/api/backup", nil)
+	req.Header.Set(csrfHeader, token)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body(t, resp)
+	if resp.StatusCode != http.StatusForbidden || r.runner.backups != 0 {
+		t.Fatalf("cross-site fetch: %s, %d backups; want 403 and none", resp.Status, r.runner.backups)
+	}
+}
+
 func TestSessionExpires(t *testing.T) {
 	r := newRig(t, false)
 	c, token := r.loggedIn()

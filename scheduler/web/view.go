@@ -226,10 +226,10 @@ func sizeChart(hv []*storedVersion) template.HTML {
 		return h - pad - (h-2*pad)*float64(n-lo)/float64(hi-lo)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %.0f %.0f" role="img" aria-label="size from %s to %s, between %s and %s">`,
+	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %.0f %.0f" preserveAspectRatio="none" role="img" aria-label="size from %s to %s, between %s and %s">`,
 		w, h, t0.Format("2006-01-02"), t1.Format("2006-01-02"), humanBytes(lo), humanBytes(hi))
 	fmt.Fprintf(&b, `<title>size from %s (%s) to %s (%s)</title>`, humanBytes(pts[0].Size), t0.Format("2006-01-02"), humanBytes(pts[len(pts)-1].Size), t1.Format("2006-01-02"))
-	b.WriteString(`<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="`)
+	b.WriteString(`<polyline fill="none" stroke="currentColor" stroke-width="2" vector-effect="non-scaling-stroke" points="`)
 	for i, v := range pts {
 		if i > 0 {
 			b.WriteByte(' ')
