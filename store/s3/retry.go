@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/piosnap/piosnap/store"
 )
 
 // Retry bounds how transient failures are retried: waits start at
@@ -73,7 +74,7 @@ func (b *Backend) do(ctx context.Context, op, name string, fn func(context.Conte
 		if !transient(err) {
 			return b.explain(op, name, err)
 		}
-		jittered := wait/2 + rand.N(wait/2+1)
+		jittered := store.Jitter(wait)
 		if attempt >= b.retry.Attempts || time.Since(start)+jittered > b.retry.Total {
 			hint := fmt.Sprintf("gave up after %d attempts in %v; %s",
 				attempt, time.Since(start).Round(time.Millisecond), b.retryHint(err))
@@ -81,12 +82,8 @@ func (b *Backend) do(ctx context.Context, op, name string, fn func(context.Conte
 		}
 		b.log.Warn("retrying s3 request", "op", op, "name", name, "attempt", attempt,
 			"wait", jittered, "err", b.redact(err.Error()))
-		t := time.NewTimer(jittered)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return b.wrap(op, name, "", ctx.Err())
-		case <-t.C:
+		if err := store.Sleep(ctx, jittered); err != nil {
+			return b.wrap(op, name, "", err)
 		}
 		wait = min(2*wait, b.retry.Max)
 	}
