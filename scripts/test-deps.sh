@@ -2,7 +2,8 @@
 # Installs what piosnap's tests need on a fresh Debian machine that has Go:
 # Debian packages (restic for the retention cross-check, python3 for the ZIP
 # cross-check, systemd for systemd-analyze, qemu-user-static for the arm64
-# run) and, through the Go module proxy, MinIO and staticcheck.
+# run, mariadb-server and -client for the directory source's database
+# tests, which start their own server) and, through the Go module proxy, MinIO and staticcheck.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -19,6 +20,8 @@ command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+command -v mariadb-dump >/dev/null || need_apt+=(mariadb-client)
 [ -x /usr/bin/time ] || need_apt+=(time)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test-deps: apt-get install ${need_apt[*]}"

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/piosnap/piosnap/archive/dir"
 	"github.com/piosnap/piosnap/archive/ingest"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
 	"github.com/piosnap/piosnap/store"
@@ -54,7 +56,7 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 	host := fs.String("host", "", "the unit (required)")
 	id := fs.String("version", "", "version ID (at least 4 characters, as `piosnap list` shows)")
 	at := fs.String("at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339")
-	out := fs.String("o", "", "output file (required; - for standard output)")
+	out := fs.String("o", "", "output file (required; - for standard output): a ZIP for a Pioreactor unit, a tar for a directory source")
 	storeName := fs.String("store", "", "read from this store (default: the first that has the version)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -82,16 +84,21 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	defer hold.Unlock(ctx)
+	write := s.Repo.WriteZip
+	if v.Source == dir.SourceKind {
+		// A directory version is a tar: it keeps owners and links.
+		write = func(ctx context.Context, w io.Writer, v *store.Version) error { return dir.WriteTar(ctx, w, s.Repo, v) }
+	}
 	if *out == "-" {
 		w := bufio.NewWriterSize(a.env.Stdout, 1<<20)
-		if err := s.Repo.WriteZip(ctx, w, v); err != nil {
+		if err := write(ctx, w, v); err != nil {
 			return err
 		}
 		return w.Flush()
 	}
 	n, err := writeFileAtomic(*out, func(f *os.File) error {
 		w := bufio.NewWriterSize(f, 1<<20)
-		if err := s.Repo.WriteZip(ctx, w, v); err != nil {
+		if err := write(ctx, w, v); err != nil {
 			return err
 		}
 		return w.Flush()
