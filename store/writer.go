@@ -159,7 +159,7 @@ func (p *Pending) putChunk(ctx context.Context, id ChunkID, data []byte) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				p.errs[i] = err
+				p.fail(i, err)
 				continue
 			}
 			p.w.known[i][id] = true
@@ -172,6 +172,24 @@ func (p *Pending) putChunk(ctx context.Context, id ChunkID, data []byte) error {
 		return fmt.Errorf("version of %s: %w", p.host, errors.Join(p.errs...))
 	}
 	return nil
+}
+
+// fail records that repository i failed for p, and leaves the repository
+// out of the rest of the run: every other version, pending or begun later,
+// fails there at once instead of waiting for a store that is down or full
+// again, host after host.
+func (p *Pending) fail(i int, err error) {
+	p.errs[i] = err
+	if p.w.broken[i] != nil {
+		return
+	}
+	skip := fmt.Errorf("left out of the rest of this run after it failed: %w", err)
+	p.w.broken[i] = skip
+	for q := range p.w.pending {
+		if q.errs[i] == nil {
+			q.errs[i] = skip
+		}
+	}
 }
 
 // Entries returns the entries added so far. The caller may correct their
@@ -215,6 +233,7 @@ func (p *Pending) Commit(ctx context.Context, v Version) []Result {
 		vv := v
 		if err := r.SaveVersion(ctx, &vv); err != nil {
 			res[i].Err = err
+			p.fail(i, err)
 			continue
 		}
 		res[i].Version = &vv

@@ -241,7 +241,7 @@ func (r *runner) broadcast(ctx context.Context, units []string) ([]string, error
 	if layout == pioreactor.LayoutUnknown {
 		layout = detectLayout(br, units)
 	}
-	opts := ingest.Options{Layout: ingest.Aggregate, Limits: r.opts.Limits}
+	opts := ingest.Options{Layout: ingest.Aggregate, Limits: r.opts.Limits, Units: units}
 	if layout == pioreactor.LayoutSingle {
 		opts.Layout = ingest.Single
 		if len(units) == 1 {
@@ -286,6 +286,7 @@ func (r *runner) direct(ctx context.Context, unit string) {
 }
 
 func (r *runner) fail(hr *HostReport, err error) {
+	hr.Stores = []StoreResult{}
 	hr.Fail(err)
 	r.rep.Hosts = append(r.rep.Hosts, hr)
 	r.log.Error("host not backed up", "host", hr.Host, "err", err)
@@ -315,6 +316,9 @@ func CommitHost(ctx context.Context, p *store.Pending, v store.Version, hr *Host
 		sr := StoreResult{Store: healthy[i].Name, Stored: res.Stored, err: res.Err}
 		if res.Err != nil {
 			sr.Error = res.Err.Error()
+			if res.Stored > 0 {
+				sr.Error += fmt.Sprintf(" (the %d bytes of chunks written before the failure belong to no version; `piosnap check` counts them as unused and the next `piosnap forget` removes them)", res.Stored)
+			}
 			log.Error("store did not receive host", "host", hr.Host, "store", sr.Store, "err", res.Err)
 		} else {
 			sr.VersionID = res.Version.ID
