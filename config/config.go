@@ -41,7 +41,7 @@ type Config struct {
 	// StateDir holds the daemon's status file.
 	StateDir string `toml:"state_dir"`
 	// LockWait is how long a command waits for another piosnap to release a
-	// repository before giving up.
+	// repository before giving up; zero means it does not wait.
 	LockWait Duration `toml:"lock_wait"`
 
 	Pioreactor Pioreactor `toml:"pioreactor"`
@@ -216,7 +216,7 @@ func Parse(text string) (*Config, error) {
 		return nil, fmt.Errorf("unknown key %s: check its spelling against piosnap.example.toml (`piosnap config example`)", strings.Join(keys, ", "))
 	}
 	c.pioreactorSet = md.IsDefined("pioreactor")
-	c.applyDefaults()
+	c.applyDefaults(md)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -227,17 +227,21 @@ func Parse(text string) (*Config, error) {
 const (
 	DefaultSchedule = "@daily"
 	DefaultPull     = "broadcast"
+	DefaultLockWait = 10 * time.Minute
 )
 
-func (c *Config) applyDefaults() {
+// applyDefaults fills in the fields left out. md tells a field left out
+// from one set to zero where zero means something (lock_wait = "0s": do not
+// wait).
+func (c *Config) applyDefaults(md toml.MetaData) {
 	if c.Schedule == "" {
 		c.Schedule = DefaultSchedule
 	}
 	if c.StateDir == "" {
 		c.StateDir = "/var/lib/piosnap"
 	}
-	if c.LockWait.Duration == 0 {
-		c.LockWait.Duration = 10 * time.Minute
+	if !md.IsDefined("lock_wait") {
+		c.LockWait.Duration = DefaultLockWait
 	}
 	p := &c.Pioreactor
 	if p.Leader == "" {

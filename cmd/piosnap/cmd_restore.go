@@ -272,7 +272,11 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 		rebooting := sawImport && errors.Is(err, pioreactor.ErrUnreachable)
 		blocked := errors.Is(err, pioreactor.ErrSentinel) || errors.Is(err, pioreactor.ErrWrongUnit) || errors.Is(err, pioreactor.ErrUnauthorized)
 		switch {
-		case blocked || !locked && !rebooting:
+		case blocked:
+			// Refused before anything happened: the user must act first
+			// (README, "Exit codes": 2).
+			return withCode(exitUsage, fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err))
+		case !locked && !rebooting:
 			return fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err)
 		case locked && time.Now().After(lockDeadline):
 			return fmt.Errorf("%s is still running another import after %s: %w (nothing was uploaded; retry later or raise --lock-wait)", unit, lockWait, err)

@@ -157,6 +157,7 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 	log := opts.Log.With("run", rep.RunID)
 
 	units, err := opts.Client.Units(ctx)
+	listed := err == nil // units is the leader's list, not the names asked for
 	if err != nil {
 		if len(hosts) == 0 {
 			return rep, fmt.Errorf("ask the leader at %s for its units: %w", opts.Client.LeaderAddress(), err)
@@ -211,6 +212,11 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 		}
 		if err := ctx.Err(); err != nil {
 			return rep, err
+		}
+		if listed && !slices.Contains(units, unit) {
+			// Pulling it would fail with a DNS error that hides the cause.
+			r.fail(&HostReport{Host: unit, Via: "direct"}, fmt.Errorf("%s is not a unit of this cluster: the leader lists %s; check the name", unit, strings.Join(units, ", ")))
+			continue
 		}
 		r.direct(ctx, unit)
 	}
