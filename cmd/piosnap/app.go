@@ -60,6 +60,7 @@ type app struct {
 	log        *slog.Logger
 	cmd        *command // the command being run
 	help       bool     // the command line asks for help
+	machine    machine  // the computer piosnap runs on
 	// restoreEvents, when set, receives a restore's steps (the daemon's
 	// web page sets it).
 	restoreEvents func(web.Event)
@@ -101,7 +102,7 @@ func commands() []command {
 // with exit code 0 and never needs a configuration; forced by a wrong command
 // line, it goes to standard error with exit code 2.
 func Main(ctx context.Context, args []string, env Env) int {
-	a := &app{env: env}
+	a := &app{env: env, machine: thisMachine()}
 	fs := flag.NewFlagSet("piosnap", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.StringVar(&a.configPath, "c", "", "")
