@@ -50,8 +50,11 @@ type Config struct {
 	Status     Status     `toml:"status"`
 	Metrics    Metrics    `toml:"metrics"`
 	Notify     Notify     `toml:"notify"`
+	// Sources are further things to back up, e.g. a Pydio Cells server.
+	Sources []Source `toml:"source"`
 
-	location *time.Location
+	location      *time.Location
+	pioreactorSet bool
 }
 
 // Pioreactor says how to reach the cluster.
@@ -212,6 +215,7 @@ func Parse(text string) (*Config, error) {
 		sort.Strings(keys)
 		return nil, fmt.Errorf("unknown key %s: check its spelling against piosnap.example.toml (`piosnap config example`)", strings.Join(keys, ", "))
 	}
+	c.pioreactorSet = md.IsDefined("pioreactor")
 	c.applyDefaults(md)
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -273,6 +277,7 @@ func (c *Config) applyDefaults(md toml.MetaData) {
 	if c.Status.StaleAfter.Duration == 0 {
 		c.Status.StaleAfter.Duration = 36 * time.Hour
 	}
+	c.applySourceDefaults()
 }
 
 var storeName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -340,6 +345,9 @@ func (c *Config) Validate() error {
 		if _, err := s.Retention.Policy(); err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
+	}
+	if err := c.validateSources(); err != nil {
+		return err
 	}
 	switch c.Log.Format {
 	case "auto", "text", "json":

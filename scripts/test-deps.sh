@@ -2,8 +2,10 @@
 # Installs what piosnap's tests need on a fresh Debian machine that has Go:
 # Debian packages (restic for the retention cross-check, python3 for the ZIP
 # cross-check, systemd for systemd-analyze, qemu-user-static for the arm64
-# and armv7 runs, gcc for -race) and, through the Go module proxy, MinIO and
-# staticcheck, and checks for Python's Werkzeug, which it cannot install.
+# and armv7 runs, gcc for -race, mariadb-server and -client for the directory
+# source's database tests, which start their own server) and, through the Go
+# module proxy, MinIO and staticcheck, and checks for Python's Werkzeug,
+# which it cannot install.
 # Safe to run again: it installs only what is missing. MinIO and staticcheck
 # are built once per machine (about 12 minutes on 2 cores) into
 # $(go env GOPATH)/bin and kept there; a later run reuses them as long as
@@ -23,6 +25,8 @@ command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+command -v mariadb-dump >/dev/null || need_apt+=(mariadb-client)
 [ -x /usr/bin/time ] || need_apt+=(time)
 command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
