@@ -240,3 +240,33 @@ func TestLockRemovesStaleTemp(t *testing.T) {
 		t.Errorf("a recent temporary file (a write in progress) was removed: %v", err)
 	}
 }
+
+// Forget also removes old temporary files anywhere in the repository: a
+// backup killed while writing chunks leaves them behind.
+func TestForgetRemovesStaleTemp(t *testing.T) {
+	ctx := context.Background()
+	repo, dir := newRepo(t)
+	old := filepath.Join(dir, "chunks", "ab", ".tmp-killed")
+	fresh := filepath.Join(dir, "chunks", "ab", ".tmp-inflight")
+	if err := os.MkdirAll(filepath.Dir(old), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("partial chunk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	then := time.Now().Add(-store.LockStale - time.Minute)
+	if err := os.Chtimes(old, then, then); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Forget(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a killed backup's temporary chunk file is still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a recent temporary file (a write in progress) was removed: %v", err)
+	}
+}

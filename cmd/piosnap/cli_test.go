@@ -314,7 +314,7 @@ func TestCLIDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo: %d\n%s\n%s", code, out.String(), errb.String())
 	}
-	for _, want := range []string{"Second backup", "no damage found", "What happened", "_dot_pioreactor.zip"} {
+	for _, want := range []string{"Second backup", "no damage found", "What happened", "_dot_pioreactor.zip", "cells        ok", "welcome.txt holds \"welcome to cells\" again"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

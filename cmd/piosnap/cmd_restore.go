@@ -11,6 +11,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -99,6 +100,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	}
 	defer hold.Unlock(context.WithoutCancel(ctx))
 
+	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateRunning})
 	replace, err := checkRestorable(ctx, s.Repo, v, target, o.rewriteHostname)
 	if err != nil {
 		return fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), target, err)
@@ -128,6 +130,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		return err
 	}
 	fmt.Fprintf(out, "%s answers and nothing blocks an import\n", target)
+	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateDone})
 	if o.dryRun {
 		fmt.Fprintf(out, "dry run: every check passed; no safety snapshot was taken and nothing was uploaded\n")
 		return nil
@@ -152,11 +155,14 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	undo := ""
 	if o.noSafety {
 		fmt.Fprintf(a.env.Stderr, "WARNING: no safety snapshot (--no-safety-snapshot): %s's current state is not kept\n", target)
+		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateSkipped})
 	} else {
+		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateRunning})
 		id, err := a.safetySnapshot(ctx, s, target, v)
 		if err != nil {
 			return err
 		}
+		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateDone, SafetyVersion: id, SafetyStore: s.Name})
 		undo = fmt.Sprintf("piosnap restore --host %s --version %s --store %s", target, id[:8], s.Name)
 		fmt.Fprintf(out, "safety snapshot of %s taken: version %s (to undo the restore: %s)\n", target, id[:8], undo)
 	}
@@ -178,8 +184,12 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 			return nil
 		}
 		fmt.Fprintf(out, "%s accepted the archive; waiting for the import and the reboot (up to %s)\n", target, a.cfg.Pioreactor.RebootTimeout.Duration)
+		a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateRunning})
 		rt := a.cfg.Pioreactor.RebootTimeout.Duration
-		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt})
+		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt, Imported: func() {
+			a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateDone})
+			a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateRunning})
+		}})
 		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
 			if err := a.waitLocked(ctx, target, task); err != nil {
 				return err
@@ -190,8 +200,10 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 			return withUndo(fmt.Errorf("restore of version %s onto %s: %w", v.ShortID(), target, err), undo)
 		}
 		fmt.Fprintf(out, "%s rebooted and answers again; verifying by exporting it\n", outcome.Unit)
+		a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateDone})
 		break
 	}
+	a.restoreEvent(web.Event{Step: web.StepVerify, State: web.StateRunning})
 	diff, err := verifyRestore(ctx, cl, s.Repo, v, target)
 	if err != nil {
 		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
@@ -361,8 +373,12 @@ func (a *app) safetySnapshot(ctx context.Context, s snapshot.Store, unit string,
 func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, src zipSource, size int64) (*pioreactor.Task, error) {
 	body, wait := src.stream(ctx)
 	bar := newProgress(a.env.Stderr, unit, size)
+	a.restoreEvent(web.Event{Step: web.StepUpload, State: web.StateRunning, Total: size})
 	start := time.Now()
-	task, err := cl.Import(ctx, unit, body, size, bar.update)
+	task, err := cl.Import(ctx, unit, body, size, func(sent int64) {
+		bar.update(sent)
+		a.restoreEvent(web.Event{Sent: sent, Total: size})
+	})
 	body.Close()
 	werr := wait()
 	bar.finish()
@@ -380,7 +396,16 @@ func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, sr
 		return task, fmt.Errorf("upload to %s: %w", unit, err)
 	}
 	el := time.Since(start)
+	a.restoreEvent(web.Event{Step: web.StepUpload, State: web.StateDone, Sent: size, Total: size})
 	fmt.Fprintf(a.env.Stdout, "uploaded %s to %s through the leader in %s (%s/s)\n",
 		humanBytes(size), unit, el.Round(time.Millisecond), humanBytes(int64(float64(size)/max(el.Seconds(), 1e-3))))
 	return task, nil
+}
+
+// restoreEvent tells the web page following this restore, if any, about a
+// step.
+func (a *app) restoreEvent(ev web.Event) {
+	if a.restoreEvents != nil {
+		a.restoreEvents(ev)
+	}
 }

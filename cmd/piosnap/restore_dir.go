@@ -100,7 +100,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 			kept = append(kept, res.SafetyDump)
 		}
 		if len(kept) > 0 {
-			fmt.Fprintf(out, "the state before the restore is kept in %s; delete it once the restored %s works\n", strings.Join(kept, ", "), cs.Name)
+			fmt.Fprintf(out, "the state before the restore is kept in %s; delete these once the restored %s works\n", strings.Join(kept, ", "), cs.Name)
 		}
 	}
 	if len(res.Checklist) > 0 {
