@@ -261,7 +261,7 @@ func TestCLIErrors(t *testing.T) {
 		{"missing config", filepath.Join(t.TempDir(), "none.toml"), []string{"list"}, exitUsage, "does not exist"},
 		{"no repository", cfg, []string{"list"}, exitFailure, "piosnap init"},
 		{"export needs host", cfg, []string{"export", "-o", "x.zip", "--at", "latest"}, exitUsage, "--host and -o are required"},
-		{"export needs one selector", cfg, []string{"export", "--host", "leader1", "-o", "x.zip"}, exitUsage, "exactly one of --version"},
+		{"export takes one selector", cfg, []string{"export", "--host", "leader1", "-o", "x.zip", "--at", "latest", "--version", "abcd"}, exitUsage, "one of --version ID and --at TIME, not both"},
 		{"unknown store", cfg, []string{"list", "--store", "offsite"}, exitUsage, `no store named "offsite"`},
 		{"bad flag", cfg, []string{"list", "--nope"}, exitUsage, "flag provided but not defined"},
 		{"config check", cfg, []string{"config", "check"}, exitOK, ""},

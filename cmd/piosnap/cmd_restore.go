@@ -19,7 +19,7 @@ import (
 type restoreOptions struct {
 	host, at, id, to, storeName   string
 	dryRun, yes, noSafety, noWait bool
-	rewriteHostname               bool
+	rewriteHostname, withSafety   bool
 	lockWait                      time.Duration
 	// filesOnly and dbOnly restore part of a directory source.
 	filesOnly, dbOnly bool
@@ -29,7 +29,8 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--store S]")
 	var o restoreOptions
 	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
-	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest)")
+	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest; safety snapshots are skipped)")
+	fs.BoolVar(&o.withSafety, "include-safety", false, "with --at: consider safety snapshots (taken before a restore) too")
 	fs.StringVar(&o.id, "version", "", "version ID (at least 4 characters, as `piosnap list` shows)")
 	fs.StringVar(&o.to, "to", "", "restore onto this unit instead of --host (needs --rewrite-hostname); for a directory source: restore its folder to this path (or OLD=NEW for one of several paths)")
 	fs.BoolVar(&o.filesOnly, "files-only", false, "directory source: restore the folders, leave the database alone")
@@ -79,7 +80,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if err != nil {
 		return err
 	}
-	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at)
+	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at, o.withSafety)
 	if err != nil {
 		return err
 	}

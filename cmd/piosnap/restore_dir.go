@@ -29,7 +29,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 	if err != nil {
 		return err
 	}
-	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at)
+	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at, o.withSafety)
 	if err != nil {
 		return err
 	}
