@@ -41,7 +41,7 @@ type Config struct {
 	// StateDir holds the daemon's status file.
 	StateDir string `toml:"state_dir"`
 	// LockWait is how long a command waits for another piosnap to release a
-	// repository before giving up.
+	// repository before giving up; zero means it does not wait.
 	LockWait Duration `toml:"lock_wait"`
 
 	Pioreactor Pioreactor `toml:"pioreactor"`
@@ -50,8 +50,11 @@ type Config struct {
 	Status     Status     `toml:"status"`
 	Metrics    Metrics    `toml:"metrics"`
 	Notify     Notify     `toml:"notify"`
+	// Sources are further things to back up, e.g. a Pydio Cells server.
+	Sources []Source `toml:"source"`
 
-	location *time.Location
+	location      *time.Location
+	pioreactorSet bool
 }
 
 // Pioreactor says how to reach the cluster.
@@ -212,7 +215,8 @@ func Parse(text string) (*Config, error) {
 		sort.Strings(keys)
 		return nil, fmt.Errorf("unknown key %s: check its spelling against piosnap.example.toml (`piosnap config example`)", strings.Join(keys, ", "))
 	}
-	c.applyDefaults()
+	c.pioreactorSet = md.IsDefined("pioreactor")
+	c.applyDefaults(md)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -223,17 +227,21 @@ func Parse(text string) (*Config, error) {
 const (
 	DefaultSchedule = "@daily"
 	DefaultPull     = "broadcast"
+	DefaultLockWait = 10 * time.Minute
 )
 
-func (c *Config) applyDefaults() {
+// applyDefaults fills in the fields left out. md tells a field left out
+// from one set to zero where zero means something (lock_wait = "0s": do not
+// wait).
+func (c *Config) applyDefaults(md toml.MetaData) {
 	if c.Schedule == "" {
 		c.Schedule = DefaultSchedule
 	}
 	if c.StateDir == "" {
 		c.StateDir = "/var/lib/piosnap"
 	}
-	if c.LockWait.Duration == 0 {
-		c.LockWait.Duration = 10 * time.Minute
+	if !md.IsDefined("lock_wait") {
+		c.LockWait.Duration = DefaultLockWait
 	}
 	p := &c.Pioreactor
 	if p.Leader == "" {
@@ -269,6 +277,7 @@ func (c *Config) applyDefaults() {
 	if c.Status.StaleAfter.Duration == 0 {
 		c.Status.StaleAfter.Duration = 36 * time.Hour
 	}
+	c.applySourceDefaults()
 }
 
 var storeName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -336,6 +345,9 @@ func (c *Config) Validate() error {
 		if _, err := s.Retention.Policy(); err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
+	}
+	if err := c.validateSources(); err != nil {
+		return err
 	}
 	switch c.Log.Format {
 	case "auto", "text", "json":

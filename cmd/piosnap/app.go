@@ -59,6 +59,7 @@ type app struct {
 	log        *slog.Logger
 	cmd        *command // the command being run
 	help       bool     // the command line asks for help
+	machine    machine  // the computer piosnap runs on
 }
 
 type command struct {
@@ -96,7 +97,7 @@ func commands() []command {
 // with exit code 0 and never needs a configuration; forced by a wrong command
 // line, it goes to standard error with exit code 2.
 func Main(ctx context.Context, args []string, env Env) int {
-	a := &app{env: env}
+	a := &app{env: env, machine: thisMachine()}
 	fs := flag.NewFlagSet("piosnap", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.StringVar(&a.configPath, "c", "", "")

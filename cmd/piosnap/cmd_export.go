@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/piosnap/piosnap/archive/dir"
 	"github.com/piosnap/piosnap/archive/ingest"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
 	"github.com/piosnap/piosnap/store"
@@ -74,7 +75,7 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 	host := fs.String("host", "", "the unit (required)")
 	id := fs.String("version", "", "version ID (at least 4 characters, as `piosnap list` shows)")
 	at := fs.String("at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339")
-	out := fs.String("o", "", "output file (required; - for standard output)")
+	out := fs.String("o", "", "output file (required; - for standard output): a ZIP for a Pioreactor unit, a tar for a directory source")
 	storeName := fs.String("store", "", "read from this store (default: the first that has the version)")
 	stored := fs.Bool("stored", false, "write the entries uncompressed (STORED), as restore sends them: faster, about 4 times larger for a database")
 	if _, err := parseFlags(fs, args); err != nil {
@@ -105,7 +106,13 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 	defer hold.Unlock(ctx)
 	write := func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<20)
-		if *stored {
+		switch {
+		case v.Source == dir.SourceKind:
+			// A directory version is a tar: it keeps owners and links.
+			if err := dir.WriteTar(ctx, bw, s.Repo, v); err != nil {
+				return err
+			}
+		case *stored:
 			z, err := s.Repo.StoredZip(v, nil)
 			if err != nil {
 				return err
@@ -113,8 +120,10 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 			if err := z.WriteTo(ctx, bw); err != nil {
 				return err
 			}
-		} else if err := s.Repo.WriteZip(ctx, bw, v); err != nil {
-			return err
+		default:
+			if err := s.Repo.WriteZip(ctx, bw, v); err != nil {
+				return err
+			}
 		}
 		return bw.Flush()
 	}

@@ -20,6 +20,8 @@ type restoreOptions struct {
 	dryRun, yes, noSafety, noWait bool
 	rewriteHostname               bool
 	lockWait                      time.Duration
+	// filesOnly and dbOnly restore part of a directory source.
+	filesOnly, dbOnly bool
 }
 
 func cmdRestore(ctx context.Context, a *app, args []string) error {
@@ -28,7 +30,9 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
 	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest)")
 	fs.StringVar(&o.id, "version", "", "version ID (at least 4 characters, as `piosnap list` shows)")
-	fs.StringVar(&o.to, "to", "", "restore onto this unit instead of --host (needs --rewrite-hostname)")
+	fs.StringVar(&o.to, "to", "", "restore onto this unit instead of --host (needs --rewrite-hostname); for a directory source: restore its folder to this path (or OLD=NEW for one of several paths)")
+	fs.BoolVar(&o.filesOnly, "files-only", false, "directory source: restore the folders, leave the database alone")
+	fs.BoolVar(&o.dbOnly, "db-only", false, "directory source: restore the database, leave the folders alone")
 	fs.BoolVar(&o.rewriteHostname, "rewrite-hostname", false, "with --to: rewrite the archive's unit name, cloning one unit's configuration onto another")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "do every check, then stop before the safety snapshot and the upload")
 	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (required when standard input is not a terminal)")
@@ -45,6 +49,12 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	}
 	if o.id == "" && o.at == "" {
 		o.at = "latest"
+	}
+	if cs := a.cfg.Source(o.host); cs != nil {
+		return a.restoreDir(ctx, o, cs)
+	}
+	if o.filesOnly || o.dbOnly {
+		return usageErrorf("--files-only and --db-only are for directory sources; %s is not one", o.host)
 	}
 	if o.rewriteHostname && o.to == "" {
 		return usageErrorf("--rewrite-hostname needs --to UNIT, the unit to restore onto")
@@ -262,7 +272,11 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 		rebooting := sawImport && errors.Is(err, pioreactor.ErrUnreachable)
 		blocked := errors.Is(err, pioreactor.ErrSentinel) || errors.Is(err, pioreactor.ErrWrongUnit) || errors.Is(err, pioreactor.ErrUnauthorized)
 		switch {
-		case blocked || !locked && !rebooting:
+		case blocked:
+			// Refused before anything happened: the user must act first
+			// (README, "Exit codes": 2).
+			return withCode(exitUsage, fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err))
+		case !locked && !rebooting:
 			return fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err)
 		case locked && time.Now().After(lockDeadline):
 			return fmt.Errorf("%s is still running another import after %s: %w (nothing was uploaded; retry later or raise --lock-wait)", unit, lockWait, err)

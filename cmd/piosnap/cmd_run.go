@@ -106,6 +106,9 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	log.Info("piosnap starting", "version", piosnapVersion(), "config", d.base.configPath)
+	if w := d.base.machine.leaderDiskWarning(cfg); w != "" {
+		log.Warn(w)
+	}
 
 	metricsAddr := ""
 	if cfg.Metrics.Listen != "" {

@@ -63,6 +63,9 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if w := a.machine.leaderDiskWarning(a.cfg); w != "" {
+		fmt.Fprintf(a.env.Stderr, "warning: %s\n", w)
+	}
 	path := filepath.Join(a.cfg.StateDir, statusFileName)
 	sf, sfErr := readStatusFile(path)
 	alive := sfErr == nil && daemonAlive(sf)

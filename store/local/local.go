@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/piosnap/piosnap/store"
 )
@@ -27,7 +28,10 @@ type Backend struct {
 	root string
 }
 
-var _ store.Backend = (*Backend)(nil)
+var (
+	_ store.Backend     = (*Backend)(nil)
+	_ store.TempRemover = (*Backend)(nil)
+)
 
 // Open returns a Backend rooted at dir, which must be an existing
 // directory. A missing directory is an error that wraps fs.ErrNotExist and
@@ -303,4 +307,51 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(name string, 
 		return fmt.Errorf("list %q in %s: %w", prefix, b.root, err)
 	}
 	return nil
+}
+
+// RemoveStaleTemp removes the temporary files of unfinished Puts in the
+// directory that holds the names starting with prefix (not below it) that
+// were last written more than olderThan ago: left behind by a process that
+// was killed during a Put. A Put in progress keeps writing its file, so a
+// file idle that long has no live writer. It returns how many it removed.
+func (b *Backend) RemoveStaleTemp(ctx context.Context, prefix string, olderThan time.Duration) (int, error) {
+	dir := b.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		if err := checkName(prefix[:i]); err != nil {
+			return 0, fmt.Errorf("remove stale temporary files: prefix %q: %w", prefix, err)
+		}
+		dir = filepath.Join(b.root, filepath.FromSlash(prefix[:i]))
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("remove stale temporary files in %s: %w", dir, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("remove stale temporary files: %w", err)
+	}
+	cutoff := time.Now().Add(-olderThan)
+	n := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // its Put finished or failed meanwhile
+		}
+		if err != nil {
+			return n, fmt.Errorf("remove stale temporary files: %w", err)
+		}
+		if !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, fmt.Errorf("remove stale temporary file: %w", err)
+		}
+		n++
+	}
+	return n, nil
 }
