@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -50,6 +51,7 @@ type Config struct {
 	Status     Status     `toml:"status"`
 	Metrics    Metrics    `toml:"metrics"`
 	Notify     Notify     `toml:"notify"`
+	Web        Web        `toml:"web"`
 	// Sources are further things to back up, e.g. a Pydio Cells server.
 	Sources []Source `toml:"source"`
 
@@ -155,6 +157,21 @@ func (m Metrics) Loopback() bool {
 	}
 	ip := net.ParseIP(host)
 	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// Web configures the daemon's optional web application.
+type Web struct {
+	// Listen is host:port, e.g. "0.0.0.0:9473" for the lab's network;
+	// empty is off.
+	Listen string `toml:"listen"`
+	// PasswordFile holds the login password's bcrypt hash, written by
+	// `piosnap web passwd`; default state_dir/web.password.
+	PasswordFile string `toml:"password_file"`
+	// PublicStatus serves a read-only freshness page at /status without a
+	// login.
+	PublicStatus bool `toml:"public_status"`
+	// SessionTimeout ends a login session that has been idle this long.
+	SessionTimeout Duration `toml:"session_timeout"`
 }
 
 // Notify configures optional pings.
@@ -274,6 +291,12 @@ func (c *Config) applyDefaults(md toml.MetaData) {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.Web.PasswordFile == "" {
+		c.Web.PasswordFile = filepath.Join(c.StateDir, "web.password")
+	}
+	if c.Web.SessionTimeout.Duration == 0 {
+		c.Web.SessionTimeout.Duration = 12 * time.Hour
+	}
 	if c.Status.StaleAfter.Duration == 0 {
 		c.Status.StaleAfter.Duration = 36 * time.Hour
 	}
@@ -364,6 +387,11 @@ func (c *Config) Validate() error {
 		}
 		if !c.Metrics.AllowRemote && !c.Metrics.Loopback() {
 			return fmt.Errorf("metrics.listen = %q: the metrics endpoint has no authentication, so it listens on loopback only (127.0.0.1 or ::1); for a Prometheus on another machine, set allow_remote = true under [metrics] (anyone who can reach %s can then read the metrics)", c.Metrics.Listen, host)
+		}
+	}
+	if c.Web.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Web.Listen); err != nil || port == "" {
+			return fmt.Errorf("web.listen = %q: want host:port, e.g. \"0.0.0.0:9473\" for the lab network or \"127.0.0.1:9473\" for this machine only", c.Web.Listen)
 		}
 	}
 	for field, u := range map[string]string{"notify.healthchecks_url": c.Notify.Healthchecks, "notify.webhook_url": c.Notify.Webhook} {

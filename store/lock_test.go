@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -239,4 +240,97 @@ func TestLockRemovesStaleTemp(t *testing.T) {
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("a recent temporary file (a write in progress) was removed: %v", err)
 	}
+}
+
+// Forget also removes old temporary files anywhere in the repository: a
+// backup killed while writing chunks leaves them behind.
+func TestForgetRemovesStaleTemp(t *testing.T) {
+	ctx := context.Background()
+	repo, dir := newRepo(t)
+	old := filepath.Join(dir, "chunks", "ab", ".tmp-killed")
+	fresh := filepath.Join(dir, "chunks", "ab", ".tmp-inflight")
+	if err := os.MkdirAll(filepath.Dir(old), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("partial chunk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	then := time.Now().Add(-store.LockStale - time.Minute)
+	if err := os.Chtimes(old, then, then); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Forget(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a killed backup's temporary chunk file is still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a recent temporary file (a write in progress) was removed: %v", err)
+	}
+}
+
+// deadlineBackend fails every lock write, recording when each was tried
+// and the deadline it was given.
+type deadlineBackend struct {
+	store.Backend
+	broken atomic.Bool
+	mu     sync.Mutex
+	tries  []time.Time
+	limits []time.Time
+}
+
+func (b *deadlineBackend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if b.broken.Load() && strings.HasPrefix(name, "locks/") {
+		d, _ := ctx.Deadline()
+		b.mu.Lock()
+		b.tries, b.limits = append(b.tries, time.Now()), append(b.limits, d)
+		b.mu.Unlock()
+		return errors.New("storage unreachable")
+	}
+	return b.Backend.Put(ctx, name, r, size)
+}
+
+// A refresh never writes the lock when another process may already call it
+// stale and have removed it: every refresh must be over LockRefresh before
+// LockStale has passed since the last good write.
+func TestLockRefreshDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		_, dir := newRepo(t)
+		lb, err := local.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &deadlineBackend{Backend: lb}
+		repo, err := store.Open(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := repo.Lock(ctx, "backup", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken := time.Now()
+		b.broken.Store(true)
+		time.Sleep(2*store.LockStale + time.Second)
+		b.mu.Lock()
+		tries, limits := b.tries, b.limits
+		b.mu.Unlock()
+		if len(tries) == 0 {
+			t.Fatal("no refresh was tried")
+		}
+		limit := taken.Add(store.LockStale - store.LockRefresh)
+		for i, d := range limits {
+			if d.IsZero() || d.After(limit) {
+				t.Errorf("refresh at +%v had deadline %v, want by +%v", tries[i].Sub(taken), d.Sub(taken), limit.Sub(taken))
+			}
+		}
+		if err := l.Err(); !errors.Is(err, store.ErrLockLost) {
+			t.Errorf("Err = %v, want ErrLockLost", err)
+		}
+		_ = l.Unlock(ctx)
+	})
 }

@@ -332,3 +332,27 @@ func TestHangingHookTimesOut(t *testing.T) {
 		t.Errorf("failing start: err %v, StartErr %v", err, taken.StartErr)
 	}
 }
+
+// TestShutdownStillStarts: piosnap is asked to stop (its context is
+// cancelled) while the application is down; the start hook still runs and
+// nothing is stored.
+func TestShutdownStillStarts(t *testing.T) {
+	f := newFixture(t, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.src.ReadyCheck = hooks.Hook{Name: "ready_check", Argv: []string{"sh", "-c", "sleep 0.2; exit 1"}}
+	time.AfterFunc(500*time.Millisecond, cancel)
+	w, err := store.NewWriter(ctx, f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = dir.Take(ctx, w, f.src)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if !f.running() {
+		t.Error("the stand-in was not started again after the shutdown")
+	}
+	if n := f.versions(); n != 0 {
+		t.Errorf("%d versions stored", n)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -60,6 +61,9 @@ type app struct {
 	cmd        *command // the command being run
 	help       bool     // the command line asks for help
 	machine    machine  // the computer piosnap runs on
+	// restoreEvents, when set, receives a restore's steps (the daemon's
+	// web page sets it).
+	restoreEvents func(web.Event)
 }
 
 type command struct {
@@ -83,6 +87,7 @@ func commands() []command {
 		{name: "forget", summary: "apply retention: delete old versions and the data only they used", run: cmdForget},
 		{name: "copy", summary: "copy versions from one store to another", run: cmdCopy},
 		{name: "run", summary: "run as a daemon, taking backups on the schedule", run: cmdRun},
+		{name: "web", summary: "`web passwd` sets the password of the daemon's web page", run: cmdWeb},
 		{name: "status", summary: "show the last runs, the next run and how fresh each host is", run: cmdStatus},
 		{name: "config", summary: "`config check` validates the configuration; `config example` prints a commented one", run: cmdConfig, noConfig: true},
 		{name: "version", summary: "print piosnap's version", run: cmdVersion, noConfig: true},

@@ -252,7 +252,7 @@ func (r *retentionFlags) register(fs *flag.FlagSet) {
 		dst  *string
 	}{{"keep-within", &r.within}, {"keep-within-hourly", &r.wHourly}, {"keep-within-daily", &r.wDaily}, {"keep-within-weekly", &r.wWeekly}, {"keep-within-monthly", &r.wMonthly}, {"keep-within-yearly", &r.wYearly}}
 	for _, f := range strs {
-		fs.Func(f.name, "duration NyNmNdNh, measured from each host's newest version", func(s string) error {
+		fs.Func(f.name, "duration NyNmoNdNh (months are mo), measured from each host's newest version", func(s string) error {
 			r.set = true
 			*f.dst = s
 			return nil

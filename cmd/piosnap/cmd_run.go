@@ -130,7 +130,25 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 		}
 	}
 
+	webAddr := ""
+	if cfg.Web.Listen != "" {
+		webCtx, webCancel := context.WithCancel(context.WithoutCancel(ctx))
+		addr, stopWeb, err := d.startWeb(ctx, webCtx)
+		if err != nil {
+			webCancel()
+			return err
+		}
+		defer func() {
+			webCancel()
+			stopWeb()
+		}()
+		webAddr = addr
+	}
+
 	d.startStatus(cfg, metricsAddr)
+	d.mu.Lock()
+	d.status.WebAddr = webAddr
+	d.mu.Unlock()
 	d.refreshFromRepos(runCtx, d.runApp(), nil)
 	d.sched.SetNotifier(statusSink{d}, d.watchdogEvery())
 	d.writeStatus()

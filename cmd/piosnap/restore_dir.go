@@ -29,7 +29,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 	if err != nil {
 		return err
 	}
-	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at)
+	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at, o.withSafety)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 			kept = append(kept, res.SafetyDump)
 		}
 		if len(kept) > 0 {
-			fmt.Fprintf(out, "the state before the restore is kept in %s; delete it once the restored %s works\n", strings.Join(kept, ", "), cs.Name)
+			fmt.Fprintf(out, "the state before the restore is kept in %s; delete these once the restored %s works\n", strings.Join(kept, ", "), cs.Name)
 		}
 	}
 	if len(res.Checklist) > 0 {
