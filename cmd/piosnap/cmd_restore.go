@@ -278,7 +278,7 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 			return nil // it did not reboot: that import failed
 		}
 		if err == nil {
-			if err := sleepContext(ctx, 500*time.Millisecond); err != nil {
+			if err := store.Sleep(ctx, 500*time.Millisecond); err != nil {
 				return err
 			}
 			continue
@@ -307,7 +307,7 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 		case time.Since(downSince) > a.cfg.Pioreactor.RebootTimeout.Duration:
 			return fmt.Errorf("%s did not come back within %s (reboot_timeout) after the import it was running: %w (nothing was uploaded)", unit, a.cfg.Pioreactor.RebootTimeout.Duration, err)
 		}
-		if err := sleepContext(ctx, 500*time.Millisecond); err != nil {
+		if err := store.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -321,18 +321,7 @@ func (a *app) waitLocked(ctx context.Context, unit string, task *pioreactor.Task
 		d = task.RetryAfter
 	}
 	fmt.Fprintf(a.env.Stdout, "%s is running another import; uploading again in %s\n", unit, d)
-	return sleepContext(ctx, d)
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return store.Sleep(ctx, d)
 }
 
 // safetySnapshot stores the unit's current state as a KindSafety version in
