@@ -71,3 +71,28 @@ func TestSourceErrors(t *testing.T) {
 		t.Errorf("duplicate names: %v", err)
 	}
 }
+
+// TestExampleSourceParses uncomments the example's [[source]] block.
+func TestExampleSourceParses(t *testing.T) {
+	i := strings.Index(Example, "# [[source]]")
+	if i < 0 {
+		t.Fatal("the example has no [[source]] block")
+	}
+	block, _, _ := strings.Cut(Example[i:], "\n\n")
+	var b strings.Builder
+	for _, line := range strings.Split(block, "\n") {
+		line = strings.TrimPrefix(line, "# ")
+		if strings.HasPrefix(line, "# ") {
+			continue
+		}
+		b.WriteString(line + "\n")
+	}
+	c, err := Parse(storeTOML + b.String())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	s := c.Source("cells")
+	if s == nil || s.Database == nil || len(s.Excludes) != 3 || len(s.Hooks.RequireUnlocked) != 2 {
+		t.Errorf("source = %+v", s)
+	}
+}

@@ -53,9 +53,10 @@ type Backend interface {
 // TempRemover is implemented by a Backend whose Put goes through
 // temporary objects that a killed process leaves behind (store/local).
 type TempRemover interface {
-	// RemoveStaleTemp removes the temporary objects next to the names
-	// starting with prefix that were last written more than olderThan ago,
-	// and returns how many it removed.
+	// RemoveStaleTemp removes the temporary objects among and below the
+	// names starting with prefix (for a prefix ending in "/"; "" means
+	// everywhere) that were last written more than olderThan ago, and
+	// returns how many it removed.
 	RemoveStaleTemp(ctx context.Context, prefix string, olderThan time.Duration) (int, error)
 }
 

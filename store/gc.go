@@ -17,7 +17,8 @@ type GCReport struct {
 
 // Forget deletes the given versions and then every chunk that no remaining
 // version uses, in that order, so that a crash in between leaves only unused
-// chunks, which the next Forget removes. The caller must hold the exclusive
+// chunks, which the next Forget removes. It also removes the temporary
+// files that processes killed while writing left behind (TempRemover). The caller must hold the exclusive
 // lock: no backup can then be adding chunks that are not yet referenced.
 func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error) {
 	rep := &GCReport{}
@@ -69,6 +70,13 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 		}
 		rep.ChunksDeleted++
 		rep.BytesFreed += size
+	}
+	if tr, ok := r.backend.(TempRemover); ok {
+		// Partial files of processes killed during a write: invisible,
+		// but they take space. Old enough not to be a live write.
+		if _, err := tr.RemoveStaleTemp(ctx, "", LockStale); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return rep, errors.Join(errs...)
 }

@@ -169,7 +169,13 @@ func entry(v *store.Version, name string) *store.Entry {
 // excludes are honoured, metadata is kept, and it runs again afterwards.
 func TestBackupStopsDumpsStarts(t *testing.T) {
 	f := newFixture(t, true)
-	time.Sleep(300 * time.Millisecond) // let it write, to the database too
+	// Let it write, to the database too.
+	for deadline := time.Now().Add(20 * time.Second); f.db.Exec("SELECT COUNT(*) FROM cells.activity WHERE note = 'write 1'") != "1"; {
+		if time.Now().After(deadline) {
+			t.Fatal("the stand-in wrote nothing to the database within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	owned := filepath.Join(f.root, "data/pydiods1/welcome.txt")
 	if err := os.Lchown(owned, 1234, 2345); err != nil {
 		t.Fatal(err)
@@ -330,5 +336,29 @@ func TestHangingHookTimesOut(t *testing.T) {
 	_, taken, err := f.take()
 	if err != nil || taken.StartErr == nil || !strings.Contains(taken.StartErr.Error(), "NOT running") || !strings.Contains(taken.StartErr.Error(), "cannot bind port") {
 		t.Errorf("failing start: err %v, StartErr %v", err, taken.StartErr)
+	}
+}
+
+// TestShutdownStillStarts: piosnap is asked to stop (its context is
+// cancelled) while the application is down; the start hook still runs and
+// nothing is stored.
+func TestShutdownStillStarts(t *testing.T) {
+	f := newFixture(t, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.src.ReadyCheck = hooks.Hook{Name: "ready_check", Argv: []string{"sh", "-c", "sleep 0.2; exit 1"}}
+	time.AfterFunc(500*time.Millisecond, cancel)
+	w, err := store.NewWriter(ctx, f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = dir.Take(ctx, w, f.src)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if !f.running() {
+		t.Error("the stand-in was not started again after the shutdown")
+	}
+	if n := f.versions(); n != 0 {
+		t.Errorf("%d versions stored", n)
 	}
 }

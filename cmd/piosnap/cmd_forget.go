@@ -21,13 +21,13 @@ type forgetVersion struct {
 	Time    time.Time `json:"time"`
 	Keep    bool      `json:"keep"`
 	Reasons []string  `json:"reasons"`
-	Future  bool      `json:"future,omitempty"`
+	Future  bool      `json:"future"`
 }
 
 // forgetHost is one host in `piosnap forget --json`.
 type forgetHost struct {
 	Host     string          `json:"host"`
-	Departed bool            `json:"departed,omitempty"`
+	Departed bool            `json:"departed"`
 	Versions []forgetVersion `json:"versions"`
 }
 
@@ -36,8 +36,8 @@ type forgetReport struct {
 	Store  string          `json:"store"`
 	DryRun bool            `json:"dry_run"`
 	Hosts  []forgetHost    `json:"hosts"`
-	Result *store.GCReport `json:"result,omitempty"`
-	Error  string          `json:"error,omitempty"`
+	Result *store.GCReport `json:"result"`
+	Error  string          `json:"error"`
 }
 
 // forget plans retention for one store and, unless dryRun, applies it. The
@@ -252,7 +252,7 @@ func (r *retentionFlags) register(fs *flag.FlagSet) {
 		dst  *string
 	}{{"keep-within", &r.within}, {"keep-within-hourly", &r.wHourly}, {"keep-within-daily", &r.wDaily}, {"keep-within-weekly", &r.wWeekly}, {"keep-within-monthly", &r.wMonthly}, {"keep-within-yearly", &r.wYearly}}
 	for _, f := range strs {
-		fs.Func(f.name, "duration NyNmNdNh, measured from each host's newest version", func(s string) error {
+		fs.Func(f.name, "duration NyNmoNdNh (months are mo), measured from each host's newest version", func(s string) error {
 			r.set = true
 			*f.dst = s
 			return nil

@@ -90,12 +90,19 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	}
 	var units []string
 	var unitsErr error
-	if cl, err := a.client(); err != nil {
+	if !a.cfg.PioreactorEnabled() {
+		units = []string{}
+	} else if cl, err := a.client(); err != nil {
 		unitsErr = err
 	} else {
 		uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		units, unitsErr = cl.Units(uctx)
 		cancel()
+	}
+	if unitsErr == nil {
+		for _, s := range a.cfg.Sources {
+			units = append(units, s.Name) // directory sources are current hosts too
+		}
 	}
 	rep := buildStatus(time.Now(), path, sf, sfErr, alive, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
 	rep.StoreErrors = storeErrs

@@ -250,7 +250,7 @@ func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Pl
 	if err != nil {
 		return nil, err
 	}
-	s, v, err := a.pickVersion(ctx, stores, req.Unit, req.Version, req.At)
+	s, v, err := a.pickVersion(ctx, stores, req.Unit, req.Version, req.At, false)
 	if err != nil {
 		return nil, err
 	}

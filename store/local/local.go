@@ -309,49 +309,52 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(name string, 
 	return nil
 }
 
-// RemoveStaleTemp removes the temporary files of unfinished Puts in the
-// directory that holds the names starting with prefix (not below it) that
-// were last written more than olderThan ago: left behind by a process that
-// was killed during a Put. A Put in progress keeps writing its file, so a
-// file idle that long has no live writer. It returns how many it removed.
+// RemoveStaleTemp removes the temporary files of unfinished Puts in and
+// below the directory that holds the names starting with prefix that were
+// last written more than olderThan ago: left behind by a process killed
+// during a Put. A Put in progress keeps writing its file, so a file idle
+// that long has no live writer. It returns how many it removed.
 func (b *Backend) RemoveStaleTemp(ctx context.Context, prefix string, olderThan time.Duration) (int, error) {
-	dir := b.root
+	start := b.root
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
 		if err := checkName(prefix[:i]); err != nil {
 			return 0, fmt.Errorf("remove stale temporary files: prefix %q: %w", prefix, err)
 		}
-		dir = filepath.Join(b.root, filepath.FromSlash(prefix[:i]))
-	}
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("remove stale temporary files in %s: %w", dir, err)
-	}
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("remove stale temporary files: %w", err)
+		start = filepath.Join(b.root, filepath.FromSlash(prefix[:i]))
 	}
 	cutoff := time.Now().Add(-olderThan)
 	n := 0
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), tempPrefix) || !e.Type().IsRegular() {
-			continue
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // the folder is missing, or went away meanwhile
+			}
+			return err
 		}
-		fi, err := e.Info()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(d.Name(), tempPrefix) || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
 		if errors.Is(err, fs.ErrNotExist) {
-			continue // its Put finished or failed meanwhile
+			return nil // its Put finished or failed meanwhile
 		}
 		if err != nil {
-			return n, fmt.Errorf("remove stale temporary files: %w", err)
+			return err
 		}
 		if !fi.ModTime().Before(cutoff) {
-			continue
+			return nil
 		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return n, fmt.Errorf("remove stale temporary file: %w", err)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
 		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("remove stale temporary files in %s: %w", start, err)
 	}
 	return n, nil
 }

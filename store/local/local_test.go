@@ -149,8 +149,8 @@ func TestFileInTheWay(t *testing.T) {
 	}
 }
 
-// RemoveStaleTemp removes old temporary files of the one folder the prefix
-// names, and nothing else.
+// RemoveStaleTemp removes old temporary files in and below the folder the
+// prefix names, and nothing else.
 func TestRemoveStaleTemp(t *testing.T) {
 	ctx := context.Background()
 	b, err := Create(filepath.Join(t.TempDir(), "repo"))
@@ -162,7 +162,7 @@ func TestRemoveStaleTemp(t *testing.T) {
 		"locks/.tmp-old":        true,
 		"locks/.tmp-new":        false,
 		"locks/a.json":          false,
-		"locks/sub/.tmp-deeper": false,
+		"locks/sub/.tmp-deeper": true,
 		".tmp-top":              false,
 	}
 	for rel := range files {
@@ -180,8 +180,8 @@ func TestRemoveStaleTemp(t *testing.T) {
 		}
 	}
 	n, err := b.RemoveStaleTemp(ctx, "locks/", time.Minute)
-	if err != nil || n != 1 {
-		t.Fatalf("RemoveStaleTemp = %d, %v; want 1, nil", n, err)
+	if err != nil || n != 2 {
+		t.Fatalf("RemoveStaleTemp = %d, %v; want 2, nil", n, err)
 	}
 	for rel, removed := range files {
 		_, err := os.Stat(filepath.Join(b.root, rel))
