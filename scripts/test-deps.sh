@@ -3,8 +3,9 @@
 # Debian packages (restic for the retention cross-check, python3 for the ZIP
 # cross-check, systemd for systemd-analyze, qemu-user-static for the arm64
 # and armv7 runs, gcc for -race, chromium for the web application's browser
-# test, mariadb-server and -client for the directory source's database
-# tests, which start their own server) and, through the Go module proxy, MinIO and staticcheck, and checks for Python's Werkzeug,
+# test, mariadb-server, mariadb-client and postgresql for the directory
+# source's database tests, which start their own servers) and, through the
+# Go module proxy, MinIO and staticcheck, and checks for Python's Werkzeug,
 # which it cannot install.
 # Safe to run again: it installs only what is missing. MinIO and staticcheck
 # are built once per machine (about 12 minutes on 2 cores) into
@@ -27,6 +28,7 @@ command -v unzip >/dev/null || need_apt+=(unzip)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 command -v mariadb-dump >/dev/null || need_apt+=(mariadb-client)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need_apt+=(postgresql)
 # the web application's end-to-end test drives a headless Chromium
 command -v chromium >/dev/null || need_apt+=(chromium)
 [ -x /usr/bin/time ] || need_apt+=(time)

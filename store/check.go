@@ -16,7 +16,7 @@ type Problem struct {
 	// Reason says what is wrong.
 	Reason string `json:"reason"`
 	// Versions lists the short IDs and hosts of the versions it affects.
-	Versions []string `json:"versions,omitempty"`
+	Versions []string `json:"versions"`
 }
 
 // CheckReport is what Check found.

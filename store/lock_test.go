@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -268,5 +269,100 @@ func TestForgetRemovesStaleTemp(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("a recent temporary file (a write in progress) was removed: %v", err)
+	}
+}
+
+// deadlineBackend fails every lock write, recording when each was tried
+// and the deadline it was given.
+type deadlineBackend struct {
+	store.Backend
+	broken atomic.Bool
+	mu     sync.Mutex
+	tries  []time.Time
+	limits []time.Time
+}
+
+func (b *deadlineBackend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if b.broken.Load() && strings.HasPrefix(name, "locks/") {
+		d, _ := ctx.Deadline()
+		b.mu.Lock()
+		b.tries, b.limits = append(b.tries, time.Now()), append(b.limits, d)
+		b.mu.Unlock()
+		return errors.New("storage unreachable")
+	}
+	return b.Backend.Put(ctx, name, r, size)
+}
+
+// A refresh never writes the lock when another process may already call it
+// stale and have removed it: every refresh must be over LockRefresh before
+// LockStale has passed since the last good write.
+func TestLockRefreshDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		_, dir := newRepo(t)
+		lb, err := local.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &deadlineBackend{Backend: lb}
+		repo, err := store.Open(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := repo.Lock(ctx, "backup", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken := time.Now()
+		b.broken.Store(true)
+		time.Sleep(2*store.LockStale + time.Second)
+		b.mu.Lock()
+		tries, limits := b.tries, b.limits
+		b.mu.Unlock()
+		if len(tries) == 0 {
+			t.Fatal("no refresh was tried")
+		}
+		limit := taken.Add(store.LockStale - store.LockRefresh)
+		for i, d := range limits {
+			if d.IsZero() || d.After(limit) {
+				t.Errorf("refresh at +%v had deadline %v, want by +%v", tries[i].Sub(taken), d.Sub(taken), limit.Sub(taken))
+			}
+		}
+		if err := l.Err(); !errors.Is(err, store.ErrLockLost) {
+			t.Errorf("Err = %v, want ErrLockLost", err)
+		}
+		_ = l.Unlock(ctx)
+	})
+}
+
+// lostReplyBackend stores lock objects but reports failure, as when the
+// server's reply is lost on the network.
+type lostReplyBackend struct{ store.Backend }
+
+func (b lostReplyBackend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if err := b.Backend.Put(ctx, name, r, size); err != nil || !strings.HasPrefix(name, "locks/") {
+		return err
+	}
+	return errors.New("connection reset by peer")
+}
+
+// A lock write that failed may still have landed: the failed locker must
+// not leave it behind to block everyone else.
+func TestLockFailedWriteLeavesNoLock(t *testing.T) {
+	ctx := context.Background()
+	_, dir := newRepo(t)
+	lb, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := store.Open(ctx, lostReplyBackend{lb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Lock(ctx, "backup", 0); err == nil || errors.Is(err, store.ErrLocked) {
+		t.Fatalf("Lock = %v, want the write's error", err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "locks", "*.json")); len(files) != 0 {
+		t.Errorf("a failed lock attempt left %v", files)
 	}
 }

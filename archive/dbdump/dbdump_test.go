@@ -148,3 +148,35 @@ func TestCredentialPath(t *testing.T) {
 		t.Errorf("without $CREDENTIALS_DIRECTORY: %v", err)
 	}
 }
+
+// TestPostgresRoundTrip dumps a real PostgreSQL database as its owner
+// with a pgpass file, changes it, and loads the dump back.
+func TestPostgresRoundTrip(t *testing.T) {
+	p := dbtest.StartPostgres(t)
+	p.Exec("cells", "CREATE TABLE idx (id INT PRIMARY KEY, name TEXT); ALTER TABLE idx OWNER TO pydio; INSERT INTO idx VALUES (1, 'root'), (2, 'Ünïcode ✓')")
+	db, err := dbdump.New(dbdump.Options{Engine: dbdump.Postgres, Name: "cells", User: "pydio", Socket: filepath.Join(p.SocketDir, ".s.PGSQL.5432"), OptionsFile: p.PassFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := db.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	text, err := dump(t, db)
+	if err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	p.Exec("cells", "DELETE FROM idx WHERE id = 2; CREATE TABLE extra (x INT)")
+	if err := db.Load(ctx, strings.NewReader(text)); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if got := p.Exec("cells", "SELECT string_agg(name, '|' ORDER BY id) FROM idx"); got != "root|Ünïcode ✓" {
+		t.Errorf("rows after load = %q", got)
+	}
+	if got := p.Exec("cells", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"); got != "1" {
+		t.Errorf("tables after load = %s, want 1", got)
+	}
+	if err := db.Load(ctx, strings.NewReader("SELECT 1;\nNOT SQL;\n")); err == nil {
+		t.Error("a broken dump loaded")
+	}
+}

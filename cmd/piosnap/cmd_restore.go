@@ -20,13 +20,14 @@ type restoreOptions struct {
 	host, at, id, to, storeName   string
 	dryRun, yes, noSafety, noWait bool
 	rewriteHostname, withSafety   bool
+	compress                      bool
 	lockWait                      time.Duration
 	// filesOnly and dbOnly restore part of a directory source.
 	filesOnly, dbOnly bool
 }
 
 func cmdRestore(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--store S]")
+	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress] [--store S]")
 	var o restoreOptions
 	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
 	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest; safety snapshots are skipped)")
@@ -40,6 +41,7 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (required when standard input is not a terminal)")
 	fs.BoolVar(&o.noSafety, "no-safety-snapshot", false, "do not snapshot the unit's current state first (no way back)")
 	fs.BoolVar(&o.noWait, "no-wait", false, "stop once the unit has accepted the upload; do not wait for the reboot or verify")
+	fs.BoolVar(&o.compress, "compress", false, "send the archive DEFLATE-compressed (about 4 times smaller for a database) instead of STORED: for a slow link or a unit short of RAM; compresses it twice")
 	fs.StringVar(&o.storeName, "store", "", "read from this store (default: the first that has the version)")
 	fs.DurationVar(&o.lockWait, "lock-wait", 10*time.Minute, "how long to wait for an import already running on the unit")
 	pos, err := parseFlags(fs, args)
@@ -108,12 +110,12 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if target != v.Host {
 		fmt.Fprintf(a.env.Stderr, "WARNING: cloning %s's configuration, calibrations and plugins onto %s; the archive's unit name is rewritten to %s\n", v.Host, target, target)
 	}
-	src, err := newZipSource(s.Repo, v, replace)
+	src, err := newZipSource(ctx, s.Repo, v, replace, o.compress)
 	if err != nil {
-		return fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), target, err)
+		return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 	}
 	size := src.size()
-	if o.dryRun {
+	if o.dryRun || o.compress {
 		if err := src.check(ctx); err != nil {
 			return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 		}
@@ -305,7 +307,7 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 			return nil // it did not reboot: that import failed
 		}
 		if err == nil {
-			if err := sleepContext(ctx, 500*time.Millisecond); err != nil {
+			if err := store.Sleep(ctx, 500*time.Millisecond); err != nil {
 				return err
 			}
 			continue
@@ -334,7 +336,7 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 		case time.Since(downSince) > a.cfg.Pioreactor.RebootTimeout.Duration:
 			return fmt.Errorf("%s did not come back within %s (reboot_timeout) after the import it was running: %w (nothing was uploaded)", unit, a.cfg.Pioreactor.RebootTimeout.Duration, err)
 		}
-		if err := sleepContext(ctx, 500*time.Millisecond); err != nil {
+		if err := store.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -348,18 +350,7 @@ func (a *app) waitLocked(ctx context.Context, unit string, task *pioreactor.Task
 		d = task.RetryAfter
 	}
 	fmt.Fprintf(a.env.Stdout, "%s is running another import; uploading again in %s\n", unit, d)
-	return sleepContext(ctx, d)
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return store.Sleep(ctx, d)
 }
 
 // safetySnapshot stores the unit's current state as a KindSafety version in

@@ -149,7 +149,7 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 	d.mu.Lock()
 	d.status.WebAddr = webAddr
 	d.mu.Unlock()
-	d.refreshFromRepos(runCtx, d.runApp())
+	d.refreshFromRepos(runCtx, d.runApp(), nil)
 	d.sched.SetNotifier(statusSink{d}, d.watchdogEvery())
 	d.writeStatus()
 	if err := d.sd.Ready(); err != nil {

@@ -25,7 +25,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 	if o.storeName != "" {
 		names = []string{o.storeName}
 	}
-	stores, err := a.openStores(ctx, names...)
+	stores, err := a.openReadable(ctx, names...)
 	if err != nil {
 		return err
 	}
