@@ -161,7 +161,7 @@ func (a *app) verifySelfRestore(ctx context.Context, sr *selfRestore) (*restoreD
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%s did not answer within %s (reboot_timeout): %w", sr.Unit, a.cfg.Pioreactor.RebootTimeout.Duration, err)
 		}
-		if err := sleepContext(ctx, 2*time.Second); err != nil {
+		if err := store.Sleep(ctx, 2*time.Second); err != nil {
 			return nil, err
 		}
 	}
