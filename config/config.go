@@ -138,6 +138,20 @@ type Status struct {
 type Metrics struct {
 	// Listen is a loopback address such as "127.0.0.1:9472"; empty is off.
 	Listen string `toml:"listen"`
+	// AllowRemote permits a non-loopback Listen address (for a Prometheus
+	// on another machine); the daemon then warns that the endpoint has no
+	// authentication.
+	AllowRemote bool `toml:"allow_remote"`
+}
+
+// Loopback reports whether Listen is a loopback address.
+func (m Metrics) Loopback() bool {
+	host, _, err := net.SplitHostPort(m.Listen)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // Notify configures optional pings.
@@ -336,8 +350,8 @@ func (c *Config) Validate() error {
 		if err != nil {
 			return fmt.Errorf("metrics.listen = %q: want host:port, e.g. \"127.0.0.1:9472\"", c.Metrics.Listen)
 		}
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return fmt.Errorf("metrics.listen = %q: the metrics endpoint has no authentication, so it listens on loopback only (127.0.0.1 or ::1)", c.Metrics.Listen)
+		if !c.Metrics.AllowRemote && !c.Metrics.Loopback() {
+			return fmt.Errorf("metrics.listen = %q: the metrics endpoint has no authentication, so it listens on loopback only (127.0.0.1 or ::1); for a Prometheus on another machine, set allow_remote = true under [metrics] (anyone who can reach %s can then read the metrics)", c.Metrics.Listen, host)
 		}
 	}
 	for field, u := range map[string]string{"notify.healthchecks_url": c.Notify.Healthchecks, "notify.webhook_url": c.Notify.Webhook} {
@@ -435,7 +449,7 @@ func (r Retention) Policy() (retention.Policy, error) {
 		return p, nil
 	}
 	if err := p.Validate(); err != nil {
-		return p, fmt.Errorf("retention: %w", err)
+		return p, err // "retention keep_daily is -5: …" names itself
 	}
 	return p, nil
 }

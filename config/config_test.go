@@ -58,7 +58,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad store name", "[[store]]\nname = \"Off Site\"\npath = \"/x\"", `store[0].name = "Off Site"`},
 		{"negative keep", store + "[store.retention]\nkeep_daily = -2\n", "keep_daily"},
 		{"bad within", store + "[store.retention]\nkeep_within = \"1w\"\n", "retention.keep_within"},
-		{"metrics not loopback", "[metrics]\nlisten = \"0.0.0.0:9472\"" + store, "loopback only"},
+		{"metrics not loopback", "[metrics]\nlisten = \"0.0.0.0:9472\"" + store, "set allow_remote = true"},
 		{"bad log format", "[log]\nformat = \"xml\"" + store, `log.format = "xml"`},
 		{"bad webhook", "[notify]\nwebhook_url = \"ftp://x\"" + store, "notify.webhook_url"},
 		{"password without user", "[pioreactor]\npassword_file = \"/p\"" + store, "pioreactor.user is empty"},
@@ -74,6 +74,27 @@ func TestErrorsNameTheField(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestMetricsAllowRemote(t *testing.T) {
+	const store = "\n[[store]]\npath = \"/r\"\n"
+	tests := []struct {
+		text     string
+		loopback bool
+	}{
+		{"[metrics]\nlisten = \"192.168.1.10:9472\"\nallow_remote = true" + store, false},
+		{"[metrics]\nlisten = \"[::1]:9472\"" + store, true},
+		{"[metrics]\nlisten = \"localhost:9472\"\nallow_remote = true" + store, true},
+	}
+	for _, tt := range tests {
+		c, err := Parse(tt.text)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.text, err)
+		}
+		if got := c.Metrics.Loopback(); got != tt.loopback {
+			t.Errorf("%q: Loopback() = %v, want %v", tt.text, got, tt.loopback)
+		}
 	}
 }
 

@@ -134,40 +134,33 @@ func (c *treeCursor) push(ctx context.Context, id ChunkID) error {
 // WriteZip writes the version as a ZIP archive that Pioreactor's import
 // accepts: the same entry names in the same order, directories STORED,
 // files DEFLATE with their recorded mode and modification time, and
-// byte-identical content. The output is deterministic: writing the same
-// version twice gives the same bytes, so ZipSize can predict its length.
+// byte-identical content. Chunks are read, decompressed and verified ahead
+// of the compressor on the other cores. StoredZip writes the same archive
+// uncompressed, with its length known in advance.
 func (r *Repository) WriteZip(ctx context.Context, w io.Writer, v *Version) error {
 	return r.WriteZipWith(ctx, w, v, nil)
 }
 
 // WriteZipWith is WriteZip with the content of the entries named in replace
 // substituted (their names, modes and times kept), e.g. the metadata of a
-// version restored onto another unit. Its output is deterministic too.
+// version restored onto another unit.
 func (r *Repository) WriteZipWith(ctx context.Context, w io.Writer, v *Version, replace map[string][]byte) error {
+	var files []*Entry
+	for i := range v.Entries {
+		e := &v.Entries[i]
+		if _, ok := replace[e.Name]; !ok && !e.IsDir() {
+			files = append(files, e)
+		}
+	}
+	ra := r.newReadAhead(ctx, files)
+	defer ra.close()
 	return writeZip(ctx, w, v, func(e *Entry) io.Reader {
 		if content, ok := replace[e.Name]; ok {
 			return bytes.NewReader(content)
 		}
-		return r.OpenEntry(ctx, e)
+		return ra.next(e)
 	})
 }
-
-// ZipSize returns the exact length of the archive WriteZip produces for v.
-// It compresses every entry once without keeping the output.
-func (r *Repository) ZipSize(ctx context.Context, v *Version) (int64, error) {
-	return r.ZipSizeWith(ctx, v, nil)
-}
-
-// ZipSizeWith is ZipSize for the archive WriteZipWith produces.
-func (r *Repository) ZipSizeWith(ctx context.Context, v *Version, replace map[string][]byte) (int64, error) {
-	var c countWriter
-	err := r.WriteZipWith(ctx, &c, v, replace)
-	return c.n, err
-}
-
-type countWriter struct{ n int64 }
-
-func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 func writeZip(ctx context.Context, w io.Writer, v *Version, open func(*Entry) io.Reader) error {
 	zw := zip.NewWriter(w)

@@ -135,7 +135,8 @@ func newRepository(b Backend, cfg RepoConfig) (*Repository, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+	// One decoder per read-ahead worker, so that chunks decompress in parallel.
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(readAheadWorkers()), zstd.WithDecoderMaxMemory(64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}

@@ -310,7 +310,7 @@ func (p *Pending) putBlob(ctx context.Context, typ uint8, id ChunkID, data []byt
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				p.errs[i] = err
+				p.fail(i, err)
 				continue
 			}
 			known.added[id] = struct{}{}
@@ -321,6 +321,24 @@ func (p *Pending) putBlob(ctx context.Context, typ uint8, id ChunkID, data []byt
 		return fmt.Errorf("version of %s: %w", p.host, errors.Join(p.errs...))
 	}
 	return nil
+}
+
+// fail records that repository i failed for p, and leaves the repository
+// out of the rest of the run: every other version, pending or begun later,
+// fails there at once instead of waiting for a store that is down or full
+// again, host after host.
+func (p *Pending) fail(i int, err error) {
+	p.errs[i] = err
+	if p.w.broken[i] != nil {
+		return
+	}
+	skip := fmt.Errorf("left out of the rest of this run after it failed: %w", err)
+	p.w.broken[i] = skip
+	for q := range p.w.pending {
+		if q.errs[i] == nil {
+			q.errs[i] = skip
+		}
+	}
 }
 
 // Entries returns the entries added so far. The caller may correct their
@@ -369,6 +387,7 @@ func (p *Pending) Commit(ctx context.Context, v Version) []Result {
 		vv := v
 		if err := r.SaveVersion(ctx, &vv); err != nil {
 			res[i].Err = err
+			p.fail(i, err)
 			continue
 		}
 		res[i].Version = &vv

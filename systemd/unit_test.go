@@ -53,8 +53,8 @@ func TestUnitFile(t *testing.T) {
 	good := string(b)
 	for _, want := range []string{
 		"Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=piosnap",
-		"ExecStartPre=/usr/local/bin/piosnap -c /etc/piosnap/piosnap.toml config check",
-		"ExecStart=/usr/local/bin/piosnap -c /etc/piosnap/piosnap.toml run",
+		"ExecStart=/usr/bin/piosnap -c /etc/piosnap/piosnap.toml run",
+		"RestartPreventExitStatus=2",
 		"LoadCredential=s3:/etc/piosnap/s3.credentials", "User=piosnap",
 		"ProtectSystem=strict", "NoNewPrivileges=yes", "SystemCallFilter=@system-service",
 	} {

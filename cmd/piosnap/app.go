@@ -57,6 +57,8 @@ type app struct {
 	configPath string
 	cfg        *config.Config
 	log        *slog.Logger
+	cmd        *command // the command being run
+	help       bool     // the command line asks for help
 }
 
 type command struct {
@@ -88,25 +90,40 @@ func commands() []command {
 
 // Main runs piosnap with args (without the program name) and returns the
 // exit code.
+//
+// Help is consistent everywhere: asked for (`piosnap help`, `-h`, `--help`,
+// `piosnap help COMMAND`, `piosnap COMMAND -h`), it goes to standard output
+// with exit code 0 and never needs a configuration; forced by a wrong command
+// line, it goes to standard error with exit code 2.
 func Main(ctx context.Context, args []string, env Env) int {
 	a := &app{env: env}
 	fs := flag.NewFlagSet("piosnap", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
-	fs.StringVar(&a.configPath, "c", "", "configuration file (default $PIOSNAP_CONFIG, else "+config.DefaultPath+")")
-	fs.Usage = func() { printUsage(env.Stderr) }
+	fs.StringVar(&a.configPath, "c", "", "")
+	showVersion := fs.Bool("version", false, "")
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printUsage(env.Stdout)
 			return exitOK
 		}
+		printUsage(env.Stderr)
 		return exitUsage
 	}
 	rest := fs.Args()
-	if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" || rest[0] == "--help" {
-		printUsage(env.Stdout)
-		if len(rest) == 0 {
-			return exitUsage
+	if *showVersion {
+		rest = []string{"version"}
+	}
+	if len(rest) == 0 {
+		printUsage(env.Stderr)
+		return exitUsage
+	}
+	if rest[0] == "help" || rest[0] == "-h" || rest[0] == "--help" {
+		if len(rest) < 2 {
+			printUsage(env.Stdout)
+			return exitOK
 		}
-		return exitOK
+		rest = []string{rest[1], "-h"} // `piosnap help restore`
 	}
 	var cmd *command
 	for _, c := range commands() {
@@ -119,21 +136,27 @@ func Main(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "piosnap: unknown command %q: run `piosnap help` for the list\n", rest[0])
 		return exitUsage
 	}
+	a.cmd = cmd
+	help, cfgFlag := scanArgs(rest[1:])
+	a.help = help
+	if cfgFlag != "" {
+		a.configPath = cfgFlag
+	}
 	if a.configPath == "" {
 		a.configPath = env.Getenv("PIOSNAP_CONFIG")
 	}
 	if a.configPath == "" {
 		a.configPath = config.DefaultPath
 	}
-	a.log = newLogger(env.Stderr, "auto", "info")
-	if !cmd.noConfig {
+	a.log = newLogger(env.Stderr, env.Getenv, "auto", "info")
+	if !cmd.noConfig && !help {
 		cfg, err := config.Load(a.configPath)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "piosnap: %v\n", err)
 			return exitUsage
 		}
 		a.cfg = cfg
-		a.log = newLogger(env.Stderr, cfg.Log.Format, cfg.Log.Level)
+		a.log = newLogger(env.Stderr, env.Getenv, cfg.Log.Format, cfg.Log.Level)
 	}
 	if cmd.name != "run" {
 		// The daemon handles its own signals; every other command stops at
@@ -166,26 +189,84 @@ func Main(ctx context.Context, args []string, env Env) int {
 	return code
 }
 
+// scanArgs looks through a command's arguments, before they are parsed, for
+// a request for help and for -c (which may follow the command:
+// `piosnap list -c x.toml`). Arguments after "--" are not flags.
+func scanArgs(args []string) (help bool, configPath string) {
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		switch {
+		case arg == "--":
+			return help, configPath
+		case arg == "-h" || arg == "-help" || arg == "--help" || arg == "--h":
+			help = true
+		case arg == "-c" || arg == "--c":
+			if i+1 < len(args) {
+				configPath = args[i+1]
+				i++
+			}
+		case strings.HasPrefix(arg, "-c=") || strings.HasPrefix(arg, "--c="):
+			configPath = arg[strings.Index(arg, "=")+1:]
+		}
+	}
+	return help, configPath
+}
+
 func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "piosnap keeps deduplicated snapshots of a Pioreactor cluster and restores them.\n\n")
-	fmt.Fprintf(w, "Usage: piosnap [-c CONFIG] COMMAND [flags]\n\nCommands:\n")
+	fmt.Fprintf(w, "Usage: piosnap [-c CONFIG] COMMAND [flags]\n       piosnap help COMMAND | piosnap --version\n\nCommands:\n")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nThe configuration is read from -c, else $PIOSNAP_CONFIG, else %s.\n", config.DefaultPath)
+	fmt.Fprintf(w, "\nThe configuration is read from -c (before or after the command), else $PIOSNAP_CONFIG,\nelse %s.\n", config.DefaultPath)
 	fmt.Fprintf(w, "Run `piosnap COMMAND -h` for a command's flags. New here? Run `piosnap demo`.\n")
 }
 
-// newFlags returns a flag set for a subcommand that prints its usage to
-// stderr.
+// newFlags returns a flag set for a subcommand. Commands that read the
+// configuration accept -c among their flags too. Its usage goes to standard
+// output when help was asked for, else (a wrong command line) to standard
+// error.
 func (a *app) newFlags(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("piosnap "+name, flag.ContinueOnError)
 	fs.SetOutput(a.env.Stderr)
+	if a.cmd == nil || !a.cmd.noConfig || a.cmd.name == "config" {
+		fs.StringVar(&a.configPath, "c", a.configPath, "configuration file (default $PIOSNAP_CONFIG, else "+config.DefaultPath+")")
+	}
 	fs.Usage = func() {
-		fmt.Fprintf(a.env.Stderr, "Usage: piosnap %s %s\n\nFlags:\n", name, usage)
-		fs.PrintDefaults()
+		w := a.env.Stderr
+		if a.help {
+			w = a.env.Stdout
+		}
+		fmt.Fprintf(w, "Usage: %s\n", strings.TrimSpace("piosnap "+name+" "+usage))
+		printFlags(w, fs)
 	}
 	return fs
+}
+
+// printFlags lists fs's flags as `--name ARG` and their descriptions. Unlike
+// flag.PrintDefaults it takes no argument name from backquotes in a
+// description, which may quote a command (`piosnap list`).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	var b strings.Builder
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, _ := flag.UnquoteUsage(&flag.Flag{Value: f.Value})
+		if len(f.Name) > 1 {
+			fmt.Fprintf(&b, "  --%s", f.Name)
+		} else {
+			fmt.Fprintf(&b, "  -%s", f.Name)
+		}
+		if arg != "" {
+			fmt.Fprintf(&b, " %s", arg)
+		}
+		fmt.Fprintf(&b, "\n    \t%s", strings.ReplaceAll(f.Usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.Name != "c" {
+			fmt.Fprintf(&b, " (default %s)", f.DefValue)
+		}
+		b.WriteByte('\n')
+	})
+	if b.Len() > 0 {
+		fmt.Fprintf(w, "\nFlags:\n%s", b.String())
+	}
 }
 
 // parseFlags parses args, allowing flags after positional arguments, and

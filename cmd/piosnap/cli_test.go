@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,6 +147,14 @@ func TestCLIBackupListExportImport(t *testing.T) {
 		}
 		seen[v.Host] = true
 		got := cliZipFiles(t, zipPath)
+		// --stored writes the same entries uncompressed.
+		storedPath := filepath.Join(dir, v.ShortID+"-stored.zip")
+		if code, _, errs := cliRun(t, cfg, "export", "--stored", "--host", v.Host, "--version", v.ShortID, "-o", storedPath); code != 0 {
+			t.Fatalf("export --stored %s: %d %s", v.ShortID, code, errs)
+		}
+		if stored := cliZipFiles(t, storedPath); !maps.EqualFunc(got, stored, bytes.Equal) {
+			t.Errorf("%s: export --stored holds other files than export", v.ShortID)
+		}
 		err := filepath.WalkDir(c.Unit(v.Host).Dir(), func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err

@@ -23,7 +23,7 @@ func cmdBackup(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := a.lockAll(ctx, stores, "backup")
+	unlock, err := a.lockForBackup(ctx, stores, "backup")
 	if err != nil {
 		return err
 	}

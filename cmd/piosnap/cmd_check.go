@@ -27,13 +27,19 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 	if *storeName != "" {
 		names = []string{*storeName}
 	}
-	stores, err := a.openStores(ctx, names...)
+	stores, err := a.openReadable(ctx, names...)
 	if err != nil {
 		return err
 	}
-	var results []checkResult
-	damaged, failed := false, false
+	results := []checkResult{}
+	damaged := false
+	var failed []error
 	for _, s := range stores {
+		if s.Err != nil {
+			results = append(results, checkResult{Store: s.Name, Error: s.Err.Error()})
+			failed = append(failed, fmt.Errorf("store %q: %w", s.Name, s.Err))
+			continue
+		}
 		rep, err := s.Repo.Check(ctx, *readData)
 		r := checkResult{Store: s.Name, Report: rep}
 		if err != nil {
@@ -41,7 +47,7 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 				return ctx.Err()
 			}
 			r.Error = err.Error()
-			failed = true
+			failed = append(failed, fmt.Errorf("store %q: %w", s.Name, err))
 		} else if !rep.OK() {
 			damaged = true
 		}
@@ -80,10 +86,8 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	switch {
-	case failed:
-		return withCode(exitFailure, errors.New("a store could not be checked"))
 	case damaged:
 		return withCode(exitDamaged, errors.New("damage found: the versions listed above cannot be restored completely from this store; restore them from another store, or `piosnap copy` them back from one"))
 	}
-	return nil
+	return storesVerdict(failed, len(stores))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -9,17 +10,40 @@ import (
 	"github.com/piosnap/piosnap/config"
 )
 
+// version is piosnap's version. Release builds set it with
+// -ldflags '-X main.version=…' (see the Makefile); otherwise it comes from
+// the module's build information.
+var version = ""
+
+// piosnapVersion returns the version piosnap reports and logs.
+func piosnapVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
 func cmdConfig(ctx context.Context, a *app, args []string) error {
-	if len(args) != 1 || (args[0] != "check" && args[0] != "example") {
+	fs := a.newFlags("config", "check | example")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || (pos[0] != "check" && pos[0] != "example") {
 		return usageErrorf("usage: piosnap config check | piosnap config example")
 	}
-	if args[0] == "example" {
+	if pos[0] == "example" {
 		_, err := io.WriteString(a.env.Stdout, config.Example)
 		return err
 	}
 	cfg, err := config.Load(a.configPath)
 	if err != nil {
-		return withCode(exitUsage, err)
+		// The error names the file already; no second "config" prefix.
+		fmt.Fprintf(a.env.Stderr, "piosnap: %v\n", err)
+		return withCode(exitUsage, errors.New(""))
 	}
 	fmt.Fprintf(a.env.Stdout, "%s: ok (%d stores, schedule %q in %s, leader %s)\n",
 		a.configPath, len(cfg.Stores), cfg.Schedule, cfg.ZoneName(), cfg.Pioreactor.Leader)
@@ -27,10 +51,6 @@ func cmdConfig(ctx context.Context, a *app, args []string) error {
 }
 
 func cmdVersion(ctx context.Context, a *app, args []string) error {
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
-	}
-	fmt.Fprintf(a.env.Stdout, "piosnap %s\n", v)
+	fmt.Fprintf(a.env.Stdout, "piosnap %s\n", piosnapVersion())
 	return nil
 }

@@ -26,7 +26,7 @@ func cmdDemo(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	out := a.env.Stdout
-	a.log = newLogger(a.env.Stderr, "auto", "warn") // the demo narrates itself
+	a.log = newLogger(a.env.Stderr, a.env.Getenv, "auto", "warn") // the demo narrates itself
 	root := *dir
 	if root == "" {
 		tmp, err := os.MkdirTemp("", "piosnap-demo-")

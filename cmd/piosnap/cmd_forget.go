@@ -44,7 +44,7 @@ type forgetReport struct {
 // caller holds the store's lock when dryRun is false. current lists the
 // cluster's units (nil when unknown) so departed hosts are flagged.
 func (a *app) forget(ctx context.Context, s snapshot.Store, p retention.Policy, hosts []string, current []string, dryRun bool) (*forgetReport, error) {
-	rep := &forgetReport{Store: s.Name, DryRun: dryRun}
+	rep := &forgetReport{Store: s.Name, DryRun: dryRun, Hosts: []forgetHost{}}
 	if p.Empty() {
 		return rep, fmt.Errorf("store %q has no retention rules: nothing would be removed; set keep_* under [store.retention] or pass --keep-daily etc", s.Name)
 	}
@@ -68,7 +68,7 @@ func (a *app) forget(ctx context.Context, s snapshot.Store, p retention.Policy, 
 		return rep, err
 	}
 	for _, hp := range plan.Hosts {
-		fh := forgetHost{Host: hp.Host, Departed: hp.Departed}
+		fh := forgetHost{Host: hp.Host, Departed: hp.Departed, Versions: []forgetVersion{}}
 		for _, d := range hp.Decisions {
 			fh.Versions = append(fh.Versions, forgetVersion{ID: d.Version.ID, Time: d.Version.Time, Keep: d.Keep, Reasons: d.Reasons, Future: d.Future})
 		}
@@ -86,6 +86,10 @@ func (a *app) forget(ctx context.Context, s snapshot.Store, p retention.Policy, 
 }
 
 func printForget(w io.Writer, rep *forgetReport, loc *time.Location) {
+	if rep.Error != "" && len(rep.Hosts) == 0 {
+		fmt.Fprintf(w, "store %s: FAILED: %s\n", rep.Store, rep.Error)
+		return
+	}
 	for _, h := range rep.Hosts {
 		flag := ""
 		if h.Departed {
@@ -142,7 +146,7 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 		}
 		override = &p
 	}
-	stores, err := a.openStores(ctx, storeNames...)
+	stores, err := a.openReadable(ctx, storeNames...)
 	if err != nil {
 		return err
 	}
@@ -150,7 +154,7 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 	if !*includeDeparted {
 		current = a.currentUnits(ctx)
 	}
-	var reports []*forgetReport
+	reports := []*forgetReport{}
 	var errs []error
 	for _, s := range stores {
 		cs, _ := a.cfg.Store(s.Name)
@@ -161,16 +165,29 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 		if override != nil {
 			p = *override
 		}
+		if s.Err != nil {
+			rep := &forgetReport{Store: s.Name, DryRun: *dryRun, Error: s.Err.Error(), Hosts: []forgetHost{}}
+			errs = append(errs, fmt.Errorf("store %q: %w", s.Name, s.Err))
+			reports = append(reports, rep)
+			if !*asJSON {
+				printForget(a.env.Stdout, rep, a.cfg.Location())
+			}
+			continue
+		}
 		var rep *forgetReport
 		if *dryRun {
 			rep, err = a.forget(ctx, s, p, hosts, current, true)
 		} else {
 			unlock, lerr := a.lockAll(ctx, []snapshot.Store{s}, "forget")
-			if lerr != nil {
+			switch {
+			case lerr == nil:
+				rep, err = a.forget(ctx, s, p, hosts, current, false)
+				unlock()
+			case errors.Is(lerr, store.ErrLocked) || ctx.Err() != nil:
 				return lerr
+			default:
+				rep, err = &forgetReport{Store: s.Name, Hosts: []forgetHost{}}, lerr
 			}
-			rep, err = a.forget(ctx, s, p, hosts, current, false)
-			unlock()
 		}
 		if err != nil {
 			rep.Error = err.Error()
@@ -186,7 +203,7 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 	}
-	return errors.Join(errs...)
+	return storesVerdict(errs, len(stores))
 }
 
 // currentUnits asks the leader for its units, or returns nil (unknown) if it

@@ -37,15 +37,24 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 	if *storeName != "" {
 		names = []string{*storeName}
 	}
-	stores, err := a.openStores(ctx, names...)
+	stores, err := a.openReadable(ctx, names...)
 	if err != nil {
 		return err
 	}
 	rows := []listedVersion{}
+	var failed []error
 	for _, s := range stores {
+		if s.Err != nil {
+			failed = append(failed, fmt.Errorf("store %q: %w", s.Name, s.Err))
+			continue
+		}
 		vs, err := s.Repo.Versions(ctx)
 		if err != nil {
-			return fmt.Errorf("store %q: %w", s.Name, err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			failed = append(failed, fmt.Errorf("store %q: %w", s.Name, err))
+			continue
 		}
 		for _, v := range vs {
 			if *host != "" && v.Host != *host {
@@ -57,12 +66,18 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 			})
 		}
 	}
+	verdict := storesVerdict(failed, len(stores))
 	if *asJSON {
-		return writeJSON(a.env.Stdout, rows)
+		if err := writeJSON(a.env.Stdout, rows); err != nil {
+			return err
+		}
+		return verdict
 	}
 	if len(rows) == 0 {
-		fmt.Fprintln(a.env.Stdout, "no versions yet: run `piosnap backup`")
-		return nil
+		if len(failed) == 0 {
+			fmt.Fprintln(a.env.Stdout, "no versions yet: run `piosnap backup`")
+		}
+		return verdict
 	}
 	loc := a.cfg.Location()
 	tw := tabwriter.NewWriter(a.env.Stdout, 0, 4, 2, ' ', 0)
@@ -74,5 +89,8 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ShortID, r.Store, r.Host, r.Time.In(loc).Format("2006-01-02 15:04:05 MST"), kind, humanBytes(r.Size), r.AppVersion)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return verdict
 }

@@ -64,7 +64,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if o.storeName != "" {
 		names = []string{o.storeName}
 	}
-	stores, err := a.openStores(ctx, names...)
+	stores, err := a.openReadable(ctx, names...)
 	if err != nil {
 		return err
 	}
@@ -95,12 +95,19 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if target != v.Host {
 		fmt.Fprintf(a.env.Stderr, "WARNING: cloning %s's configuration, calibrations and plugins onto %s; the archive's unit name is rewritten to %s\n", v.Host, target, target)
 	}
-	src := zipSource{repo: s.Repo, v: v, replace: replace}
-	size, err := src.size(ctx)
+	src, err := newZipSource(s.Repo, v, replace)
 	if err != nil {
-		return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
+		return fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), target, err)
 	}
-	fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked: %s\n", humanBytes(size))
+	size := src.size()
+	if o.dryRun {
+		if err := src.check(ctx); err != nil {
+			return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
+		}
+		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked: %s\n", humanBytes(size))
+	} else {
+		fmt.Fprintf(out, "archive of %s, rebuilt from the repository as it is sent; every chunk is checked on the way\n", humanBytes(size))
+	}
 
 	cl, err := a.client()
 	if err != nil {
@@ -344,14 +351,16 @@ func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, sr
 	body.Close()
 	werr := wait()
 	bar.finish()
+	if werr != nil && !errors.Is(werr, io.ErrClosedPipe) && ctx.Err() == nil {
+		// The archive broke off before its end, so the unit never received a
+		// whole one and imported nothing.
+		return nil, fmt.Errorf("rebuild the archive of the version from the repository: %w (the upload to %s was cut short, so it imported nothing; run `piosnap check --read-data`)", werr, unit)
+	}
 	if err != nil {
 		if errors.Is(err, pioreactor.ErrLeaderMasked) {
 			if perr := cl.Probe(ctx, unit); perr != nil {
 				return nil, fmt.Errorf("upload to %s refused: %w", unit, perr)
 			}
-		}
-		if werr != nil && !errors.Is(werr, io.ErrClosedPipe) {
-			return task, fmt.Errorf("upload to %s: %w (the archive could not be read back: %v)", unit, err, werr)
 		}
 		return task, fmt.Errorf("upload to %s: %w", unit, err)
 	}

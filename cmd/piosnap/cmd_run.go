@@ -105,6 +105,7 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 	cfg, log := d.current()
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
+	log.Info("piosnap starting", "version", piosnapVersion(), "config", d.base.configPath)
 
 	metricsAddr := ""
 	if cfg.Metrics.Listen != "" {
@@ -121,6 +122,9 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 		}()
 		metricsAddr = ln.Addr().String()
 		log.Info("serving metrics", "addr", "http://"+metricsAddr+"/metrics")
+		if !cfg.Metrics.Loopback() {
+			log.Warn("the metrics endpoint is reachable from other machines and has no authentication (metrics.allow_remote = true): anyone who can reach it can read host names, sizes and times", "addr", metricsAddr)
+		}
 	}
 
 	d.startStatus(cfg, metricsAddr)
@@ -202,7 +206,7 @@ func (d *daemon) reload() {
 		return
 	}
 	old, _ := d.current()
-	newLog := newLogger(d.base.env.Stderr, cfg.Log.Format, cfg.Log.Level)
+	newLog := newLogger(d.base.env.Stderr, d.base.env.Getenv, cfg.Log.Format, cfg.Log.Level)
 	d.mu.Lock()
 	d.cfg, d.log = cfg, newLog
 	d.status.Schedule, d.status.Zone = cfg.Schedule, cfg.ZoneName()

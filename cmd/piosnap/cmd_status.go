@@ -69,11 +69,15 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 
 	versions := map[string][]*store.Version{}
 	var storeErrs []string
-	stores, err := a.openStores(ctx)
+	stores, err := a.openReadable(ctx)
 	if err != nil {
-		storeErrs = append(storeErrs, err.Error())
+		return err
 	}
 	for _, s := range stores {
+		if s.Err != nil {
+			storeErrs = append(storeErrs, fmt.Sprintf("store %q: %v", s.Name, s.Err))
+			continue
+		}
 		vs, err := s.Repo.Versions(ctx)
 		if err != nil {
 			storeErrs = append(storeErrs, fmt.Sprintf("store %q: %v", s.Name, err))

@@ -100,7 +100,7 @@ func (d *daemon) runOnce(ctx context.Context, a *app, hosts []string, start time
 	if err != nil {
 		return fail(err)
 	}
-	unlock, err := a.lockAll(ctx, stores, "backup")
+	unlock, err := a.lockForBackup(ctx, stores, "backup")
 	if err != nil {
 		return fail(err)
 	}

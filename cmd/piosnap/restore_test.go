@@ -712,11 +712,11 @@ func TestZipSourceReplace(t *testing.T) {
 		t.Errorf("checkRestorable without rewrite = %v, want a refusal naming --rewrite-hostname", err)
 	}
 	for _, rep := range []map[string][]byte{nil, replace} {
-		src := zipSource{repo: repo, v: vs[0], replace: rep}
-		size, err := src.size(ctx)
+		src, err := newZipSource(repo, vs[0], rep)
 		if err != nil {
 			t.Fatal(err)
 		}
+		size := src.size()
 		var out1, out2 bytes.Buffer
 		for _, out := range []*bytes.Buffer{&out1, &out2} {
 			body, wait := src.stream(ctx)
@@ -749,5 +749,58 @@ func TestProgress(t *testing.T) {
 	q.finish()
 	if off.Len() != 0 {
 		t.Errorf("progress off a terminal wrote %q", off.String())
+	}
+}
+
+// TestRestoreDamagedRepository restores a version one of whose chunks is
+// damaged: a dry run finds it before anything is sent, and a restore stops
+// its upload short, so the unit receives no whole archive and imports
+// nothing.
+func TestRestoreDamagedRepository(t *testing.T) {
+	t.Parallel()
+	r := newRestoreRig(t, rigOptions{})
+	r.mustRun("backup", "--host", "worker1")
+	ctx := context.Background()
+	b, err := local.Open(r.repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := store.Open(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := repo.Versions(ctx)
+	if err != nil || len(vs) != 1 {
+		t.Fatalf("versions = %d, %v", len(vs), err)
+	}
+	var last store.ChunkID
+	var largest int64
+	for _, e := range vs[0].Entries {
+		if e.Size > largest {
+			last, largest = e.Chunks[len(e.Chunks)-1], e.Size
+		}
+	}
+	p := filepath.Join(r.repoDir, "chunks", last.String()[:2], last.String())
+	if err := os.WriteFile(p, []byte("damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w1 := r.cluster.Unit("worker1")
+	for _, args := range [][]string{
+		{"--dry-run"},
+		{"--yes", "--no-safety-snapshot"},
+		{"--yes"},
+	} {
+		code, out, errs := r.run(append([]string{"restore", "--host", "worker1"}, args...)...)
+		if code != exitFailure {
+			t.Fatalf("restore %v: exit %d, want %d\n%s\n%s", args, code, exitFailure, out, errs)
+		}
+		mustContain(t, "stderr", errs, last.String(), "damaged", "check --read-data")
+		if args[0] != "--dry-run" {
+			mustContain(t, "stderr", errs, "imported nothing")
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // an import, had one started, would have begun by now
+	if w1.Imports() != 0 || w1.Reboots() != 0 {
+		t.Errorf("worker1: %d imports, %d reboots; want none", w1.Imports(), w1.Reboots())
 	}
 }

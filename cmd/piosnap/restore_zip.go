@@ -65,24 +65,28 @@ func checkRestorable(ctx context.Context, repo *store.Repository, v *store.Versi
 }
 
 // zipSource rebuilds a version's archive from the repository, with the
-// content of some entries replaced. The output is deterministic, so size
-// gives the exact length stream will produce.
+// content of some entries replaced. Entries are STORED, so the archive's
+// exact length is known from the manifest before anything is read, and it
+// is produced in one pass as it is sent (see store.StoredZip).
 type zipSource struct {
-	repo    *store.Repository
-	v       *store.Version
-	replace map[string][]byte
+	zip *store.StoredZip
 }
 
-// write writes the archive to w: the version's entries, with every entry
-// named in replace given that content.
-func (z zipSource) write(ctx context.Context, w io.Writer) error {
-	return z.repo.WriteZipWith(ctx, w, z.v, z.replace)
+func newZipSource(repo *store.Repository, v *store.Version, replace map[string][]byte) (zipSource, error) {
+	z, err := repo.StoredZip(v, replace)
+	if err != nil {
+		return zipSource{}, err
+	}
+	return zipSource{zip: z}, nil
 }
 
-// size rebuilds the archive without keeping it, which reads and verifies
-// every chunk, and returns its length.
-func (z zipSource) size(ctx context.Context) (int64, error) {
-	return z.repo.ZipSizeWith(ctx, z.v, z.replace)
+// size returns the archive's exact length.
+func (z zipSource) size() int64 { return z.zip.Size() }
+
+// check rebuilds the archive without keeping it, which reads and verifies
+// every chunk.
+func (z zipSource) check(ctx context.Context) error {
+	return z.zip.WriteTo(ctx, io.Discard)
 }
 
 // stream returns a reader of the archive, produced as it is read in
@@ -92,7 +96,7 @@ func (z zipSource) stream(ctx context.Context) (io.ReadCloser, func() error) {
 	done := make(chan error, 1)
 	go func() {
 		bw := bufio.NewWriterSize(pw, 256<<10)
-		err := z.write(ctx, bw)
+		err := z.zip.WriteTo(ctx, bw)
 		if err == nil {
 			err = bw.Flush()
 		}

@@ -149,7 +149,7 @@ func TestReadStatusFileErrors(t *testing.T) {
 
 func TestStatusFileUnwritable(t *testing.T) {
 	var logs bytes.Buffer
-	d := &daemon{base: &app{}, log: newLogger(&logs, "text", "info"), statusPath: filepath.Join(t.TempDir(), "missing-dir", statusFileName)}
+	d := &daemon{base: &app{}, log: newLogger(&logs, nil, "text", "info"), statusPath: filepath.Join(t.TempDir(), "missing-dir", statusFileName)}
 	d.writeStatus()
 	d.writeStatus()
 	if n := strings.Count(logs.String(), "cannot write the status file"); n != 1 {

@@ -95,6 +95,37 @@ func (a *app) openStores(ctx context.Context, names ...string) ([]snapshot.Store
 	return stores, nil
 }
 
+// openReadable opens the named stores (all when names is empty) for a
+// command that serves each store on its own (list, check, status, forget,
+// export, restore): a store that cannot be opened, such as an S3 server
+// that is down, is logged and returned with Err set, and the command serves
+// the others at once. See storesVerdict for the exit code.
+func (a *app) openReadable(ctx context.Context, names ...string) ([]snapshot.Store, error) {
+	stores, err := a.openEach(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range stores {
+		if s.Err != nil {
+			a.log.Error("store unavailable", "store", s.Name, "err", s.Err)
+		}
+	}
+	return stores, nil
+}
+
+// storesVerdict is the result of a command that served each of total
+// stores on its own, given the stores that failed: nil when none did, exit
+// 3 when the others were served, exit 1 when none could be.
+func storesVerdict(failed []error, total int) error {
+	switch {
+	case len(failed) == 0:
+		return nil
+	case len(failed) < total:
+		return withCode(exitPartial, fmt.Errorf("%d of %d stores unavailable, the others were served: %w", len(failed), total, errors.Join(failed...)))
+	}
+	return withCode(exitFailure, errors.Join(failed...))
+}
+
 // openStoresForBackup is openStores for a backup run: a store that cannot be
 // opened (its disk unmounted, its server down) is returned with Err set
 // instead of failing the run, so that the other stores still receive their
@@ -139,6 +170,47 @@ func (a *app) lockAll(ctx context.Context, stores []snapshot.Store, purpose stri
 			return nil, fmt.Errorf("store %q: %w", s.Name, err)
 		}
 		locks = append(locks, l)
+	}
+	return unlock, nil
+}
+
+// lockForBackup is lockAll for a backup run: a store whose lock cannot be
+// written (its disk full or read-only, its server down) is marked broken
+// for the run instead of stopping it, so that the other stores still receive
+// their versions. A store locked by another piosnap still fails the call
+// (exit 5), as does every store failing.
+func (a *app) lockForBackup(ctx context.Context, stores []snapshot.Store, purpose string) (unlock func(), err error) {
+	var locks []*store.RepoLock
+	unlock = func() {
+		for _, l := range locks {
+			_ = l.Unlock(context.WithoutCancel(ctx))
+		}
+	}
+	var errs []error
+	for i := range stores {
+		s := &stores[i]
+		if s.Repo == nil {
+			errs = append(errs, fmt.Errorf("store %q: %w", s.Name, s.Err))
+			continue
+		}
+		l, err := s.Repo.Lock(ctx, purpose, a.cfg.LockWait.Duration)
+		switch {
+		case err == nil:
+			locks = append(locks, l)
+			continue
+		case ctx.Err() != nil:
+			unlock()
+			return nil, ctx.Err()
+		case errors.Is(err, store.ErrLocked):
+			unlock()
+			return nil, withCode(exitLocked, fmt.Errorf("store %q: %w (waited %s; lock_wait in the config sets how long)", s.Name, err, a.cfg.LockWait.Duration))
+		}
+		s.Repo, s.Err = nil, fmt.Errorf("cannot write to the store: %w", err)
+		errs = append(errs, fmt.Errorf("store %q: %w", s.Name, s.Err))
+		a.log.Error("store unavailable for this run", "store", s.Name, "err", s.Err)
+	}
+	if len(locks) == 0 {
+		return nil, errors.Join(errs...)
 	}
 	return unlock, nil
 }

@@ -221,3 +221,43 @@ func TestListResumes(t *testing.T) {
 		t.Errorf("List = %v, want the callback's error", err)
 	}
 }
+
+// TestBreaker: once a request has used up its retries on a server that
+// does not answer, later requests are tried once, without retries, and say
+// why; the first answer from the server, even a refusal, restores retries.
+func TestBreaker(t *testing.T) {
+	m, direct := newBucket(t)
+	payload := []byte("breaker")
+	p := &faultProxy{method: http.MethodPut}
+	cfg := startProxy(t, m, direct, p)
+	cfg.Prefix = "breaker"
+	b, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(plan ...fault) error {
+		p.mu.Lock()
+		p.plan, p.seen = plan, 0
+		p.mu.Unlock()
+		return b.Put(context.Background(), "obj", bytes.NewReader(payload), int64(len(payload)))
+	}
+	down := []fault{internal, internal, internal, internal, internal, internal}
+	if err := put(down...); err == nil || !strings.Contains(err.Error(), "gave up after 4 attempts") {
+		t.Fatalf("first Put against a failing server = %v; want it to give up after 4 attempts", err)
+	}
+	if err := put(down...); err == nil || !strings.Contains(err.Error(), "not retried: the server has not answered since") {
+		t.Fatalf("second Put = %v; want a single attempt that says why it was not retried", err)
+	}
+	if n := p.count(); n != 1 {
+		t.Errorf("second Put made %d attempts, want 1", n)
+	}
+	if err := put(denied); err == nil || !strings.Contains(err.Error(), "access denied") {
+		t.Fatalf("Put answered with AccessDenied = %v", err)
+	}
+	if err := put(internal, internal); err != nil {
+		t.Fatalf("Put after the server answered again: %v; want it retried to success", err)
+	}
+	if n := p.count(); n != 3 {
+		t.Errorf("Put after the server answered made %d attempts, want 3 (retries restored)", n)
+	}
+}

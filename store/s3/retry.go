@@ -52,29 +52,57 @@ func (r Retry) withDefaults() Retry {
 	return r
 }
 
-// do runs fn until it succeeds, fails permanently, or the retry policy
-// is used up, and turns the final error into one that names the
-// operation, says what to fix and contains no credentials.
+// probeRetry is the policy of the reachability check that Open makes: a
+// server that does not answer within a few seconds is reported at once,
+// so that a command serves its other stores instead of waiting a minute.
+func probeRetry(r Retry) Retry {
+	return Retry{Attempts: min(r.Attempts, 3), Initial: r.Initial, Max: r.Max, Total: min(r.Total, 5*time.Second)}
+}
+
+// do runs fn under the backend's retry policy; see retry.
 func (b *Backend) do(ctx context.Context, op, name string, fn func(context.Context) error) error {
+	return b.retryUnder(ctx, b.retry, op, name, fn)
+}
+
+// retryUnder runs fn until it succeeds, fails permanently, or policy is
+// used up, and turns the final error into one that names the operation,
+// says what to fix and contains no credentials.
+//
+// It is also the backend's circuit breaker: once a request has used up its
+// retries on a transient failure (the server is down or unreachable), later
+// requests are tried once, without retries, until one succeeds. A run
+// against a dead server thus waits for it once, not once per object.
+func (b *Backend) retryUnder(ctx context.Context, policy Retry, op, name string, fn func(context.Context) error) error {
 	start := time.Now()
-	wait := b.retry.Initial
+	wait := policy.Initial
+	down := b.downSince()
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && err != nil {
 			return b.wrap(op, name, "", ctx.Err())
 		}
 		var cb callbackError
-		if errors.As(err, &cb) {
-			return err
+		if answered := err == nil || errors.As(err, &cb) || !transient(err); answered && !down.IsZero() {
+			b.setDown(time.Time{})
+			down = time.Time{}
+			b.log.Info("s3 server answers again", "op", op)
 		}
-		if !transient(err) {
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &cb):
+			return err
+		case !transient(err):
 			return b.explain(op, name, err)
 		}
+		if !down.IsZero() {
+			hint := fmt.Sprintf("not retried: the server has not answered since %s; %s",
+				down.Format(time.TimeOnly), b.retryHint(err))
+			return b.wrap(op, name, hint, err)
+		}
 		jittered := wait/2 + rand.N(wait/2+1)
-		if attempt >= b.retry.Attempts || time.Since(start)+jittered > b.retry.Total {
+		if attempt >= policy.Attempts || time.Since(start)+jittered > policy.Total {
+			b.setDown(start)
 			hint := fmt.Sprintf("gave up after %d attempts in %v; %s",
 				attempt, time.Since(start).Round(time.Millisecond), b.retryHint(err))
 			return b.wrap(op, name, hint, err)
@@ -88,7 +116,23 @@ func (b *Backend) do(ctx context.Context, op, name string, fn func(context.Conte
 			return b.wrap(op, name, "", ctx.Err())
 		case <-t.C:
 		}
-		wait = min(2*wait, b.retry.Max)
+		wait = min(2*wait, policy.Max)
+	}
+}
+
+// downSince returns when the request that gave up on the server started,
+// or the zero time while the server is thought to be up.
+func (b *Backend) downSince() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.down
+}
+
+func (b *Backend) setDown(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t.IsZero() || b.down.IsZero() {
+		b.down = t
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -87,6 +88,9 @@ type Backend struct {
 	log      *slog.Logger
 	secrets  []string // redacted from every error message
 	listPage int      // keys per List request; 0 is the server's default
+
+	mu   sync.Mutex
+	down time.Time // when a request that gave up on the server started; zero while it answers
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -197,9 +201,11 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 }
 
 // Check lists at most one object to prove that the server answers, the
-// credentials are accepted and the bucket exists.
+// credentials are accepted and the bucket exists. A server that does not
+// answer is retried for a few seconds only (at most 3 attempts in 5 s), so
+// that a command reports an unreachable store at once.
 func (b *Backend) Check(ctx context.Context) error {
-	return b.do(ctx, "open", "", func(ctx context.Context) error {
+	return b.retryUnder(ctx, probeRetry(b.retry), "open", "", func(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel() // stops minio-go's listing goroutine
 		for obj := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: b.prefix, MaxKeys: 1}) {

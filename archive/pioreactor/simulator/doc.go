@@ -13,4 +13,9 @@
 // it over HTTP like they would to real units, and use the controls on [Unit]
 // and [Cluster] (offline, slow, sentinel, export delay, failing imports,
 // database growth, calibration changes) to reach every path of the contract.
+//
+// For storage benchmarks, [AgeDatabase] and [Cluster.AgeNight] age the
+// leader's database night by night like a real one (appends, updates in
+// place, index inserts among older entries, deleted ranges), and
+// [DiffPages] measures what a night changed, page by page.
 package simulator

@@ -291,6 +291,7 @@ func (r *runner) direct(ctx context.Context, unit string) {
 }
 
 func (r *runner) fail(hr *HostReport, err error) {
+	hr.Stores = []StoreResult{}
 	hr.err = err
 	hr.Error = err.Error()
 	r.rep.Hosts = append(r.rep.Hosts, hr)
@@ -312,6 +313,9 @@ func (r *runner) finish(ctx context.Context, h *ingest.Host, hr *HostReport) {
 		sr := StoreResult{Store: r.stores[i].Name, Stored: res.Stored, err: res.Err}
 		if res.Err != nil {
 			sr.Error = res.Err.Error()
+			if res.Stored > 0 {
+				sr.Error += fmt.Sprintf(" (the %d bytes of chunks written before the failure belong to no version; `piosnap check` counts them as unused and the next `piosnap forget` removes them)", res.Stored)
+			}
 			r.log.Error("store did not receive host", "host", hr.Host, "store", sr.Store, "err", res.Err)
 		} else {
 			sr.VersionID = res.Version.ID

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// mountFS mounts a file system on dir for the test (tmpfs of the given
+// size, or, with size "", a read-only bind mount of dir onto itself) and
+// unmounts it at the end. Mounting needs root; without it the test is
+// skipped, except under CI, which runs as root and must not skip.
+func mountFS(t *testing.T, dir, size string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) error {
+		out, err := exec.Command("mount", args...).CombinedOutput()
+		if err != nil {
+			return errors.New(strings.TrimSpace(string(out)) + ": " + err.Error())
+		}
+		return nil
+	}
+	var err error
+	if size != "" {
+		err = run("-t", "tmpfs", "-o", "size="+size, "tmpfs", dir)
+	} else if err = run("--bind", dir, dir); err == nil {
+		if err = run("-o", "remount,bind,ro", dir); err != nil {
+			_ = exec.Command("umount", dir).Run()
+		}
+	}
+	if err != nil {
+		msg := "mount on " + dir + " (needs root): " + err.Error()
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+}
+
+// fillFS writes a file into dir until its file system is full, leaving
+// about keep bytes free.
+func fillFS(t *testing.T, dir string, keep int64) {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	free := int64(st.Bavail) * int64(st.Bsize)
+	buf := make([]byte, 4096)
+	for free-keep >= int64(len(buf)) {
+		n, err := f.Write(buf)
+		free -= int64(n)
+		if err != nil {
+			break // full already
+		}
+	}
+	if keep == 0 {
+		for {
+			if _, err := f.Write(buf[:1]); err != nil {
+				break
+			}
+		}
+	}
+}
+
+// backupReport runs `backup --json` and returns its exit code and report.
+func (h *s3Harness) backupReport(cfg string) (int, backupJSON, string) {
+	h.t.Helper()
+	code, out, errOut := h.main(context.Background(), cfg, "backup", "--json")
+	var rep backupJSON
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		h.t.Fatalf("backup --json (exit %d): %v\nstdout:\n%s\nstderr:\n%s", code, err, out, errOut)
+	}
+	return code, rep, errOut
+}
+
+// backupJSON is `backup --json` as a script reads it.
+type backupJSON struct {
+	Hosts []struct {
+		Host   string `json:"host"`
+		Error  string `json:"error"`
+		Stores []struct {
+			Store       string `json:"store"`
+			Version     string `json:"version"`
+			StoredBytes int64  `json:"stored_bytes"`
+			Error       string `json:"error"`
+		} `json:"stores"`
+	} `json:"hosts"`
+}
+
+// storeOutcome returns, per host, the version or error the store got.
+func (r backupJSON) storeOutcome(name string) (versions, errs map[string]string) {
+	versions, errs = map[string]string{}, map[string]string{}
+	for _, h := range r.Hosts {
+		for _, s := range h.Stores {
+			if s.Store != name {
+				continue
+			}
+			if s.Error != "" {
+				errs[h.Host] = s.Error
+			} else {
+				versions[h.Host] = s.Version
+			}
+		}
+	}
+	return versions, errs
+}
+
+// A local repository on a full or read-only file system must not cost the
+// S3 store its versions: every host is stored there, the local store is
+// reported failed, and the run exits 3.
+func TestBackupLocalStoreUnwritable(t *testing.T) {
+	h := newS3Harness(t, 4<<20, "worker1", "worker2")
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		want  string
+	}{
+		{"disk full", func(t *testing.T, dir string) { fillFS(t, dir, 0) }, "no space left on device"},
+		{"read-only", func(t *testing.T, dir string) { mountFS(t, dir, "") }, "read-only file system"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.t = t
+			name := strings.ReplaceAll(tc.name, " ", "-")
+			dir := h.localPath(name)
+			mountFS(t, dir, "4m")
+			cfg := h.config(name, h.localStore(name), h.s3Store("offsite", "unwritable", name))
+			h.mustMain(cfg, "init", "--create-bucket")
+			tc.setup(t, dir)
+			code, rep, errOut := h.backupReport(cfg)
+			if code != exitPartial {
+				t.Fatalf("exit %d, want %d (partial)\nstderr:\n%s", code, exitPartial, errOut)
+			}
+			versions, errs := rep.storeOutcome("offsite")
+			if len(versions) != 3 || len(errs) != 0 {
+				t.Errorf("offsite got versions for %v, errors %v; want all 3 hosts", versions, errs)
+			}
+			versions, errs = rep.storeOutcome(name)
+			if len(versions) != 0 || len(errs) != 3 {
+				t.Errorf("local store: versions %v, errors %v; want an error for each of the 3 hosts", versions, errs)
+			}
+			for host, e := range errs {
+				if !strings.Contains(e, tc.want) {
+					t.Errorf("%s: local store error %q does not say %q", host, e, tc.want)
+				}
+			}
+			if rows := h.list(cfg, "--store", "offsite"); len(rows) != 3 {
+				t.Errorf("offsite lists %d versions, want 3", len(rows))
+			}
+		})
+	}
+}
+
+// A local backup that fails half-way, its disk filling up, leaves chunks no
+// version uses: the report says so, check counts them as unused (no
+// damage), and the next forget removes them.
+func TestBackupLocalDiskFillsHalfWay(t *testing.T) {
+	h := newS3Harness(t, 6<<20)
+	dir := h.localPath("half")
+	mountFS(t, dir, "2m")
+	cfg := h.config("half", h.localStore("half"), h.s3Store("offsite", "half", ""))
+	h.mustMain(cfg, "init", "--create-bucket")
+	fillFS(t, dir, 512<<10)
+	code, rep, errOut := h.backupReport(cfg)
+	if code != exitPartial {
+		t.Fatalf("exit %d, want %d\nstderr:\n%s", code, exitPartial, errOut)
+	}
+	_, errs := rep.storeOutcome("half")
+	if e := errs["leader1"]; !strings.Contains(e, "no space left on device") || !strings.Contains(e, "piosnap forget") {
+		t.Errorf("local store error %q: want the cause and that the next forget removes what was written", e)
+	}
+	var stored int64
+	for _, hr := range rep.Hosts {
+		for _, s := range hr.Stores {
+			if s.Store == "half" {
+				stored += s.StoredBytes
+			}
+		}
+	}
+	if stored == 0 {
+		t.Fatal("nothing reached the local store before it filled up; the test needs a half-way failure")
+	}
+	out := h.mustMain(cfg, "check", "--store", "half")
+	if !strings.Contains(out, "unused") || !strings.Contains(out, "no damage found") {
+		t.Errorf("check after the half-way failure:\n%s", out)
+	}
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	h.mustMain(cfg, "forget", "--store", "half", "--keep-last", "3")
+	if out := h.mustMain(cfg, "check", "--store", "half"); strings.Contains(out, "unused") {
+		t.Errorf("check after forget still reports unused chunks:\n%s", out)
+	}
+	h.mustMain(cfg, "backup")
+	if out := h.mustMain(cfg, "check", "--read-data"); strings.Count(out, "no damage found") != 2 {
+		t.Errorf("check after the next backup:\n%s", out)
+	}
+}
+
+// With MinIO down, every command that reads serves the local store at once
+// and reports the S3 store unavailable (exit 3) after a short probe, not a
+// minute of retries.
+func TestS3DownReadsServeOtherStores(t *testing.T) {
+	h := newS3Harness(t, 1<<20, "worker1")
+	cfg := h.config("down", h.localStore("local"), h.s3Store("offsite", "down", ""))
+	h.mustMain(cfg, "init", "--create-bucket")
+	h.mustMain(cfg, "backup")
+	h.minio.Stop()
+	t.Cleanup(h.minio.Start) // the harness stops it again
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string // in stdout
+	}{
+		{[]string{"list"}, exitPartial, "local  worker1"},
+		{[]string{"list", "--json"}, exitPartial, `"store": "local"`},
+		{[]string{"check"}, exitPartial, "store local: no damage found"},
+		{[]string{"status"}, exitPartial, "worker1"},
+		{[]string{"forget", "--dry-run", "--keep-last", "3"}, exitPartial, "store local: dry run"},
+		{[]string{"forget", "--keep-last", "3"}, exitPartial, "store local: removed 0 versions"},
+		{[]string{"export", "--host", "worker1", "--at", "latest", "-o", filepath.Join(t.TempDir(), "w.zip")}, exitOK, "store local"},
+		{[]string{"restore", "--host", "worker1", "--dry-run"}, exitOK, "dry run: every check passed"},
+	} {
+		t.Run(strings.Join(tc.args[:min(2, len(tc.args))], " "), func(t *testing.T) {
+			code, out, errOut := h.main(context.Background(), cfg, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, want %d; stdout should contain %q\nstdout:\n%s\nstderr:\n%s", code, tc.code, tc.want, out, errOut)
+			}
+			if !strings.Contains(errOut, "offsite") {
+				t.Errorf("stderr does not name the unavailable store:\n%s", errOut)
+			}
+			if n := strings.Count(errOut, "retrying s3 request"); n > 2 {
+				t.Errorf("%d retries against the stopped server; the probe allows 2:\n%s", n, errOut)
+			}
+		})
+	}
+}

@@ -1,0 +1,184 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"runtime"
+	"sync"
+)
+
+// readAheadWorkers is how many chunks a readAhead reads, decompresses and
+// verifies at once: every core, and at least two so that reading from a
+// slow store overlaps with the consumer even on one core.
+func readAheadWorkers() int { return max(2, runtime.GOMAXPROCS(0)) }
+
+// readAhead streams the contents of a list of entries in order while
+// workers read, decompress and verify the chunks that come next. At most
+// 2×workers+1 chunks are held at any time, whatever the entries' sizes.
+type readAhead struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	order  chan *fetch // fetches in the consumer's order, bounded
+	free   chan []byte // buffers for reuse
+	wg     sync.WaitGroup
+	err    error // the first error the consumer saw
+}
+
+// fetch is one chunk being read by a worker.
+type fetch struct {
+	id   ChunkID
+	buf  []byte
+	err  error
+	done chan struct{}
+}
+
+// newReadAhead starts reading the chunks of entries, in order. Read their
+// contents with next, one entry after the other, and call close at the end.
+func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAhead {
+	ctx, cancel := context.WithCancel(ctx)
+	n := readAheadWorkers()
+	ra := &readAhead{ctx: ctx, cancel: cancel, order: make(chan *fetch, n), free: make(chan []byte, 2*n+1)}
+	work := make(chan *fetch)
+	for range n {
+		ra.wg.Add(1)
+		go func() {
+			defer ra.wg.Done()
+			for f := range work {
+				f.buf, f.err = r.ReadChunk(ctx, f.id, f.buf)
+				close(f.done)
+			}
+		}()
+	}
+	ra.wg.Add(1)
+	go func() {
+		defer ra.wg.Done()
+		defer close(work)
+		defer close(ra.order)
+		for _, e := range entries {
+			for _, id := range e.Chunks {
+				f := &fetch{id: id, done: make(chan struct{})}
+				select {
+				case f.buf = <-ra.free:
+					f.buf = f.buf[:0]
+				default:
+				}
+				select {
+				case work <- f:
+				case <-ctx.Done():
+					return
+				}
+				select {
+				case ra.order <- f:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return ra
+}
+
+// next returns a reader of e's content; e must be the next entry of the
+// list given to newReadAhead. Like OpenEntry, the reader verifies every
+// chunk and, at the end, the entry's size and CRC-32, and reports damage
+// as an error wrapping ErrDamaged or fs.ErrNotExist that names the entry.
+func (ra *readAhead) next(e *Entry) io.Reader {
+	return &aheadReader{ra: ra, e: e}
+}
+
+// close stops the workers and waits for them.
+func (ra *readAhead) close() {
+	ra.cancel()
+	for f := range ra.order {
+		<-f.done
+	}
+	ra.wg.Wait()
+}
+
+type aheadReader struct {
+	ra   *readAhead
+	e    *Entry
+	next int
+	cur  *fetch
+	off  int
+	crc  uint32
+	n    int64
+}
+
+func (ar *aheadReader) Read(p []byte) (int, error) {
+	if ar.ra.err != nil {
+		return 0, ar.ra.err
+	}
+	for ar.cur == nil || ar.off == len(ar.cur.buf) {
+		if ar.cur != nil {
+			select {
+			case ar.ra.free <- ar.cur.buf:
+			default:
+			}
+			ar.cur = nil
+		}
+		if ar.next == len(ar.e.Chunks) {
+			if ar.n != ar.e.Size || ar.crc != ar.e.CRC32 {
+				return 0, ar.fail(fmt.Errorf("entry %q: content does not match its recorded size and CRC-32 (%w)", ar.e.Name, ErrDamaged))
+			}
+			return 0, io.EOF
+		}
+		if err := ar.ra.ctx.Err(); err != nil {
+			return 0, ar.fail(err)
+		}
+		f, ok := <-ar.ra.order
+		if !ok {
+			return 0, ar.fail(fmt.Errorf("entry %q: %w", ar.e.Name, context.Canceled))
+		}
+		<-f.done
+		if f.err != nil {
+			return 0, ar.fail(fmt.Errorf("entry %q: %w", ar.e.Name, f.err))
+		}
+		if f.id != ar.e.Chunks[ar.next] {
+			// Entries were read out of the order given to newReadAhead.
+			return 0, ar.fail(fmt.Errorf("entry %q: read out of order", ar.e.Name))
+		}
+		ar.cur, ar.off = f, 0
+		ar.next++
+		ar.crc = crc32.Update(ar.crc, crc32.IEEETable, f.buf)
+		ar.n += int64(len(f.buf))
+	}
+	n := copy(p, ar.cur.buf[ar.off:])
+	ar.off += n
+	return n, nil
+}
+
+// WriteTo hands whole chunks to w, which saves a copy when w is a file or
+// a connection.
+func (ar *aheadReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	buf := make([]byte, 0)
+	for {
+		if ar.cur != nil && ar.off < len(ar.cur.buf) {
+			n, err := w.Write(ar.cur.buf[ar.off:])
+			ar.off += n
+			total += int64(n)
+			if err != nil {
+				return total, ar.fail(err)
+			}
+			continue
+		}
+		// Advance to the next chunk, or finish the entry.
+		_, err := ar.Read(buf)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+func (ar *aheadReader) fail(err error) error {
+	if ar.ra.err == nil {
+		ar.ra.err = err
+	}
+	return ar.ra.err
+}
