@@ -62,6 +62,19 @@ func (b *blobReader) read(ctx context.Context, id ChunkID, buf []byte) ([]byte, 
 	}
 }
 
+// blobLen returns a blob's plain length as the index records it, or 4096
+// when the index does not know it (a format-1 chunk or a missing blob:
+// reading it will tell).
+func (r *Repository) blobLen(ctx context.Context, id ChunkID) uint32 {
+	x, err := r.currentIndex(ctx)
+	if err == nil {
+		if i := x.find(id); i >= 0 {
+			return x.entries[i].len
+		}
+	}
+	return 4096
+}
+
 // readIndexed reads a blob the index x knows; errNotIndexed if it does not.
 func (b *blobReader) readIndexed(ctx context.Context, x *index, id ChunkID, buf []byte) ([]byte, error) {
 	i := x.find(id)

@@ -169,6 +169,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 
 	if changed {
 		pk := newPacker(r, nil)
+		pk.keepIDs = true
 		if err := r.repack(ctx, x, repack, used, pk); err != nil {
 			return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
 		}
@@ -199,13 +200,13 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 					return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
 				}
 			}
-			rep.PacksWritten++
 		}
+		rep.PacksWritten = pk.packs
 		if err := iw.close(ctx); err != nil {
 			return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
 		}
 		rep.BytesRepacked = pk.written
-		rep.BytesFreed -= pk.written + iw.bytes
+		rep.BytesFreed -= pk.written + pk.indexed + iw.bytes
 		if err := r.checkHeld(); err != nil {
 			return rep, fmt.Errorf("garbage collection stopped before deleting anything but manifests: %w", err)
 		}
@@ -224,6 +225,12 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 		}
 		for n := range repack {
 			doomed[x.packs[n]] = true
+		}
+		// A pack written now may have the very name of one found unused:
+		// repacking again what an interrupted forget already repacked
+		// gives the same bytes. The new index names it, so it stays.
+		for _, p := range pk.stored {
+			delete(doomed, p)
 		}
 	}
 	if err := r.checkHeld(); err != nil {

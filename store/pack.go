@@ -111,8 +111,16 @@ type packer struct {
 	// in that pack count as present for the rest of the run, so no later
 	// version may be saved on top of them.
 	err error
-	// written counts the bytes of the packs stored.
+	// written and packs count the bytes and packs stored; with keepIDs,
+	// stored lists their IDs.
 	written int64
+	packs   int
+	keepIDs bool
+	stored  []ChunkID
+	// doneRecs counts the records in done; indexed the bytes of index
+	// objects written since the last finish.
+	doneRecs int
+	indexed  int64
 }
 
 // openFrame is a frame being filled.
@@ -279,6 +287,10 @@ func (pk *packer) flushPack(ctx context.Context) error {
 		return pk.err
 	}
 	pk.written += int64(len(pk.pack))
+	pk.packs++
+	if pk.keepIDs {
+		pk.stored = append(pk.stored, id)
+	}
 	// The header and trailer are shared overhead: charge them to whoever
 	// contributed most.
 	if len(pk.shares) > 0 {
@@ -296,11 +308,34 @@ func (pk *packer) flushPack(ctx context.Context) error {
 		}
 	}
 	pk.done = append(pk.done, indexPack{ID: id, Recs: append([]blobRecord(nil), pk.recs...)})
+	pk.doneRecs += len(pk.recs)
 	pk.pack, pk.recs, pk.shares = pk.pack[:0], pk.recs[:0], pk.shares[:0]
 	if cap(pk.pack) > 2*packSize {
 		pk.pack = nil
 	}
+	if pk.doneRecs >= indexObjectRecords {
+		// A large version: index what is stored so far, so that the
+		// records held in memory stay bounded. The manifest still comes
+		// after every index object.
+		n, err := pk.writeDone(ctx)
+		pk.indexed += n
+		return err
+	}
 	return nil
+}
+
+// writeDone stores index objects for the packs stored and not yet indexed.
+func (pk *packer) writeDone(ctx context.Context) (int64, error) {
+	if len(pk.done) == 0 {
+		return 0, nil
+	}
+	n, err := pk.repo.writeIndex(ctx, pk.done)
+	if err != nil {
+		pk.err = err
+		return n, err
+	}
+	pk.done, pk.doneRecs = pk.done[:0], 0
+	return n, nil
 }
 
 // finish stores the open pack and then an index object for every pack
@@ -313,16 +348,10 @@ func (pk *packer) finish(ctx context.Context) (int64, error) {
 	if err := pk.flushPack(ctx); err != nil {
 		return 0, err
 	}
-	if len(pk.done) == 0 {
-		return 0, nil
-	}
-	n, err := pk.repo.writeIndex(ctx, pk.done)
-	if err != nil {
-		pk.err = err
-		return n, err
-	}
-	pk.done = pk.done[:0]
-	return n, nil
+	n, err := pk.writeDone(ctx)
+	n += pk.indexed
+	pk.indexed = 0
+	return n, err
 }
 
 // readPackHeader parses the header at the end of a whole pack.

@@ -84,10 +84,23 @@ type cursorNode struct {
 
 // next appends the next piece of content to buf, or returns io.EOF.
 func (c *treeCursor) next(ctx context.Context, buf []byte) ([]byte, error) {
+	it, err := c.nextItem(ctx)
+	if err != nil {
+		return buf, err
+	}
+	if it.kind == itemInline {
+		return append(buf, it.inline...), nil
+	}
+	return c.blobs.read(ctx, it.id, buf)
+}
+
+// nextItem returns the next leaf item: a data blob reference or inline
+// bytes. It returns io.EOF at the end of the tree.
+func (c *treeCursor) nextItem(ctx context.Context) (treeItem, error) {
 	if !c.started {
 		c.started = true
 		if err := c.push(ctx, c.root); err != nil {
-			return buf, err
+			return treeItem{}, err
 		}
 	}
 	for len(c.stack) > 0 {
@@ -98,21 +111,17 @@ func (c *treeCursor) next(ctx context.Context, buf []byte) ([]byte, error) {
 		}
 		it := top.items[top.pos]
 		top.pos++
-		switch it.kind {
-		case itemChild:
-			if len(c.stack) >= 16 {
-				return buf, fmt.Errorf("page tree deeper than 16 levels (%w)", ErrDamaged)
-			}
-			if err := c.push(ctx, it.id); err != nil {
-				return buf, err
-			}
-		case itemInline:
-			return append(buf, it.inline...), nil
-		default:
-			return c.blobs.read(ctx, it.id, buf)
+		if it.kind != itemChild {
+			return it, nil
+		}
+		if len(c.stack) >= 16 {
+			return treeItem{}, fmt.Errorf("page tree deeper than 16 levels (%w)", ErrDamaged)
+		}
+		if err := c.push(ctx, it.id); err != nil {
+			return treeItem{}, err
 		}
 	}
-	return buf, io.EOF
+	return treeItem{}, io.EOF
 }
 
 func (c *treeCursor) push(ctx context.Context, id ChunkID) error {

@@ -25,7 +25,8 @@ type Writer struct {
 	repos   []*Repository
 	known   []*blobSet // per repository: blobs present
 	packers []*packer  // per repository: blobs being packed
-	broken  []error    // per repository: why it cannot be written, from the start
+	broken  []error    // per repository: why it cannot be written, from the start or since it failed
+	pending map[*Pending]bool
 	chunker *chunker.Chunker
 	buf     []byte
 	br      *bufio.Reader
@@ -58,7 +59,7 @@ func NewWriter(ctx context.Context, repos ...*Repository) (*Writer, error) {
 	if len(repos) == 0 {
 		return nil, errors.New("new writer: no repository")
 	}
-	w := &Writer{repos: repos}
+	w := &Writer{repos: repos, pending: make(map[*Pending]bool)}
 	healthy := 0
 	for _, r := range repos {
 		set, err := r.blobSet(ctx)
@@ -125,6 +126,7 @@ func (w *Writer) Begin(host string) *Pending {
 		start:  time.Now(),
 	}
 	copy(p.errs, w.broken)
+	w.pending[p] = true
 	return p
 }
 
@@ -368,6 +370,7 @@ type Result struct {
 // order given to NewWriter.
 func (p *Pending) Commit(ctx context.Context, v Version) []Result {
 	p.done = true
+	delete(p.w.pending, p)
 	v.Host = p.host
 	v.Entries = p.entries
 	v.Size = p.size
@@ -377,7 +380,7 @@ func (p *Pending) Commit(ctx context.Context, v Version) []Result {
 			n, err := p.w.packers[i].finish(ctx)
 			p.stored[i] += n
 			if err != nil {
-				p.errs[i] = err
+				p.fail(i, err)
 			}
 		}
 		res[i] = Result{Repo: r, Stored: p.stored[i], Err: p.errs[i]}
@@ -405,6 +408,7 @@ func (p *Pending) Abort(ctx context.Context) error {
 		return nil
 	}
 	p.done = true
+	delete(p.w.pending, p)
 	for i, pk := range p.w.packers {
 		for _, id := range pk.drop(p) {
 			delete(p.w.known[i].added, id)
