@@ -37,6 +37,29 @@ path = "/tmp/x"`)
 	}
 }
 
+// lock_wait = "0s" means "do not wait"; only a missing lock_wait takes the
+// default.
+func TestLockWait(t *testing.T) {
+	tests := []struct {
+		line string
+		want time.Duration
+	}{
+		{"", DefaultLockWait},
+		{`lock_wait = "0s"`, 0},
+		{`lock_wait = "1ms"`, time.Millisecond},
+		{`lock_wait = "1500ms"`, 1500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		c, err := Parse(tt.line + "\n[[store]]\npath = \"/tmp/x\"\n")
+		if err != nil {
+			t.Fatalf("%q: %v", tt.line, err)
+		}
+		if c.LockWait.Duration != tt.want {
+			t.Errorf("%q: lock wait %v, want %v", tt.line, c.LockWait.Duration, tt.want)
+		}
+	}
+}
+
 func TestErrorsNameTheField(t *testing.T) {
 	const store = "\n[[store]]\npath = \"/r\"\n"
 	tests := []struct {

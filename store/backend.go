@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"time"
 )
 
 // Backend is the flat namespace of named objects a Repository keeps its files in:
@@ -53,6 +54,16 @@ type Backend interface {
 	// Location describes the backend for messages, e.g. "/srv/piosnap" or
 	// "s3://bucket/prefix at minio.lan:9000". It never contains credentials.
 	Location() string
+}
+
+// TempRemover is implemented by a Backend whose Put goes through
+// temporary objects that a killed process leaves behind (store/local).
+type TempRemover interface {
+	// RemoveStaleTemp removes the temporary objects among and below the
+	// names starting with prefix (for a prefix ending in "/"; "" means
+	// everywhere) that were last written more than olderThan ago, and
+	// returns how many it removed.
+	RemoveStaleTemp(ctx context.Context, prefix string, olderThan time.Duration) (int, error)
 }
 
 // CheckName reports whether name is a valid object name: relative,

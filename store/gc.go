@@ -55,7 +55,9 @@ type GCReport struct {
 //
 // Each step leaves a repository whose manifests name only indexed blobs in
 // packs that exist, so a crash anywhere leaves at worst unused packs and
-// blobs, which the next Forget removes. The caller must hold the exclusive
+// blobs, which the next Forget removes. It also removes the temporary files
+// that processes killed while writing left behind (TempRemover). The
+// caller must hold the exclusive
 // lock: no backup can then be adding blobs that are not yet referenced.
 func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error) {
 	rep := &GCReport{}
@@ -261,6 +263,13 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 		}
 		rep.ChunksDeleted++
 		rep.BytesFreed += size
+	}
+	if tr, ok := r.backend.(TempRemover); ok {
+		// Partial files of processes killed during a write: invisible,
+		// but they take space. Old enough not to be a live write.
+		if _, err := tr.RemoveStaleTemp(ctx, "", LockStale); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return rep, errors.Join(errs...)
 }

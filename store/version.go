@@ -44,6 +44,28 @@ type Entry struct {
 	// Tree is the root of the content's page tree (a SQLite database or
 	// -wal file, stored page by page); nil for other entries.
 	Tree *ChunkID `json:"tree,omitempty"`
+	// Owner is the numeric owner and group, recorded by directory
+	// sources; nil in Pioreactor versions.
+	Owner *Owner `json:"owner,omitempty"`
+	// Link is a symbolic link's target (Mode has fs.ModeSymlink); the
+	// link is stored as a link, never followed.
+	Link string `json:"link,omitempty"`
+}
+
+// Owner is a numeric user and group ID.
+type Owner struct {
+	UID int `json:"uid"`
+	GID int `json:"gid"`
+}
+
+// Database describes the database dump a directory source's version holds.
+type Database struct {
+	// Engine is "mariadb", "mysql", "postgres" or "command".
+	Engine string `json:"engine"`
+	// Name is the database's name.
+	Name string `json:"name"`
+	// Entry is the name of the entry holding the dump.
+	Entry string `json:"entry"`
 }
 
 // IsDir reports whether the entry is a directory.
@@ -72,6 +94,12 @@ type Version struct {
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 	// Note is a free-form remark, e.g. why a safety snapshot was taken.
 	Note string `json:"note,omitempty"`
+	// Paths are the directories a directory source's version holds; entry
+	// names are these paths without their leading "/". Empty for Pioreactor
+	// versions.
+	Paths []string `json:"paths,omitempty"`
+	// Database describes the database dump the version holds, if any.
+	Database *Database `json:"database,omitempty"`
 	// Size is the total content size of all entries.
 	Size int64 `json:"size"`
 	// Entries lists the members in archive order.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -45,7 +46,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatalf("--help: %v", err)
 	}
 	for _, f := range []string{"dir", "keep", "units", "leader", "db-size", "app-version", "export-timeout", "import-timeout",
-		"unit-timeout", "reboot-delay", "reboot-downtime", "basic-auth", "log-level"} {
+		"unit-timeout", "reboot-delay", "reboot-downtime", "basic-auth", "log-level", "age-nights", "age-seed"} {
 		if !strings.Contains(out.String(), "  -"+f) {
 			t.Errorf("--help does not document -%s", f)
 		}
@@ -57,7 +58,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"--units", "0"}, {"--db-size", "big"}, {"--basic-auth", "nocolon"}, {"--log-level", "loud"}, {"extra"}, {"--nope"},
+		{"--units", "0"}, {"--db-size", "big"}, {"--basic-auth", "nocolon"}, {"--log-level", "loud"}, {"extra"}, {"--nope"}, {"--age-nights", "-1"},
 	} {
 		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("run(%q) succeeded", args)
@@ -105,4 +106,46 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after cancel")
 	}
+}
+
+func TestAgeNights(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var logs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--units", "2", "--db-size", "2MiB", "--dir", t.TempDir(), "--age-nights", "2", "--age-seed", "5"}, pw, &logs)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	sc.Scan() // the leader's line comes after the nights
+	cancel()
+	go io.Copy(io.Discard, pr)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := logs.String()
+	for _, want := range []string{"aged the leader database night=1", "aged the leader database night=2", "updated_rows="} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

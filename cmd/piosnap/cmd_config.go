@@ -47,6 +47,9 @@ func cmdConfig(ctx context.Context, a *app, args []string) error {
 	}
 	fmt.Fprintf(a.env.Stdout, "%s: ok (%d stores, schedule %q in %s, leader %s)\n",
 		a.configPath, len(cfg.Stores), cfg.Schedule, cfg.ZoneName(), cfg.Pioreactor.Leader)
+	if w := a.machine.leaderDiskWarning(cfg); w != "" {
+		fmt.Fprintf(a.env.Stdout, "warning: %s\n", w)
+	}
 	return nil
 }
 

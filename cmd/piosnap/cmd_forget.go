@@ -209,6 +209,13 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 // currentUnits asks the leader for its units, or returns nil (unknown) if it
 // cannot be reached: retention then flags no host as departed.
 func (a *app) currentUnits(ctx context.Context) []string {
+	if !a.cfg.PioreactorEnabled() {
+		var names []string
+		for _, s := range a.cfg.Sources {
+			names = append(names, s.Name)
+		}
+		return names
+	}
 	cl, err := a.client()
 	if err != nil {
 		return nil
@@ -219,6 +226,9 @@ func (a *app) currentUnits(ctx context.Context) []string {
 	if err != nil {
 		a.log.Warn("cannot ask the leader for its units; hosts that left the cluster are not flagged", "err", err)
 		return nil
+	}
+	for _, s := range a.cfg.Sources {
+		units = append(units, s.Name)
 	}
 	return units
 }
@@ -247,7 +257,7 @@ func (r *retentionFlags) register(fs *flag.FlagSet) {
 		dst  *string
 	}{{"keep-within", &r.within}, {"keep-within-hourly", &r.wHourly}, {"keep-within-daily", &r.wDaily}, {"keep-within-weekly", &r.wWeekly}, {"keep-within-monthly", &r.wMonthly}, {"keep-within-yearly", &r.wYearly}}
 	for _, f := range strs {
-		fs.Func(f.name, "duration NyNmNdNh, measured from each host's newest version", func(s string) error {
+		fs.Func(f.name, "duration NyNmoNdNh (months are mo), measured from each host's newest version", func(s string) error {
 			r.set = true
 			*f.dst = s
 			return nil

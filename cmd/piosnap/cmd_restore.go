@@ -11,6 +11,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -18,17 +19,22 @@ import (
 type restoreOptions struct {
 	host, at, id, to, storeName   string
 	dryRun, yes, noSafety, noWait bool
-	rewriteHostname               bool
+	rewriteHostname, withSafety   bool
 	lockWait                      time.Duration
+	// filesOnly and dbOnly restore part of a directory source.
+	filesOnly, dbOnly bool
 }
 
 func cmdRestore(ctx context.Context, a *app, args []string) error {
 	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--store S]")
 	var o restoreOptions
 	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
-	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest)")
+	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest; safety snapshots are skipped)")
+	fs.BoolVar(&o.withSafety, "include-safety", false, "with --at: consider safety snapshots (taken before a restore) too")
 	fs.StringVar(&o.id, "version", "", "version ID (at least 4 characters, as `piosnap list` shows)")
-	fs.StringVar(&o.to, "to", "", "restore onto this unit instead of --host (needs --rewrite-hostname)")
+	fs.StringVar(&o.to, "to", "", "restore onto this unit instead of --host (needs --rewrite-hostname); for a directory source: restore its folder to this path (or OLD=NEW for one of several paths)")
+	fs.BoolVar(&o.filesOnly, "files-only", false, "directory source: restore the folders, leave the database alone")
+	fs.BoolVar(&o.dbOnly, "db-only", false, "directory source: restore the database, leave the folders alone")
 	fs.BoolVar(&o.rewriteHostname, "rewrite-hostname", false, "with --to: rewrite the archive's unit name, cloning one unit's configuration onto another")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "do every check, then stop before the safety snapshot and the upload")
 	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (required when standard input is not a terminal)")
@@ -45,6 +51,12 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	}
 	if o.id == "" && o.at == "" {
 		o.at = "latest"
+	}
+	if cs := a.cfg.Source(o.host); cs != nil {
+		return a.restoreDir(ctx, o, cs)
+	}
+	if o.filesOnly || o.dbOnly {
+		return usageErrorf("--files-only and --db-only are for directory sources; %s is not one", o.host)
 	}
 	if o.rewriteHostname && o.to == "" {
 		return usageErrorf("--rewrite-hostname needs --to UNIT, the unit to restore onto")
@@ -68,7 +80,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if err != nil {
 		return err
 	}
-	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at)
+	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at, o.withSafety)
 	if err != nil {
 		return err
 	}
@@ -88,6 +100,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	}
 	defer hold.Unlock(context.WithoutCancel(ctx))
 
+	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateRunning})
 	replace, err := checkRestorable(ctx, s.Repo, v, target, o.rewriteHostname)
 	if err != nil {
 		return fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), target, err)
@@ -117,6 +130,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		return err
 	}
 	fmt.Fprintf(out, "%s answers and nothing blocks an import\n", target)
+	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateDone})
 	if o.dryRun {
 		fmt.Fprintf(out, "dry run: every check passed; no safety snapshot was taken and nothing was uploaded\n")
 		return nil
@@ -141,11 +155,14 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	undo := ""
 	if o.noSafety {
 		fmt.Fprintf(a.env.Stderr, "WARNING: no safety snapshot (--no-safety-snapshot): %s's current state is not kept\n", target)
+		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateSkipped})
 	} else {
+		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateRunning})
 		id, err := a.safetySnapshot(ctx, s, target, v)
 		if err != nil {
 			return err
 		}
+		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateDone, SafetyVersion: id, SafetyStore: s.Name})
 		undo = fmt.Sprintf("piosnap restore --host %s --version %s --store %s", target, id[:8], s.Name)
 		fmt.Fprintf(out, "safety snapshot of %s taken: version %s (to undo the restore: %s)\n", target, id[:8], undo)
 	}
@@ -167,8 +184,12 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 			return nil
 		}
 		fmt.Fprintf(out, "%s accepted the archive; waiting for the import and the reboot (up to %s)\n", target, a.cfg.Pioreactor.RebootTimeout.Duration)
+		a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateRunning})
 		rt := a.cfg.Pioreactor.RebootTimeout.Duration
-		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt})
+		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt, Imported: func() {
+			a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateDone})
+			a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateRunning})
+		}})
 		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
 			if err := a.waitLocked(ctx, target, task); err != nil {
 				return err
@@ -179,8 +200,10 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 			return withUndo(fmt.Errorf("restore of version %s onto %s: %w", v.ShortID(), target, err), undo)
 		}
 		fmt.Fprintf(out, "%s rebooted and answers again; verifying by exporting it\n", outcome.Unit)
+		a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateDone})
 		break
 	}
+	a.restoreEvent(web.Event{Step: web.StepVerify, State: web.StateRunning})
 	diff, err := verifyRestore(ctx, cl, s.Repo, v, target)
 	if err != nil {
 		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
@@ -253,7 +276,7 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 			return nil // it did not reboot: that import failed
 		}
 		if err == nil {
-			if err := sleepContext(ctx, 500*time.Millisecond); err != nil {
+			if err := store.Sleep(ctx, 500*time.Millisecond); err != nil {
 				return err
 			}
 			continue
@@ -262,7 +285,11 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 		rebooting := sawImport && errors.Is(err, pioreactor.ErrUnreachable)
 		blocked := errors.Is(err, pioreactor.ErrSentinel) || errors.Is(err, pioreactor.ErrWrongUnit) || errors.Is(err, pioreactor.ErrUnauthorized)
 		switch {
-		case blocked || !locked && !rebooting:
+		case blocked:
+			// Refused before anything happened: the user must act first
+			// (README, "Exit codes": 2).
+			return withCode(exitUsage, fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err))
+		case !locked && !rebooting:
 			return fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err)
 		case locked && time.Now().After(lockDeadline):
 			return fmt.Errorf("%s is still running another import after %s: %w (nothing was uploaded; retry later or raise --lock-wait)", unit, lockWait, err)
@@ -278,7 +305,7 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 		case time.Since(downSince) > a.cfg.Pioreactor.RebootTimeout.Duration:
 			return fmt.Errorf("%s did not come back within %s (reboot_timeout) after the import it was running: %w (nothing was uploaded)", unit, a.cfg.Pioreactor.RebootTimeout.Duration, err)
 		}
-		if err := sleepContext(ctx, 500*time.Millisecond); err != nil {
+		if err := store.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -292,18 +319,7 @@ func (a *app) waitLocked(ctx context.Context, unit string, task *pioreactor.Task
 		d = task.RetryAfter
 	}
 	fmt.Fprintf(a.env.Stdout, "%s is running another import; uploading again in %s\n", unit, d)
-	return sleepContext(ctx, d)
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return store.Sleep(ctx, d)
 }
 
 // safetySnapshot stores the unit's current state as a KindSafety version in
@@ -346,8 +362,12 @@ func (a *app) safetySnapshot(ctx context.Context, s snapshot.Store, unit string,
 func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, src zipSource, size int64) (*pioreactor.Task, error) {
 	body, wait := src.stream(ctx)
 	bar := newProgress(a.env.Stderr, unit, size)
+	a.restoreEvent(web.Event{Step: web.StepUpload, State: web.StateRunning, Total: size})
 	start := time.Now()
-	task, err := cl.Import(ctx, unit, body, size, bar.update)
+	task, err := cl.Import(ctx, unit, body, size, func(sent int64) {
+		bar.update(sent)
+		a.restoreEvent(web.Event{Sent: sent, Total: size})
+	})
 	body.Close()
 	werr := wait()
 	bar.finish()
@@ -365,7 +385,16 @@ func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, sr
 		return task, fmt.Errorf("upload to %s: %w", unit, err)
 	}
 	el := time.Since(start)
+	a.restoreEvent(web.Event{Step: web.StepUpload, State: web.StateDone, Sent: size, Total: size})
 	fmt.Fprintf(a.env.Stdout, "uploaded %s to %s through the leader in %s (%s/s)\n",
 		humanBytes(size), unit, el.Round(time.Millisecond), humanBytes(int64(float64(size)/max(el.Seconds(), 1e-3))))
 	return task, nil
+}
+
+// restoreEvent tells the web page following this restore, if any, about a
+// step.
+func (a *app) restoreEvent(ev web.Event) {
+	if a.restoreEvents != nil {
+		a.restoreEvents(ev)
+	}
 }

@@ -106,6 +106,9 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	log.Info("piosnap starting", "version", piosnapVersion(), "config", d.base.configPath)
+	if w := d.base.machine.leaderDiskWarning(cfg); w != "" {
+		log.Warn(w)
+	}
 
 	metricsAddr := ""
 	if cfg.Metrics.Listen != "" {
@@ -127,7 +130,25 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 		}
 	}
 
+	webAddr := ""
+	if cfg.Web.Listen != "" {
+		webCtx, webCancel := context.WithCancel(context.WithoutCancel(ctx))
+		addr, stopWeb, err := d.startWeb(ctx, webCtx)
+		if err != nil {
+			webCancel()
+			return err
+		}
+		defer func() {
+			webCancel()
+			stopWeb()
+		}()
+		webAddr = addr
+	}
+
 	d.startStatus(cfg, metricsAddr)
+	d.mu.Lock()
+	d.status.WebAddr = webAddr
+	d.mu.Unlock()
 	d.refreshFromRepos(runCtx, d.runApp())
 	d.sched.SetNotifier(statusSink{d}, d.watchdogEvery())
 	d.writeStatus()

@@ -316,7 +316,7 @@ func TestRestoreRefused(t *testing.T) {
 				}
 				return func() { _ = w1.SetSentinel(false) }
 			},
-			code: exitFailure, want: []string{"worker1 cannot take an import now", "DISALLOW_UI_FILE_SYSTEM", "nothing was uploaded"}},
+			code: exitUsage, want: []string{"worker1 cannot take an import now", "DISALLOW_UI_FILE_SYSTEM", "nothing was uploaded"}},
 		{name: "unit unreachable", args: []string{"--host", "worker1", "--yes"},
 			setup: func() func() {
 				if err := w1.SetOffline(true); err != nil {

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Backend) {
 		{"List", testList},
 		{"ListStops", testListStops},
 		{"Concurrent", testConcurrent},
+		{"PutThenList", testPutThenList},
 		{"Cancelled", testCancelled},
 		{"CancelDuringPut", testCancelDuringPut},
 		{"InvalidNames", testInvalidNames},
@@ -383,6 +384,46 @@ func testConcurrent(t *testing.T, b store.Backend) {
 	}
 	if !bytes.Equal(get(t, b, "conc/shared"), data(7, 2048)) {
 		t.Errorf("conc/shared has wrong content")
+	}
+}
+
+// testPutThenList checks the consistency the repository lock relies on:
+// a List started after a Put returned shows the object. Two writers each
+// Put an object and then List; whatever the timing, at least one of them
+// must see the other's object.
+func testPutThenList(t *testing.T, b store.Backend) {
+	const rounds = 20
+	ctx := context.Background()
+	for r := range rounds {
+		prefix := fmt.Sprintf("ptl/%d/", r)
+		var saw [2]map[string]bool
+		var errs [2]error
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Go(func() {
+				p := data(uint64(r*2+w), 16)
+				if errs[w] = b.Put(ctx, fmt.Sprintf("%s%d", prefix, w), bytes.NewReader(p), int64(len(p))); errs[w] != nil {
+					return
+				}
+				saw[w] = map[string]bool{}
+				errs[w] = b.List(ctx, prefix, func(name string, _ int64) error {
+					saw[w][name] = true
+					return nil
+				})
+			})
+		}
+		wg.Wait()
+		for w := range 2 {
+			if errs[w] != nil {
+				t.Fatalf("round %d, writer %d: %v", r, w, errs[w])
+			}
+			if own := fmt.Sprintf("%s%d", prefix, w); !saw[w][own] {
+				t.Errorf("round %d: List after Put(%q) returned does not show it", r, own)
+			}
+		}
+		if !saw[0][prefix+"1"] && !saw[1][prefix+"0"] {
+			t.Errorf("round %d: each writer's List missed the other's object, so both would take the lock", r)
+		}
 	}
 }
 

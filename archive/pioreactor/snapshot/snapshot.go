@@ -157,6 +157,7 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 	log := opts.Log.With("run", rep.RunID)
 
 	units, err := opts.Client.Units(ctx)
+	listed := err == nil // units is the leader's list, not the names asked for
 	if err != nil {
 		if len(hosts) == 0 {
 			return rep, fmt.Errorf("ask the leader at %s for its units: %w", opts.Client.LeaderAddress(), err)
@@ -212,6 +213,11 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
+		if listed && !slices.Contains(units, unit) {
+			// Pulling it would fail with a DNS error that hides the cause.
+			r.fail(&HostReport{Host: unit, Via: "direct"}, fmt.Errorf("%s is not a unit of this cluster: the leader lists %s; check the name", unit, strings.Join(units, ", ")))
+			continue
+		}
 		r.direct(ctx, unit)
 	}
 	if err := ctx.Err(); err != nil {
@@ -246,7 +252,7 @@ func (r *runner) broadcast(ctx context.Context, units []string) ([]string, error
 	if layout == pioreactor.LayoutUnknown {
 		layout = detectLayout(br, units)
 	}
-	opts := ingest.Options{Layout: ingest.Aggregate, Limits: r.opts.Limits}
+	opts := ingest.Options{Layout: ingest.Aggregate, Limits: r.opts.Limits, Units: units}
 	if layout == pioreactor.LayoutSingle {
 		opts.Layout = ingest.Single
 		if len(units) == 1 {
@@ -292,8 +298,7 @@ func (r *runner) direct(ctx context.Context, unit string) {
 
 func (r *runner) fail(hr *HostReport, err error) {
 	hr.Stores = []StoreResult{}
-	hr.err = err
-	hr.Error = err.Error()
+	hr.Fail(err)
 	r.rep.Hosts = append(r.rep.Hosts, hr)
 	r.log.Error("host not backed up", "host", hr.Host, "err", err)
 }
@@ -304,29 +309,43 @@ func (r *runner) finish(ctx context.Context, h *ingest.Host, hr *HostReport) {
 		r.fail(hr, h.Err)
 		return
 	}
-	hr.Size = h.Pending.Size()
-	results := h.Pending.Commit(ctx, store.Version{
+	CommitHost(ctx, h.Pending, store.Version{
 		Time: r.rep.Time, Zone: r.opts.Zone, Kind: r.opts.Kind, Source: "pioreactor",
 		AppVersion: h.AppVersion, Metadata: h.MetadataJSON(), Note: r.opts.Note,
-	})
+	}, hr, r.stores, r.broken, r.log)
+	r.rep.Hosts = append(r.rep.Hosts, hr)
+}
+
+// CommitHost commits a pending version into the run's healthy stores (in
+// the order the Writer was given them) and records each store's outcome in
+// hr, broken stores (that could not be opened) included. Other source kinds
+// use it to report like the cluster's units.
+func CommitHost(ctx context.Context, p *store.Pending, v store.Version, hr *HostReport, healthy, broken []Store, log *slog.Logger) {
+	hr.Size = p.Size()
+	results := p.Commit(ctx, v)
 	for i, res := range results {
-		sr := StoreResult{Store: r.stores[i].Name, Stored: res.Stored, err: res.Err}
+		sr := StoreResult{Store: healthy[i].Name, Stored: res.Stored, err: res.Err}
 		if res.Err != nil {
 			sr.Error = res.Err.Error()
 			if res.Stored > 0 {
 				sr.Error += fmt.Sprintf(" (the %d bytes of chunks written before the failure belong to no version; `piosnap check` counts them as unused and the next `piosnap forget` removes them)", res.Stored)
 			}
-			r.log.Error("store did not receive host", "host", hr.Host, "store", sr.Store, "err", res.Err)
+			log.Error("store did not receive host", "host", hr.Host, "store", sr.Store, "err", res.Err)
 		} else {
 			sr.VersionID = res.Version.ID
-			r.log.Info("stored", "host", hr.Host, "store", sr.Store, "version", res.Version.ShortID(), "new_bytes", res.Stored, "size", hr.Size)
+			log.Info("stored", "host", hr.Host, "store", sr.Store, "version", res.Version.ShortID(), "new_bytes", res.Stored, "size", hr.Size)
 		}
 		hr.Stores = append(hr.Stores, sr)
 	}
-	for _, s := range r.broken {
+	for _, s := range broken {
 		hr.Stores = append(hr.Stores, StoreResult{Store: s.Name, Error: s.Err.Error(), err: s.Err})
 	}
-	r.rep.Hosts = append(r.rep.Hosts, hr)
+}
+
+// Fail marks a host as failed as a whole with err.
+func (h *HostReport) Fail(err error) {
+	h.err = err
+	h.Error = err.Error()
 }
 
 // detectLayout peeks at the first entry's name: under a known unit's folder

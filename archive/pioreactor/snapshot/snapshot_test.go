@@ -271,3 +271,27 @@ func TestFailingStoreDoesNotCostOthers(t *testing.T) {
 		t.Errorf("good store has %d versions", len(vs))
 	}
 }
+
+// TestHostNotInCluster checks that a named host the leader does not list is
+// reported as such, not as the DNS failure pulling it would give, and that
+// the other named hosts are still backed up.
+func TestHostNotInCluster(t *testing.T) {
+	ctx := context.Background()
+	c := startCluster(t, "worker1")
+	st := newStore(t, "local")
+	rep, err := Run(ctx, Options{Client: client(t, c), Pull: PullBroadcast, Zone: "UTC"}, []Store{st}, []string{"worker1", "worker9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed := strings.Join(rep.Failed(), ","); failed != "worker9" {
+		t.Fatalf("failed = %q, want worker9", failed)
+	}
+	for _, h := range rep.Hosts {
+		if h.Host == "worker9" && h.Error != "worker9 is not a unit of this cluster: the leader lists leader1, worker1; check the name" {
+			t.Errorf("worker9: %q", h.Error)
+		}
+	}
+	if vs, _ := st.Repo.Versions(ctx); len(vs) != 1 || vs[0].Host != "worker1" {
+		t.Errorf("versions %v, want worker1's only", vs)
+	}
+}
