@@ -19,7 +19,7 @@ type Problem struct {
 	// Reason says what is wrong.
 	Reason string `json:"reason"`
 	// Versions lists the short IDs and hosts of the versions it affects.
-	Versions []string `json:"versions,omitempty"`
+	Versions []string `json:"versions"`
 }
 
 // CheckReport is what Check found.
@@ -220,6 +220,11 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 		}
 	}
 	rep.Problems = mergeProblems(rep.Problems)
+	for i := range rep.Problems {
+		if rep.Problems[i].Versions == nil {
+			rep.Problems[i].Versions = []string{} // JSON shows [], never null
+		}
+	}
 	return rep, nil
 }
 

@@ -178,6 +178,9 @@ func (r *Repository) tryLock(ctx context.Context, info LockInfo) (*RepoLock, err
 	info.Created, info.Refreshed = now, now
 	info.name = fmt.Sprintf("%s%s-%s.json", lockPrefix, now.Format("20060102T150405.000000000Z"), hex.EncodeToString(rnd))
 	if err := r.writeLock(ctx, &info); err != nil {
+		// The write may have landed although it reported a failure (a
+		// reply lost on the network): leave no lock behind.
+		_ = r.backend.Delete(context.WithoutCancel(ctx), info.name)
 		return nil, err
 	}
 	if info.Kind == LockExclusive {

@@ -334,3 +334,35 @@ func TestLockRefreshDeadline(t *testing.T) {
 		_ = l.Unlock(ctx)
 	})
 }
+
+// lostReplyBackend stores lock objects but reports failure, as when the
+// server's reply is lost on the network.
+type lostReplyBackend struct{ store.Backend }
+
+func (b lostReplyBackend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if err := b.Backend.Put(ctx, name, r, size); err != nil || !strings.HasPrefix(name, "locks/") {
+		return err
+	}
+	return errors.New("connection reset by peer")
+}
+
+// A lock write that failed may still have landed: the failed locker must
+// not leave it behind to block everyone else.
+func TestLockFailedWriteLeavesNoLock(t *testing.T) {
+	ctx := context.Background()
+	_, dir := newRepo(t)
+	lb, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := store.Open(ctx, lostReplyBackend{lb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Lock(ctx, "backup", 0); err == nil || errors.Is(err, store.ErrLocked) {
+		t.Fatalf("Lock = %v, want the write's error", err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "locks", "*.json")); len(files) != 0 {
+		t.Errorf("a failed lock attempt left %v", files)
+	}
+}

@@ -128,6 +128,7 @@ type hostState struct {
 // everywhere) aborts every host and is returned.
 func Read(ctx context.Context, r io.Reader, w *store.Writer, opts Options) ([]*Host, error) {
 	ar := archive.NewReader(r, opts.Limits)
+	var pipes pipes
 	var order []*hostState
 	hosts := map[string]*hostState{}
 	abortAll := func(err error) ([]*Host, error) {
@@ -193,7 +194,18 @@ func Read(ctx context.Context, r io.Reader, w *store.Writer, opts Options) ([]*H
 			continue
 		}
 		hs.names[rel] = len(hs.Pending.Entries())
-		if _, err := hs.Pending.Add(ctx, rel, mode, hdr.Modified, ar); err != nil {
+		var content io.Reader = ar
+		var pp *pipe
+		if hdr.Size > pipeBlock {
+			// Inflate a large entry on another core while it is stored.
+			pp = pipes.open(ar)
+			content = pp
+		}
+		_, err = hs.Pending.Add(ctx, rel, mode, hdr.Modified, content)
+		if pp != nil {
+			pp.close()
+		}
+		if err != nil {
 			return abortAll(err)
 		}
 	}

@@ -21,13 +21,13 @@ type forgetVersion struct {
 	Time    time.Time `json:"time"`
 	Keep    bool      `json:"keep"`
 	Reasons []string  `json:"reasons"`
-	Future  bool      `json:"future,omitempty"`
+	Future  bool      `json:"future"`
 }
 
 // forgetHost is one host in `piosnap forget --json`.
 type forgetHost struct {
 	Host     string          `json:"host"`
-	Departed bool            `json:"departed,omitempty"`
+	Departed bool            `json:"departed"`
 	Versions []forgetVersion `json:"versions"`
 }
 
@@ -36,8 +36,8 @@ type forgetReport struct {
 	Store  string          `json:"store"`
 	DryRun bool            `json:"dry_run"`
 	Hosts  []forgetHost    `json:"hosts"`
-	Result *store.GCReport `json:"result,omitempty"`
-	Error  string          `json:"error,omitempty"`
+	Result *store.GCReport `json:"result"`
+	Error  string          `json:"error"`
 }
 
 // forget plans retention for one store and, unless dryRun, applies it. The

@@ -20,13 +20,14 @@ type restoreOptions struct {
 	host, at, id, to, storeName   string
 	dryRun, yes, noSafety, noWait bool
 	rewriteHostname, withSafety   bool
+	compress                      bool
 	lockWait                      time.Duration
 	// filesOnly and dbOnly restore part of a directory source.
 	filesOnly, dbOnly bool
 }
 
 func cmdRestore(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--store S]")
+	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress] [--store S]")
 	var o restoreOptions
 	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
 	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest; safety snapshots are skipped)")
@@ -40,6 +41,7 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (required when standard input is not a terminal)")
 	fs.BoolVar(&o.noSafety, "no-safety-snapshot", false, "do not snapshot the unit's current state first (no way back)")
 	fs.BoolVar(&o.noWait, "no-wait", false, "stop once the unit has accepted the upload; do not wait for the reboot or verify")
+	fs.BoolVar(&o.compress, "compress", false, "send the archive DEFLATE-compressed (about 4 times smaller for a database) instead of STORED: for a slow link or a unit short of RAM; compresses it twice")
 	fs.StringVar(&o.storeName, "store", "", "read from this store (default: the first that has the version)")
 	fs.DurationVar(&o.lockWait, "lock-wait", 10*time.Minute, "how long to wait for an import already running on the unit")
 	pos, err := parseFlags(fs, args)
@@ -108,12 +110,12 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if target != v.Host {
 		fmt.Fprintf(a.env.Stderr, "WARNING: cloning %s's configuration, calibrations and plugins onto %s; the archive's unit name is rewritten to %s\n", v.Host, target, target)
 	}
-	src, err := newZipSource(s.Repo, v, replace)
+	src, err := newZipSource(ctx, s.Repo, v, replace, o.compress)
 	if err != nil {
-		return fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), target, err)
+		return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 	}
 	size := src.size()
-	if o.dryRun {
+	if o.dryRun || o.compress {
 		if err := src.check(ctx); err != nil {
 			return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 		}
@@ -131,6 +133,11 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	}
 	fmt.Fprintf(out, "%s answers and nothing blocks an import\n", target)
 	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateDone})
+	self := a.restoresItself(cl, target)
+	if self {
+		fmt.Fprintf(out, "%s is the machine piosnap runs on: the import reboots it, which ends this command before it can verify the restore; the verification is saved in %s, and piosnap's daemon finishes it when it starts after the reboot and reports it in its log and in `piosnap status`\n",
+			target, selfRestorePath(a.cfg.StateDir))
+	}
 	if o.dryRun {
 		fmt.Fprintf(out, "dry run: every check passed; no safety snapshot was taken and nothing was uploaded\n")
 		return nil
@@ -167,6 +174,15 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		fmt.Fprintf(out, "safety snapshot of %s taken: version %s (to undo the restore: %s)\n", target, id[:8], undo)
 	}
 
+	var sr *selfRestore
+	if self {
+		sr = &selfRestore{Unit: target, Host: v.Host, Version: v.ID, Store: s.Name, Started: time.Now().UTC(), Undo: undo}
+		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
+			fmt.Fprintf(a.env.Stderr, "WARNING: cannot save the pending verification in state_dir (%v): after the reboot nothing verifies this restore by itself; run this command as the piosnap user, or check state_dir\n", err)
+			sr = nil
+		}
+	}
+
 	deadline := time.Now().Add(o.lockWait)
 	for {
 		task, err := a.upload(ctx, cl, target, src, size)
@@ -181,6 +197,9 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		}
 		if o.noWait {
 			fmt.Fprintf(out, "%s accepted the archive (task %s) and reboots in a few seconds; not waiting (--no-wait), so nothing was verified\n", target, task.TaskID)
+			if sr != nil {
+				fmt.Fprintf(out, "piosnap's daemon verifies it when it starts after the reboot; `piosnap status` shows the result\n")
+			}
 			return nil
 		}
 		fmt.Fprintf(out, "%s accepted the archive; waiting for the import and the reboot (up to %s)\n", target, a.cfg.Pioreactor.RebootTimeout.Duration)
@@ -207,6 +226,18 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	diff, err := verifyRestore(ctx, cl, s.Repo, v, target)
 	if err != nil {
 		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
+	}
+	if sr != nil {
+		// This command survived the reboot and verified the restore itself.
+		now := time.Now().UTC()
+		sr.Finished, sr.Verified = &now, diff.empty()
+		sr.Result = fmt.Sprintf("restored and verified: %s matches version %s of %s", target, v.ShortID(), v.Host)
+		if !diff.empty() {
+			sr.Result = fmt.Sprintf("%s differs from version %s: %s", target, v.ShortID(), diff.summary())
+		}
+		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
+			fmt.Fprintf(a.env.Stderr, "WARNING: cannot record the verification in state_dir: %v\n", err)
+		}
 	}
 	if !diff.empty() {
 		fmt.Fprintf(out, "%s differs from version %s:\n%s", target, v.ShortID(), diff)

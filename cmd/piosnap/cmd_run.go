@@ -149,12 +149,16 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 	d.mu.Lock()
 	d.status.WebAddr = webAddr
 	d.mu.Unlock()
-	d.refreshFromRepos(runCtx, d.runApp())
+	d.refreshFromRepos(runCtx, d.runApp(), nil)
 	d.sched.SetNotifier(statusSink{d}, d.watchdogEvery())
 	d.writeStatus()
 	if err := d.sd.Ready(); err != nil {
 		log.Warn("cannot tell systemd that piosnap is ready", "err", err)
 	}
+	// A restore of this machine rebooted it under the command that ran it:
+	// finish its verification now, next to the scheduler (the unit's web
+	// server may need a while to start; the watchdog must not wait).
+	go d.runApp().finishSelfRestore(runCtx, log)
 	log.Info("piosnap daemon started", "pid", os.Getpid(), "schedule", cfg.Schedule, "zone", cfg.ZoneName(), "config", d.base.configPath)
 
 	errc := make(chan error, 1)

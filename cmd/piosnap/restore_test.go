@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -275,12 +277,13 @@ func TestRestoreAndUndo(t *testing.T) {
 	mustContain(t, "list", r.mustRun("list"), "safety (before a restore)")
 	mustContain(t, "stdout", out, "piosnap restore --host worker1 --version "+safety.ShortID)
 
-	// Undo: restore the safety snapshot (without a second safety snapshot).
-	code, out, errs = r.run("restore", "--host", "worker1", "--version", safety.ShortID, "--yes", "--no-safety-snapshot")
+	// Undo: restore the safety snapshot (without a second safety snapshot),
+	// this time as a DEFLATE archive.
+	code, out, errs = r.run("restore", "--host", "worker1", "--version", safety.ShortID, "--yes", "--no-safety-snapshot", "--compress")
 	if code != exitOK {
 		t.Fatalf("undo: exit %d\n%s\n%s", code, out, errs)
 	}
-	mustContain(t, "stdout", out, "restored and verified")
+	mustContain(t, "stdout", out, "every chunk checked", "restored and verified")
 	mustContain(t, "stderr", errs, "no safety snapshot")
 	compareTrees(t, changed, readTree(t, w1.Dir()))
 	if n := len(r.versions()); n != 2 {
@@ -714,8 +717,12 @@ func TestZipSourceReplace(t *testing.T) {
 	if _, err := checkRestorable(ctx, repo, vs[0], "worker2", false); err == nil || !strings.Contains(err.Error(), "--rewrite-hostname") {
 		t.Errorf("checkRestorable without rewrite = %v, want a refusal naming --rewrite-hostname", err)
 	}
-	for _, rep := range []map[string][]byte{nil, replace} {
-		src, err := newZipSource(repo, vs[0], rep)
+	for _, c := range []struct {
+		rep     map[string][]byte
+		deflate bool
+	}{{nil, false}, {replace, false}, {nil, true}, {replace, true}} {
+		rep := c.rep
+		src, err := newZipSource(ctx, repo, vs[0], rep, c.deflate)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -735,6 +742,15 @@ func TestZipSourceReplace(t *testing.T) {
 		}
 		if rep != nil && !bytes.Contains(out1.Bytes(), []byte(pioreactor.MetadataFile)) {
 			t.Error("rewritten archive lacks the metadata entry")
+		}
+		zr, err := zip.NewReader(bytes.NewReader(out1.Bytes()), int64(out1.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range zr.File {
+			if want := map[bool]uint16{false: zip.Store, true: zip.Deflate}[c.deflate && !f.FileInfo().IsDir()]; f.Method != want {
+				t.Errorf("deflate %v: %s has method %d, want %d", c.deflate, f.Name, f.Method, want)
+			}
 		}
 	}
 }
@@ -816,6 +832,7 @@ func TestRestoreDamagedRepository(t *testing.T) {
 	w1 := r.cluster.Unit("worker1")
 	for _, args := range [][]string{
 		{"--dry-run"},
+		{"--yes", "--compress"},
 		{"--yes", "--no-safety-snapshot"},
 		{"--yes"},
 	} {
@@ -824,7 +841,9 @@ func TestRestoreDamagedRepository(t *testing.T) {
 			t.Fatalf("restore %v: exit %d, want %d\n%s\n%s", args, code, exitFailure, out, errs)
 		}
 		mustContain(t, "stderr", errs, last, "damaged", "check --read-data")
-		if args[0] != "--dry-run" {
+		if args[0] == "--dry-run" || slices.Contains(args, "--compress") {
+			mustContain(t, "stderr", errs, "nothing was uploaded")
+		} else {
 			mustContain(t, "stderr", errs, "imported nothing")
 		}
 	}

@@ -65,28 +65,55 @@ func checkRestorable(ctx context.Context, repo *store.Repository, v *store.Versi
 }
 
 // zipSource rebuilds a version's archive from the repository, with the
-// content of some entries replaced. Entries are STORED, so the archive's
-// exact length is known from the manifest before anything is read, and it
-// is produced in one pass as it is sent (see store.StoredZip).
+// content of some entries replaced. By default entries are STORED, so the
+// archive's exact length is known from the manifest before anything is
+// read, and it is produced in one pass as it is sent (see store.StoredZip).
+// A DEFLATE archive (--compress) is about a quarter of the size for a
+// database, but its length is only known after compressing it once.
 type zipSource struct {
-	zip *store.StoredZip
+	write  func(ctx context.Context, w io.Writer) error
+	length int64
+	// checked is set when producing the length already read and verified
+	// every chunk.
+	checked bool
 }
 
-func newZipSource(repo *store.Repository, v *store.Version, replace map[string][]byte) (zipSource, error) {
-	z, err := repo.StoredZip(v, replace)
+// newZipSource lays out the archive; with deflate, it compresses it once
+// without keeping it to learn its length, reading and verifying every chunk.
+func newZipSource(ctx context.Context, repo *store.Repository, v *store.Version, replace map[string][]byte, deflate bool) (zipSource, error) {
+	if deflate {
+		z := zipSource{write: func(ctx context.Context, w io.Writer) error {
+			return repo.WriteZipWith(ctx, w, v, replace)
+		}, checked: true}
+		var c byteCounter
+		if err := z.write(ctx, &c); err != nil {
+			return zipSource{}, err
+		}
+		z.length = c.n
+		return z, nil
+	}
+	sz, err := repo.StoredZip(v, replace)
 	if err != nil {
 		return zipSource{}, err
 	}
-	return zipSource{zip: z}, nil
+	return zipSource{write: sz.WriteTo, length: sz.Size()}, nil
 }
 
+// byteCounter counts the bytes written to it.
+type byteCounter struct{ n int64 }
+
+func (c *byteCounter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
 // size returns the archive's exact length.
-func (z zipSource) size() int64 { return z.zip.Size() }
+func (z zipSource) size() int64 { return z.length }
 
 // check rebuilds the archive without keeping it, which reads and verifies
-// every chunk.
+// every chunk, unless that was done already.
 func (z zipSource) check(ctx context.Context) error {
-	return z.zip.WriteTo(ctx, io.Discard)
+	if z.checked {
+		return nil
+	}
+	return z.write(ctx, io.Discard)
 }
 
 // stream returns a reader of the archive, produced as it is read in
@@ -96,7 +123,7 @@ func (z zipSource) stream(ctx context.Context) (io.ReadCloser, func() error) {
 	done := make(chan error, 1)
 	go func() {
 		bw := bufio.NewWriterSize(pw, 256<<10)
-		err := z.zip.WriteTo(ctx, bw)
+		err := z.write(ctx, bw)
 		if err == nil {
 			err = bw.Flush()
 		}

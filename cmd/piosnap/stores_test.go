@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -251,5 +252,36 @@ func TestS3DownReadsServeOtherStores(t *testing.T) {
 				t.Errorf("%d retries against the stopped server; the probe allows 2:\n%s", n, errOut)
 			}
 		})
+	}
+}
+
+// `config check` warns about an S3 credentials file that group or others
+// can read, as every run does, and is quiet once it is restricted.
+func TestConfigCheckWarnsAboutOpenCredentials(t *testing.T) {
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "s3.credentials")
+	if err := os.WriteFile(creds, []byte("access_key = AKIAEXAMPLE\nsecret_key = verysecretkey\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(creds, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "piosnap.toml")
+	text := "[pioreactor]\nleader = \"localhost\"\n\n[[store]]\nname = \"offsite\"\ntype = \"s3\"\nendpoint = \"127.0.0.1:9\"\nbucket = \"b\"\ncredentials_file = " + strconv.Quote(creds) + "\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cliRun(t, cfg, "config", "check")
+	if code != exitOK || !strings.Contains(out, `warning: store "offsite": S3 credentials file `+creds+" is readable by group or others") || !strings.Contains(out, "chmod 600") {
+		t.Errorf("config check with a 0644 credentials file: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if strings.Contains(out+errs, "verysecretkey") {
+		t.Error("config check printed the secret key")
+	}
+	if err := os.Chmod(creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := cliRun(t, cfg, "config", "check"); code != exitOK || strings.Contains(out, "credentials") {
+		t.Errorf("config check with a 0600 credentials file: exit %d\n%s%s", code, out, errs)
 	}
 }

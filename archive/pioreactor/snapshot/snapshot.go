@@ -65,10 +65,10 @@ type Options struct {
 // StoreResult is a host's outcome in one store.
 type StoreResult struct {
 	Store     string `json:"store"`
-	VersionID string `json:"version,omitempty"`
+	VersionID string `json:"version"`
 	// Stored is the bytes this version added to the store.
 	Stored int64  `json:"stored_bytes"`
-	Error  string `json:"error,omitempty"`
+	Error  string `json:"error"`
 	err    error
 }
 
@@ -76,16 +76,16 @@ type StoreResult struct {
 type HostReport struct {
 	Host string `json:"host"`
 	// Via is "broadcast" or "direct".
-	Via string `json:"via,omitempty"`
+	Via string `json:"via"`
 	// Size is the host's total content size.
 	Size int64 `json:"size_bytes"`
 	// Duration is how long pulling and storing the host took (for a
 	// broadcast, the whole cluster archive).
 	Duration   time.Duration `json:"duration_ns"`
-	AppVersion string        `json:"app_version,omitempty"`
+	AppVersion string        `json:"app_version"`
 	Stores     []StoreResult `json:"stores"`
 	// Error is why no store received the host.
-	Error string `json:"error,omitempty"`
+	Error string `json:"error"`
 	err   error
 }
 
@@ -113,7 +113,7 @@ type Report struct {
 	Units []string      `json:"units"`
 	Hosts []*HostReport `json:"hosts"`
 	// BroadcastError says why the cluster archive could not be used.
-	BroadcastError string `json:"broadcast_error,omitempty"`
+	BroadcastError string `json:"broadcast_error"`
 }
 
 // Failed lists the hosts that some store did not receive.
