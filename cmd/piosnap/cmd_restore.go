@@ -27,7 +27,7 @@ type restoreOptions struct {
 }
 
 func cmdRestore(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress] [--store S]")
+	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress] [--store S]; for a directory source: --host NAME [--to PATH] [--files-only | --db-only] [--dry-run] [--yes]")
 	var o restoreOptions
 	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
 	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest; safety snapshots are skipped)")
