@@ -264,7 +264,14 @@ func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Pl
 // version, waiting up to lock_wait for an import already running.
 func (w *daemonWeb) Restore(ctx context.Context, req web.RestoreRequest, ev func(web.Event)) error {
 	a, lw := w.restoreApp(ev)
-	err := a.restore(ctx, restoreOptions{host: req.Unit, id: req.Version, storeName: req.Store, yes: true, lockWait: a.cfg.LockWait.Duration})
+	release, err := w.d.acquire(ctx, func() {
+		ev(web.Event{Line: "a backup is running; the restore starts when it has finished"})
+	})
+	if err != nil {
+		return err
+	}
+	defer release()
+	err = a.restore(ctx, restoreOptions{host: req.Unit, id: req.Version, storeName: req.Store, yes: true, lockWait: a.cfg.LockWait.Duration})
 	lw.Flush()
 	return err
 }

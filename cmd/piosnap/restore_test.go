@@ -646,7 +646,7 @@ func TestVerifyRestoreDiffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := verifyRestore(ctx, cl, repo, vs[0], "worker1")
+	d, err := verifyRestore(ctx, cl, repo, vs[0], "worker1", nil)
 	if err != nil || !d.empty() {
 		t.Fatalf("unchanged unit: diff %v, err %v; want none", d, err)
 	}
@@ -668,7 +668,7 @@ func TestVerifyRestoreDiffers(t *testing.T) {
 	if err := os.WriteFile(cfgPath, append(cfgText, "\n[piosnap_test]\nk=v\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, err = verifyRestore(ctx, cl, repo, vs[0], "worker1")
+	d, err = verifyRestore(ctx, cl, repo, vs[0], "worker1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -686,7 +686,7 @@ func TestVerifyRestoreDiffers(t *testing.T) {
 	if err := w1.SetOffline(true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verifyRestore(ctx, cl, repo, vs[0], "worker1"); err == nil {
+	if _, err := verifyRestore(ctx, cl, repo, vs[0], "worker1", nil); err == nil {
 		t.Error("verifying an unreachable unit succeeded")
 	}
 }
