@@ -224,6 +224,11 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 		}
 		r.direct(ctx, unit)
 	}
+	if err := ctx.Err(); err != nil {
+		// Cancelled while the last host was committed: its stores
+		// report the cancellation; the run as a whole was interrupted.
+		return rep, err
+	}
 	slices.SortFunc(rep.Hosts, func(a, b *HostReport) int { return strings.Compare(a.Host, b.Host) })
 	return rep, nil
 }

@@ -250,9 +250,9 @@ func TestFailingStoreDoesNotCostOthers(t *testing.T) {
 	c := startCluster(t, "worker1")
 	good := newStore(t, "good")
 	bad := newStore(t, "bad")
-	// Make the bad store's chunk directory unwritable.
+	// Make the bad store's pack directory unwritable.
 	loc := bad.Repo.Location()
-	if err := os.WriteFile(filepath.Join(loc, "chunks"), []byte("not a directory"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(loc, "packs"), []byte("not a directory"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := Run(ctx, Options{Client: client(t, c), Pull: PullBroadcast, Zone: "UTC"}, []Store{good, bad}, nil)
