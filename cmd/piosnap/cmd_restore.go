@@ -133,6 +133,11 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	}
 	fmt.Fprintf(out, "%s answers and nothing blocks an import\n", target)
 	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateDone})
+	self := a.restoresItself(cl, target)
+	if self {
+		fmt.Fprintf(out, "%s is the machine piosnap runs on: the import reboots it, which ends this command before it can verify the restore; the verification is saved in %s, and piosnap's daemon finishes it when it starts after the reboot and reports it in its log and in `piosnap status`\n",
+			target, selfRestorePath(a.cfg.StateDir))
+	}
 	if o.dryRun {
 		fmt.Fprintf(out, "dry run: every check passed; no safety snapshot was taken and nothing was uploaded\n")
 		return nil
@@ -169,6 +174,15 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		fmt.Fprintf(out, "safety snapshot of %s taken: version %s (to undo the restore: %s)\n", target, id[:8], undo)
 	}
 
+	var sr *selfRestore
+	if self {
+		sr = &selfRestore{Unit: target, Host: v.Host, Version: v.ID, Store: s.Name, Started: time.Now().UTC(), Undo: undo}
+		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
+			fmt.Fprintf(a.env.Stderr, "WARNING: cannot save the pending verification in state_dir (%v): after the reboot nothing verifies this restore by itself; run this command as the piosnap user, or check state_dir\n", err)
+			sr = nil
+		}
+	}
+
 	deadline := time.Now().Add(o.lockWait)
 	for {
 		task, err := a.upload(ctx, cl, target, src, size)
@@ -183,6 +197,9 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		}
 		if o.noWait {
 			fmt.Fprintf(out, "%s accepted the archive (task %s) and reboots in a few seconds; not waiting (--no-wait), so nothing was verified\n", target, task.TaskID)
+			if sr != nil {
+				fmt.Fprintf(out, "piosnap's daemon verifies it when it starts after the reboot; `piosnap status` shows the result\n")
+			}
 			return nil
 		}
 		fmt.Fprintf(out, "%s accepted the archive; waiting for the import and the reboot (up to %s)\n", target, a.cfg.Pioreactor.RebootTimeout.Duration)
@@ -209,6 +226,18 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	diff, err := verifyRestore(ctx, cl, s.Repo, v, target)
 	if err != nil {
 		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
+	}
+	if sr != nil {
+		// This command survived the reboot and verified the restore itself.
+		now := time.Now().UTC()
+		sr.Finished, sr.Verified = &now, diff.empty()
+		sr.Result = fmt.Sprintf("restored and verified: %s matches version %s of %s", target, v.ShortID(), v.Host)
+		if !diff.empty() {
+			sr.Result = fmt.Sprintf("%s differs from version %s: %s", target, v.ShortID(), diff.summary())
+		}
+		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
+			fmt.Fprintf(a.env.Stderr, "WARNING: cannot record the verification in state_dir: %v\n", err)
+		}
 	}
 	if !diff.empty() {
 		fmt.Fprintf(out, "%s differs from version %s:\n%s", target, v.ShortID(), diff)

@@ -155,6 +155,10 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 	if err := d.sd.Ready(); err != nil {
 		log.Warn("cannot tell systemd that piosnap is ready", "err", err)
 	}
+	// A restore of this machine rebooted it under the command that ran it:
+	// finish its verification now, next to the scheduler (the unit's web
+	// server may need a while to start; the watchdog must not wait).
+	go d.runApp().finishSelfRestore(runCtx, log)
 	log.Info("piosnap daemon started", "pid", os.Getpid(), "schedule", cfg.Schedule, "zone", cfg.ZoneName(), "config", d.base.configPath)
 
 	errc := make(chan error, 1)
