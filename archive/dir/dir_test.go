@@ -169,7 +169,13 @@ func entry(v *store.Version, name string) *store.Entry {
 // excludes are honoured, metadata is kept, and it runs again afterwards.
 func TestBackupStopsDumpsStarts(t *testing.T) {
 	f := newFixture(t, true)
-	time.Sleep(300 * time.Millisecond) // let it write, to the database too
+	// Let it write, to the database too.
+	for deadline := time.Now().Add(20 * time.Second); f.db.Exec("SELECT COUNT(*) FROM cells.activity WHERE note = 'write 1'") != "1"; {
+		if time.Now().After(deadline) {
+			t.Fatal("the stand-in wrote nothing to the database within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	owned := filepath.Join(f.root, "data/pydiods1/welcome.txt")
 	if err := os.Lchown(owned, 1234, 2345); err != nil {
 		t.Fatal(err)

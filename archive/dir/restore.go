@@ -106,6 +106,12 @@ func Restore(ctx context.Context, o RestoreOptions) (res *RestoreResult, err err
 		if to, ok := o.To[t.path]; ok {
 			target = to
 		}
+		// A target that is a symbolic link (/var/cells -> /data/cells)
+		// is restored where it points, so the link and the data's
+		// filesystem stay as they are.
+		if real, err := filepath.EvalSymlinks(target); err == nil {
+			target = real
+		}
 		res.Targets = append(res.Targets, target)
 	}
 	for p := range o.To {

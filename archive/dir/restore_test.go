@@ -229,6 +229,31 @@ func TestRestoreTo(t *testing.T) {
 	if len(res.Kept) != 0 || len(res.Checklist) == 0 || !strings.Contains(res.Checklist[0], "CELLS_WORKING_DIR") && !strings.Contains(strings.Join(res.Checklist, "\n"), "urlInternal") {
 		t.Errorf("result = %+v", res)
 	}
+	// A target that is a symbolic link is restored where it points.
+	real := filepath.Join(t.TempDir(), "real-cells")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(real, "old.txt"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "cells-link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	res, out, err = f.restore(dir.RestoreOptions{Version: v, To: map[string]string{f.root: link}, FilesOnly: true})
+	if err != nil {
+		t.Fatalf("restore through a link: %v\n%s", err, out)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link was replaced: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(real, "data/pydiods1/welcome.txt")); string(b) != "welcome to cells\n" {
+		t.Errorf("through the link: welcome.txt = %q", b)
+	}
+	if len(res.Kept) != 1 || !strings.HasPrefix(res.Kept[0], real+".pre-restore-") {
+		t.Errorf("kept = %v", res.Kept)
+	}
 	if _, _, err := f.restore(dir.RestoreOptions{Version: v, DBOnly: true}); err == nil || !strings.Contains(err.Error(), "no database") {
 		t.Errorf("--db-only without a dump: %v", err)
 	}

@@ -21,13 +21,13 @@ type forgetVersion struct {
 	Time    time.Time `json:"time"`
 	Keep    bool      `json:"keep"`
 	Reasons []string  `json:"reasons"`
-	Future  bool      `json:"future,omitempty"`
+	Future  bool      `json:"future"`
 }
 
 // forgetHost is one host in `piosnap forget --json`.
 type forgetHost struct {
 	Host     string          `json:"host"`
-	Departed bool            `json:"departed,omitempty"`
+	Departed bool            `json:"departed"`
 	Versions []forgetVersion `json:"versions"`
 }
 
@@ -36,8 +36,8 @@ type forgetReport struct {
 	Store  string          `json:"store"`
 	DryRun bool            `json:"dry_run"`
 	Hosts  []forgetHost    `json:"hosts"`
-	Result *store.GCReport `json:"result,omitempty"`
-	Error  string          `json:"error,omitempty"`
+	Result *store.GCReport `json:"result"`
+	Error  string          `json:"error"`
 }
 
 // forget plans retention for one store and, unless dryRun, applies it. The
@@ -116,7 +116,12 @@ func printForget(w io.Writer, rep *forgetReport, loc *time.Location) {
 		}
 		fmt.Fprintf(w, "store %s: dry run, %d versions would be removed\n", rep.Store, n)
 	case rep.Result != nil:
-		fmt.Fprintf(w, "store %s: removed %d versions and %d chunks, freed %s\n", rep.Store, rep.Result.VersionsDeleted, rep.Result.ChunksDeleted, humanBytes(rep.Result.BytesFreed))
+		g := rep.Result
+		fmt.Fprintf(w, "store %s: removed %d versions and %d blobs, freed %s", rep.Store, g.VersionsDeleted, g.ChunksDeleted, humanBytes(g.BytesFreed))
+		if g.PacksWritten > 0 {
+			fmt.Fprintf(w, " (repacked the used blobs of mostly unused packs into %d new packs, %s)", g.PacksWritten, humanBytes(g.BytesRepacked))
+		}
+		fmt.Fprintln(w)
 	}
 }
 

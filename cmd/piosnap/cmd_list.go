@@ -22,7 +22,7 @@ type listedVersion struct {
 	Size       int64     `json:"size_bytes"`
 	Entries    int       `json:"entries"`
 	AppVersion string    `json:"app_version"`
-	Note       string    `json:"note,omitempty"`
+	Note       string    `json:"note"`
 }
 
 func cmdList(ctx context.Context, a *app, args []string) error {

@@ -27,7 +27,7 @@ type restoreOptions struct {
 }
 
 func cmdRestore(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress] [--store S]")
+	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress] [--store S]; for a directory source: --host NAME [--to PATH] [--files-only | --db-only] [--dry-run] [--yes]")
 	var o restoreOptions
 	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
 	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest; safety snapshots are skipped)")
@@ -117,10 +117,11 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	defer src.close()
 	size := src.size()
 	if o.dryRun || o.compress {
+		start := time.Now()
 		if err := src.check(ctx); err != nil {
 			return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 		}
-		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked: %s\n", humanBytes(size))
+		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked in %s: %s\n", time.Since(start).Round(100*time.Millisecond), humanBytes(size))
 	} else {
 		fmt.Fprintf(out, "archive of %s, rebuilt from the repository as it is sent; every chunk is checked on the way\n", humanBytes(size))
 	}
@@ -134,6 +135,11 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	}
 	fmt.Fprintf(out, "%s answers and nothing blocks an import\n", target)
 	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateDone})
+	self := a.restoresItself(cl, target)
+	if self {
+		fmt.Fprintf(out, "%s is the machine piosnap runs on: the import reboots it, which ends this command before it can verify the restore; the verification is saved in %s, and piosnap's daemon finishes it when it starts after the reboot and reports it in its log and in `piosnap status`\n",
+			target, selfRestorePath(a.cfg.StateDir))
+	}
 	if o.dryRun {
 		fmt.Fprintf(out, "dry run: every check passed; no safety snapshot was taken and nothing was uploaded\n")
 		return nil
@@ -161,13 +167,24 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateSkipped})
 	} else {
 		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateRunning})
+		start := time.Now()
 		id, err := a.safetySnapshot(ctx, s, target, v)
 		if err != nil {
 			return err
 		}
+		took := time.Since(start).Round(100 * time.Millisecond)
 		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateDone, SafetyVersion: id, SafetyStore: s.Name})
 		undo = fmt.Sprintf("piosnap restore --host %s --version %s --store %s", target, id[:8], s.Name)
-		fmt.Fprintf(out, "safety snapshot of %s taken: version %s (to undo the restore: %s)\n", target, id[:8], undo)
+		fmt.Fprintf(out, "safety snapshot of %s taken in %s: version %s (to undo the restore: %s)\n", target, took, id[:8], undo)
+	}
+
+	var sr *selfRestore
+	if self {
+		sr = &selfRestore{Unit: target, Host: v.Host, Version: v.ID, Store: s.Name, Started: time.Now().UTC(), Undo: undo}
+		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
+			fmt.Fprintf(a.env.Stderr, "WARNING: cannot save the pending verification in state_dir (%v): after the reboot nothing verifies this restore by itself; run this command as the piosnap user, or check state_dir\n", err)
+			sr = nil
+		}
 	}
 
 	deadline := time.Now().Add(o.lockWait)
@@ -184,15 +201,22 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		}
 		if o.noWait {
 			fmt.Fprintf(out, "%s accepted the archive (task %s) and reboots in a few seconds; not waiting (--no-wait), so nothing was verified\n", target, task.TaskID)
+			if sr != nil {
+				fmt.Fprintf(out, "piosnap's daemon verifies it when it starts after the reboot; `piosnap status` shows the result\n")
+			}
 			return nil
 		}
 		fmt.Fprintf(out, "%s accepted the archive; waiting for the import and the reboot (up to %s)\n", target, a.cfg.Pioreactor.RebootTimeout.Duration)
 		a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateRunning})
 		rt := a.cfg.Pioreactor.RebootTimeout.Duration
+		wait := newStep(a.env.Stderr, fmt.Sprintf("waiting for %s to import and reboot", target), 0)
+		stopTick := wait.tickEvery(time.Second)
 		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt, Imported: func() {
 			a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateDone})
 			a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateRunning})
 		}})
+		stopTick()
+		waited := wait.took()
 		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
 			if err := a.waitLocked(ctx, target, task); err != nil {
 				return err
@@ -202,21 +226,35 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		if err != nil {
 			return withUndo(fmt.Errorf("restore of version %s onto %s: %w", v.ShortID(), target, err), undo)
 		}
-		fmt.Fprintf(out, "%s rebooted and answers again; verifying by exporting it\n", outcome.Unit)
+		fmt.Fprintf(out, "%s imported the archive, rebooted and answers again after %s; verifying by exporting it\n", outcome.Unit, waited)
 		a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateDone})
 		break
 	}
 	a.restoreEvent(web.Event{Step: web.StepVerify, State: web.StateRunning})
-	diff, err := verifyRestore(ctx, cl, s.Repo, v, target)
+	verify := newStep(a.env.Stderr, "verifying "+target, 0)
+	diff, err := verifyRestore(ctx, cl, s.Repo, v, target, verify.add)
+	verified := verify.took()
 	if err != nil {
 		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
+	}
+	if sr != nil {
+		// This command survived the reboot and verified the restore itself.
+		now := time.Now().UTC()
+		sr.Finished, sr.Verified = &now, diff.empty()
+		sr.Result = fmt.Sprintf("restored and verified: %s matches version %s of %s", target, v.ShortID(), v.Host)
+		if !diff.empty() {
+			sr.Result = fmt.Sprintf("%s differs from version %s: %s", target, v.ShortID(), diff.summary())
+		}
+		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
+			fmt.Fprintf(a.env.Stderr, "WARNING: cannot record the verification in state_dir: %v\n", err)
+		}
 	}
 	if !diff.empty() {
 		fmt.Fprintf(out, "%s differs from version %s:\n%s", target, v.ShortID(), diff)
 		return withUndo(fmt.Errorf("%s was restored but does not match version %s (%s)", target, v.ShortID(), diff.summary()), undo)
 	}
-	fmt.Fprintf(out, "restored and verified: %s matches version %s of %s (%d entries; config.ini compared by its settings, as Pioreactor rewrites it)\n",
-		target, v.ShortID(), v.Host, len(v.Entries))
+	fmt.Fprintf(out, "restored and verified: %s matches version %s of %s (%d entries, exported and compared in %s; config.ini compared by its settings, as Pioreactor rewrites it)\n",
+		target, v.ShortID(), v.Host, len(v.Entries), verified)
 	return nil
 }
 

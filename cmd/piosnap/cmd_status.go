@@ -112,6 +112,11 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 		}
 	} else {
 		printStatus(a.env.Stdout, rep, a.cfg.Location())
+		if sr, err := readSelfRestore(a.cfg.StateDir); err != nil {
+			fmt.Fprintf(a.env.Stderr, "warning: %v\n", err)
+		} else {
+			printSelfRestore(a.env.Stdout, sr, a.cfg.Location())
+		}
 	}
 	return statusVerdict(rep)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,7 +26,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 	if o.storeName != "" {
 		names = []string{o.storeName}
 	}
-	stores, err := a.openStores(ctx, names...)
+	stores, err := a.openReadable(ctx, names...)
 	if err != nil {
 		return err
 	}
@@ -45,11 +46,21 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 		if !ok {
 			old, dst = v.Paths[0], o.to
 		}
+		if !filepath.IsAbs(dst) {
+			abs, err := filepath.Abs(dst)
+			if err != nil {
+				return err
+			}
+			dst = abs
+		}
 		to[old] = dst
 	}
 	src, err := a.dirSource(cs)
 	if err != nil {
 		return err
+	}
+	if o.dbOnly && v.Database == nil {
+		return fmt.Errorf("version %s of %s holds no database dump: nothing to restore with --db-only", v.ShortID(), v.Host)
 	}
 	if !o.dryRun && !o.yes {
 		what := "the folders " + strings.Join(v.Paths, ", ")
@@ -65,11 +76,14 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 		if !isTerminal(a.env.Stdin) {
 			return usageErrorf("a restore replaces %s, and standard input is not a terminal to confirm on: pass --yes to restore without asking (nothing was changed)", what)
 		}
-		stops := "stops " + cs.Name + ", "
-		if o.to != "" {
-			stops = "does not stop " + cs.Name + " (--to), "
+		q := fmt.Sprintf("This stops %s, replaces %s with version %s from %s and starts %s again.\n", cs.Name, what, v.ShortID(), v.Time.In(loc).Format("2006-01-02 15:04 MST"), cs.Name)
+		if len(cs.Hooks.Stop) == 0 {
+			q = fmt.Sprintf("This replaces %s with version %s from %s (no hooks are configured: stop %s first if it runs).\n", what, v.ShortID(), v.Time.In(loc).Format("2006-01-02 15:04 MST"), cs.Name)
 		}
-		ok, err := confirm(a.env.Stdin, a.env.Stderr, fmt.Sprintf("This %sreplaces %s with version %s from %s and starts it again.\nThe current folders are kept as <path>.pre-restore-<time>, and the current database is dumped beside them.\nRestore? [y/N] ", stops, what, v.ShortID(), v.Time.In(loc).Format("2006-01-02 15:04 MST")))
+		if o.to != "" {
+			q = fmt.Sprintf("This writes version %s from %s to %s (%s is neither stopped nor started: --to).\n", v.ShortID(), v.Time.In(loc).Format("2006-01-02 15:04 MST"), what, cs.Name)
+		}
+		ok, err := confirm(a.env.Stdin, a.env.Stderr, q+"The current folders are kept as <path>.pre-restore-<time>, and the current database is dumped beside them.\nRestore? [y/N] ")
 		if err != nil {
 			return err
 		}

