@@ -33,6 +33,12 @@ type Backend interface {
 	// satisfies errors.Is(err, fs.ErrNotExist).
 	Get(ctx context.Context, name string) (io.ReadCloser, error)
 
+	// GetRange opens length bytes of the object starting at offset. A range
+	// that runs past the end of the object is an error (the reader may fail
+	// on its last read rather than at once). A missing object gives an error
+	// that satisfies errors.Is(err, fs.ErrNotExist).
+	GetRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error)
+
 	// Stat returns the size of the object. A missing object gives an error that
 	// satisfies errors.Is(err, fs.ErrNotExist).
 	Stat(ctx context.Context, name string) (int64, error)

@@ -139,7 +139,7 @@ func (d *DB) Dump(ctx context.Context, consume func(io.Reader) error) error {
 		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("dump database %s: %w", d.o.Name, err)
+		return fmt.Errorf("dump database %s: %w%s", d.o.Name, err, installHint(err))
 	}
 	var end tail
 	r := io.TeeReader(StripSandbox(out), &end)
@@ -199,7 +199,7 @@ func (d *DB) runLoad(ctx context.Context, r io.Reader, c cmdline) error {
 	var stderr tail
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("load dump into database %s with %s: %w%s", d.o.Name, c.argv[0], err, stderr.quote())
+		return fmt.Errorf("load dump into database %s with %s: %w%s%s", d.o.Name, c.argv[0], err, stderr.quote(), installHint(err))
 	}
 	return nil
 }
@@ -216,9 +216,17 @@ func (d *DB) run(ctx context.Context, c cmdline) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: no answer within %s", argv[0], d.o.Timeout)
 		}
-		return fmt.Errorf("%s: %w%s", argv[0], err, out.quote())
+		return fmt.Errorf("%s: %w%s%s", argv[0], err, out.quote(), installHint(err))
 	}
 	return nil
+}
+
+// installHint says what to install when a client program is missing.
+func installHint(err error) string {
+	if !errors.Is(err, exec.ErrNotFound) {
+		return ""
+	}
+	return " (install the database's client programs: apt-get install mariadb-client, or postgresql-client for PostgreSQL)"
 }
 
 func (d *DB) command(ctx context.Context, c cmdline) *exec.Cmd {

@@ -132,6 +132,10 @@ func TestCommandDump(t *testing.T) {
 	if _, err := dump(t, bad); err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("dump exiting 3 after writing: %v", err)
 	}
+	missing, _ := dbdump.New(dbdump.Options{Engine: dbdump.Command, Dump: []string{"piosnap-test-no-such-dump"}, Load: []string{"true"}})
+	if _, err := dump(t, missing); err == nil || !strings.Contains(err.Error(), "apt-get install") {
+		t.Errorf("a missing dump program: %v, want an install hint", err)
+	}
 	load, _ := dbdump.New(dbdump.Options{Engine: dbdump.Command, Dump: []string{"true"}, Load: []string{"sh", "-c", "cat > /dev/null; exit 1"}})
 	if err := load.Load(context.Background(), strings.NewReader("x")); err == nil {
 		t.Error("a failing load command succeeded")

@@ -8,9 +8,10 @@ import (
 // Match reports whether the slash-separated relative name matches the
 // pattern: each "/"-separated part of the pattern is a path.Match pattern,
 // and a part "**" matches any number of folders (none included). A pattern
-// also matches everything under a folder it matches, so "logs" leaves out
-// the whole logs folder.
+// also matches everything under a folder it matches, so "logs" (or
+// "logs/") leaves out the whole logs folder.
 func Match(pattern, name string) bool {
+	pattern = strings.TrimPrefix(strings.TrimSuffix(pattern, "/"), "./")
 	return matchParts(strings.Split(pattern, "/"), strings.Split(name, "/"))
 }
 

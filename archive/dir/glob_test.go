@@ -20,6 +20,8 @@ func TestMatch(t *testing.T) {
 		{"**", "anything/at/all", true},
 		{"*.tmp", "a/b.tmp", false},
 		{"a/b", "a", false},
+		{"data/.minio.sys/tmp/", "data/.minio.sys/tmp/part.1", true},
+		{"./logs", "logs/pydio.log", true},
 	} {
 		if got := Match(tc.pattern, tc.name); got != tc.want {
 			t.Errorf("Match(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)

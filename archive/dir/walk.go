@@ -54,6 +54,9 @@ func (w *walker) addTree(ctx context.Context, root string) error {
 		return fmt.Errorf("back up %s: not a directory", root)
 	}
 	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("back up %s: %w: piosnap must run as root to read every file of an application (see README, Pydio Cells)", path, err)
+		}
 		if err != nil {
 			return fmt.Errorf("back up %s: %w", path, err)
 		}
@@ -107,6 +110,9 @@ func (w *walker) add(ctx context.Context, path string) error {
 		if errors.Is(oerr, fs.ErrNotExist) {
 			w.skip(path, "vanished while the tree was read")
 			return nil
+		}
+		if errors.Is(oerr, fs.ErrPermission) {
+			return fmt.Errorf("back up %s: %w: piosnap must run as root to read every file of an application (see README, Pydio Cells)", path, oerr)
 		}
 		if oerr != nil {
 			return fmt.Errorf("back up %s: %w", path, oerr)

@@ -290,7 +290,7 @@ func TestCLICheckReportsDamage(t *testing.T) {
 	}
 	repo := filepath.Join(filepath.Dir(cfg), "repo")
 	var victim string
-	_ = filepath.WalkDir(filepath.Join(repo, "chunks"), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(repo, "packs"), func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && victim == "" {
 			victim = p
 		}
@@ -300,7 +300,7 @@ func TestCLICheckReportsDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ := cliRun(t, cfg, "check", "--read-data")
-	if code != exitDamaged || !strings.Contains(out, "DAMAGED chunks/") || !strings.Contains(out, "affects version") {
+	if code != exitDamaged || !strings.Contains(out, "DAMAGED packs/") || !strings.Contains(out, "affects version") {
 		t.Errorf("check: exit %d\n%s", code, out)
 	}
 }

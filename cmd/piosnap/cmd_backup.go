@@ -83,10 +83,16 @@ func (a *app) backupRun(ctx context.Context, stores []snapshot.Store, hosts []st
 		if err != nil {
 			return nil, err
 		}
-		r, err := snapshot.Run(ctx, snapshot.Options{
+		opts := snapshot.Options{
 			Client: cl, Pull: a.cfg.Pioreactor.Pull, Zone: a.cfg.ZoneName(),
 			Kind: kind, Note: note, Log: a.log, RunID: runID,
-		}, stores, units)
+		}
+		if isTerminal(a.env.Stderr) {
+			step := newStep(a.env.Stderr, "pulling from the cluster", 0)
+			opts.Progress = step.add
+			defer step.took()
+		}
+		r, err := snapshot.Run(ctx, opts, stores, units)
 		if r != nil {
 			rep = r
 		}

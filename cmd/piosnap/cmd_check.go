@@ -74,9 +74,9 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 			if *readData {
 				read = fmt.Sprintf(", %d read and verified", rep.ChunksRead)
 			}
-			fmt.Fprintf(a.env.Stdout, "store %s: %d versions, %d chunks%s", r.Store, rep.Versions, rep.Chunks, read)
-			if rep.Unused > 0 {
-				fmt.Fprintf(a.env.Stdout, ", %d unused (left by an interrupted run; the next forget removes them)", rep.Unused)
+			fmt.Fprintf(a.env.Stdout, "store %s: %d versions, %d blobs in %d packs%s", r.Store, rep.Versions, rep.Chunks, rep.Packs, read)
+			if rep.Unused > 0 || rep.UnindexedPacks > 0 {
+				fmt.Fprintf(a.env.Stdout, ", %d blobs and %d packs unused (left by an interrupted run; the next forget removes them)", rep.Unused, rep.UnindexedPacks)
 			}
 			fmt.Fprintln(a.env.Stdout)
 			if rep.OK() {

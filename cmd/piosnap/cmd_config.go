@@ -51,6 +51,9 @@ func cmdConfig(ctx context.Context, a *app, args []string) error {
 	if w := a.machine.leaderDiskWarning(cfg); w != "" {
 		fmt.Fprintf(a.env.Stdout, "warning: %s\n", w)
 	}
+	for _, w := range a.sourceWarnings(cfg) {
+		fmt.Fprintf(a.env.Stdout, "warning: %s\n", w)
+	}
 	for _, s := range cfg.Stores {
 		if s.Type != "s3" || s.CredentialsFile == "" {
 			continue

@@ -116,7 +116,12 @@ func printForget(w io.Writer, rep *forgetReport, loc *time.Location) {
 		}
 		fmt.Fprintf(w, "store %s: dry run, %d versions would be removed\n", rep.Store, n)
 	case rep.Result != nil:
-		fmt.Fprintf(w, "store %s: removed %d versions and %d chunks, freed %s\n", rep.Store, rep.Result.VersionsDeleted, rep.Result.ChunksDeleted, humanBytes(rep.Result.BytesFreed))
+		g := rep.Result
+		fmt.Fprintf(w, "store %s: removed %d versions and %d blobs, freed %s", rep.Store, g.VersionsDeleted, g.ChunksDeleted, humanBytes(g.BytesFreed))
+		if g.PacksWritten > 0 {
+			fmt.Fprintf(w, " (repacked the used blobs of mostly unused packs into %d new packs, %s)", g.PacksWritten, humanBytes(g.BytesRepacked))
+		}
+		fmt.Fprintln(w)
 	}
 }
 

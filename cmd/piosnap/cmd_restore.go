@@ -27,7 +27,7 @@ type restoreOptions struct {
 }
 
 func cmdRestore(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress] [--store S]")
+	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress] [--store S]; for a directory source: --host NAME [--to PATH] [--files-only | --db-only] [--dry-run] [--yes]")
 	var o restoreOptions
 	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
 	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest; safety snapshots are skipped)")
@@ -41,7 +41,7 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (required when standard input is not a terminal)")
 	fs.BoolVar(&o.noSafety, "no-safety-snapshot", false, "do not snapshot the unit's current state first (no way back)")
 	fs.BoolVar(&o.noWait, "no-wait", false, "stop once the unit has accepted the upload; do not wait for the reboot or verify")
-	fs.BoolVar(&o.compress, "compress", false, "send the archive DEFLATE-compressed (about 4 times smaller for a database) instead of STORED: for a slow link or a unit short of RAM; compresses it twice")
+	fs.BoolVar(&o.compress, "compress", false, "send the archive DEFLATE-compressed (about 4 times smaller for a database) instead of STORED: for a slow link or a unit short of RAM; it is compressed first into a temporary file in $TMPDIR")
 	fs.StringVar(&o.storeName, "store", "", "read from this store (default: the first that has the version)")
 	fs.DurationVar(&o.lockWait, "lock-wait", 10*time.Minute, "how long to wait for an import already running on the unit")
 	pos, err := parseFlags(fs, args)
@@ -114,12 +114,14 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if err != nil {
 		return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 	}
+	defer src.close()
 	size := src.size()
 	if o.dryRun || o.compress {
+		start := time.Now()
 		if err := src.check(ctx); err != nil {
 			return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 		}
-		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked: %s\n", humanBytes(size))
+		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked in %s: %s\n", time.Since(start).Round(100*time.Millisecond), humanBytes(size))
 	} else {
 		fmt.Fprintf(out, "archive of %s, rebuilt from the repository as it is sent; every chunk is checked on the way\n", humanBytes(size))
 	}
@@ -165,13 +167,15 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateSkipped})
 	} else {
 		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateRunning})
+		start := time.Now()
 		id, err := a.safetySnapshot(ctx, s, target, v)
 		if err != nil {
 			return err
 		}
+		took := time.Since(start).Round(100 * time.Millisecond)
 		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateDone, SafetyVersion: id, SafetyStore: s.Name})
 		undo = fmt.Sprintf("piosnap restore --host %s --version %s --store %s", target, id[:8], s.Name)
-		fmt.Fprintf(out, "safety snapshot of %s taken: version %s (to undo the restore: %s)\n", target, id[:8], undo)
+		fmt.Fprintf(out, "safety snapshot of %s taken in %s: version %s (to undo the restore: %s)\n", target, took, id[:8], undo)
 	}
 
 	var sr *selfRestore
@@ -205,10 +209,14 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		fmt.Fprintf(out, "%s accepted the archive; waiting for the import and the reboot (up to %s)\n", target, a.cfg.Pioreactor.RebootTimeout.Duration)
 		a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateRunning})
 		rt := a.cfg.Pioreactor.RebootTimeout.Duration
+		wait := newStep(a.env.Stderr, fmt.Sprintf("waiting for %s to import and reboot", target), 0)
+		stopTick := wait.tickEvery(time.Second)
 		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt, Imported: func() {
 			a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateDone})
 			a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateRunning})
 		}})
+		stopTick()
+		waited := wait.took()
 		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
 			if err := a.waitLocked(ctx, target, task); err != nil {
 				return err
@@ -218,12 +226,14 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		if err != nil {
 			return withUndo(fmt.Errorf("restore of version %s onto %s: %w", v.ShortID(), target, err), undo)
 		}
-		fmt.Fprintf(out, "%s rebooted and answers again; verifying by exporting it\n", outcome.Unit)
+		fmt.Fprintf(out, "%s imported the archive, rebooted and answers again after %s; verifying by exporting it\n", outcome.Unit, waited)
 		a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateDone})
 		break
 	}
 	a.restoreEvent(web.Event{Step: web.StepVerify, State: web.StateRunning})
-	diff, err := verifyRestore(ctx, cl, s.Repo, v, target)
+	verify := newStep(a.env.Stderr, "verifying "+target, 0)
+	diff, err := verifyRestore(ctx, cl, s.Repo, v, target, verify.add)
+	verified := verify.took()
 	if err != nil {
 		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
 	}
@@ -243,8 +253,8 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		fmt.Fprintf(out, "%s differs from version %s:\n%s", target, v.ShortID(), diff)
 		return withUndo(fmt.Errorf("%s was restored but does not match version %s (%s)", target, v.ShortID(), diff.summary()), undo)
 	}
-	fmt.Fprintf(out, "restored and verified: %s matches version %s of %s (%d entries; config.ini compared by its settings, as Pioreactor rewrites it)\n",
-		target, v.ShortID(), v.Host, len(v.Entries))
+	fmt.Fprintf(out, "restored and verified: %s matches version %s of %s (%d entries, exported and compared in %s; config.ini compared by its settings, as Pioreactor rewrites it)\n",
+		target, v.ShortID(), v.Host, len(v.Entries), verified)
 	return nil
 }
 

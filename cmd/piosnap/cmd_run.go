@@ -57,6 +57,10 @@ type daemon struct {
 	log          *slog.Logger
 	status       statusFile
 	statusWarned bool
+
+	// busy is held by every backup run and by a restore started from the
+	// web page, so that a backup never exports a unit being restored.
+	busy chan struct{}
 }
 
 func newDaemon(a *app) (*daemon, error) {
@@ -66,6 +70,7 @@ func newDaemon(a *app) (*daemon, error) {
 		cfg:     a.cfg,
 		log:     a.log,
 		metrics: newDaemonMetrics(),
+		busy:    make(chan struct{}, 1),
 	}
 	d.statusPath = filepath.Join(a.cfg.StateDir, statusFileName)
 	s, err := scheduler.New(schedConfig(a.cfg), repoState{d}, d.job, a.log)
@@ -244,6 +249,24 @@ func (d *daemon) reload() {
 	}
 	newLog.Info("configuration reloaded; a running backup finishes under the old one", "schedule", cfg.Schedule, "stores", len(cfg.Stores))
 	d.writeStatus()
+}
+
+// acquire waits until no backup run or web restore is running, or ctx
+// ends; wait is called first if it has to wait.
+func (d *daemon) acquire(ctx context.Context, wait func()) (release func(), err error) {
+	select {
+	case d.busy <- struct{}{}:
+	default:
+		if wait != nil {
+			wait()
+		}
+		select {
+		case d.busy <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return func() { <-d.busy }, nil
 }
 
 // watchdogEvery is half systemd's watchdog timeout, or 0 without one.

@@ -64,12 +64,25 @@ func (s repoState) Newest(ctx context.Context) (map[string]time.Time, error) {
 			}
 		}
 	}
+	for _, src := range a.cfg.Sources {
+		if _, ok := newest[src.Name]; !ok {
+			newest[src.Name] = time.Time{} // a source just added is due at once
+		}
+	}
 	return newest, nil
 }
 
 // job is the scheduler's Job: one backup run with the configuration in
 // force, retention, then the status file, metrics and notifications.
 func (d *daemon) job(ctx context.Context, hosts []string) ([]string, error) {
+	release, err := d.acquire(ctx, func() {
+		_, log := d.current()
+		log.Info("a restore started from the web page is running; the backup waits for it")
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	a := d.runApp()
 	start := time.Now()
 	d.pingStart(ctx, a)

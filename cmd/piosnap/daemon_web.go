@@ -172,6 +172,22 @@ func (w *daemonWeb) StatusJSON(ctx context.Context) ([]byte, error) {
 	return json.Marshal(rep)
 }
 
+// Notices implements web.Source: the last restore of this machine, which
+// the page that started it lost in the reboot.
+func (w *daemonWeb) Notices(context.Context) []string {
+	a := w.d.runApp()
+	sr, err := readSelfRestore(a.cfg.StateDir)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var b strings.Builder
+	printSelfRestore(&b, sr, a.cfg.Location())
+	if s := strings.TrimSpace(b.String()); s != "" {
+		return []string{s}
+	}
+	return nil
+}
+
 // ListJSON implements web.Source: `piosnap list --json [--host H]`.
 func (w *daemonWeb) ListJSON(ctx context.Context, host string) ([]byte, error) {
 	vs, err := w.Versions(ctx)
@@ -264,7 +280,14 @@ func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Pl
 // version, waiting up to lock_wait for an import already running.
 func (w *daemonWeb) Restore(ctx context.Context, req web.RestoreRequest, ev func(web.Event)) error {
 	a, lw := w.restoreApp(ev)
-	err := a.restore(ctx, restoreOptions{host: req.Unit, id: req.Version, storeName: req.Store, yes: true, lockWait: a.cfg.LockWait.Duration})
+	release, err := w.d.acquire(ctx, func() {
+		ev(web.Event{Line: "a backup is running; the restore starts when it has finished"})
+	})
+	if err != nil {
+		return err
+	}
+	defer release()
+	err = a.restore(ctx, restoreOptions{host: req.Unit, id: req.Version, storeName: req.Store, yes: true, lockWait: a.cfg.LockWait.Duration})
 	lw.Flush()
 	return err
 }

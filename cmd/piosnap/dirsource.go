@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -119,4 +120,23 @@ func (a *app) backupDirs(ctx context.Context, stores []snapshot.Store, names []s
 		}
 	}
 	return nil
+}
+
+// sourceWarnings checks what `config check` can check of the directory
+// sources without stopping anything: the folders exist and the database
+// credentials can be used.
+func (a *app) sourceWarnings(cfg *config.Config) []string {
+	var out []string
+	for i := range cfg.Sources {
+		cs := &cfg.Sources[i]
+		for _, p := range cs.Paths {
+			if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+				out = append(out, fmt.Sprintf("source %q: %s is not a folder here: a backup would fail", cs.Name, p))
+			}
+		}
+		if _, err := a.dirSource(cs); err != nil {
+			out = append(out, err.Error())
+		}
+	}
+	return out
 }

@@ -198,3 +198,32 @@ func TestDirSourceWithCluster(t *testing.T) {
 		t.Errorf("--files-only on a unit: %d %s", code, errs)
 	}
 }
+
+// TestDirSourceConfigCheck: config check warns about a missing folder and
+// an option file others can read, before any backup fails on them.
+func TestDirSourceConfigCheck(t *testing.T) {
+	tmp := t.TempDir()
+	cnf := filepath.Join(tmp, "cells-db.cnf")
+	if err := os.WriteFile(cnf, []byte("[client]\npassword=x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(tmp, "piosnap.toml")
+	text := fmt.Sprintf(`[[store]]
+path = %q
+[[source]]
+kind = "dir"
+name = "cells"
+paths = [%q]
+[source.database]
+engine = "mariadb"
+name = "cells"
+options_file = %q
+`, filepath.Join(tmp, "repo"), filepath.Join(tmp, "missing"), cnf)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cliRun(t, cfg, "config", "check")
+	if code != 0 || !strings.Contains(out, "is not a folder here") || !strings.Contains(out, "chmod 600 "+cnf) {
+		t.Errorf("config check: %d\n%s\n%s", code, out, errs)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/archive/pioreactor/simulator"
@@ -643,7 +646,7 @@ func TestVerifyRestoreDiffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := verifyRestore(ctx, cl, repo, vs[0], "worker1")
+	d, err := verifyRestore(ctx, cl, repo, vs[0], "worker1", nil)
 	if err != nil || !d.empty() {
 		t.Fatalf("unchanged unit: diff %v, err %v; want none", d, err)
 	}
@@ -665,7 +668,7 @@ func TestVerifyRestoreDiffers(t *testing.T) {
 	if err := os.WriteFile(cfgPath, append(cfgText, "\n[piosnap_test]\nk=v\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, err = verifyRestore(ctx, cl, repo, vs[0], "worker1")
+	d, err = verifyRestore(ctx, cl, repo, vs[0], "worker1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -683,7 +686,7 @@ func TestVerifyRestoreDiffers(t *testing.T) {
 	if err := w1.SetOffline(true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verifyRestore(ctx, cl, repo, vs[0], "worker1"); err == nil {
+	if _, err := verifyRestore(ctx, cl, repo, vs[0], "worker1", nil); err == nil {
 		t.Error("verifying an unreachable unit succeeded")
 	}
 }
@@ -723,6 +726,7 @@ func TestZipSourceReplace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer src.close()
 		size := src.size()
 		var out1, out2 bytes.Buffer
 		for _, out := range []*bytes.Buffer{&out1, &out2} {
@@ -789,17 +793,43 @@ func TestRestoreDamagedRepository(t *testing.T) {
 	if err != nil || len(vs) != 1 {
 		t.Fatalf("versions = %d, %v", len(vs), err)
 	}
-	var last store.ChunkID
-	var largest int64
-	for _, e := range vs[0].Entries {
-		if e.Size > largest {
-			last, largest = e.Chunks[len(e.Chunks)-1], e.Size
+	// Damage a frame of page-tree nodes (a pack's header, at its end, says
+	// where they are): the metadata stays readable, the database does not.
+	var pack string
+	_ = filepath.WalkDir(filepath.Join(r.repoDir, "packs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			pack = p
 		}
-	}
-	p := filepath.Join(r.repoDir, "chunks", last.String()[:2], last.String())
-	if err := os.WriteFile(p, []byte("damaged"), 0o600); err != nil {
+		return err
+	})
+	data, err := os.ReadFile(pack)
+	if err != nil {
 		t.Fatal(err)
 	}
+	hlen := int(binary.LittleEndian.Uint32(data[len(data)-4:]))
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, err := dec.DecodeAll(data[len(data)-4-hlen:len(data)-4], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := false
+	for i := 0; i+49 <= len(hdr) && !damaged; i += 49 {
+		if hdr[i] == 1 { // a tree node
+			off, n := binary.LittleEndian.Uint32(hdr[i+33:]), binary.LittleEndian.Uint32(hdr[i+37:])
+			copy(data[off+n/4:off+n/2], bytes.Repeat([]byte("damaged"), int(n)))
+			damaged = true
+		}
+	}
+	if !damaged {
+		t.Fatal("the pack holds no page-tree node")
+	}
+	if err := os.WriteFile(pack, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	last := filepath.Base(pack)
 	w1 := r.cluster.Unit("worker1")
 	for _, args := range [][]string{
 		{"--dry-run"},
@@ -811,7 +841,7 @@ func TestRestoreDamagedRepository(t *testing.T) {
 		if code != exitFailure {
 			t.Fatalf("restore %v: exit %d, want %d\n%s\n%s", args, code, exitFailure, out, errs)
 		}
-		mustContain(t, "stderr", errs, last.String(), "damaged", "check --read-data")
+		mustContain(t, "stderr", errs, last, "damaged", "check --read-data")
 		if args[0] == "--dry-run" || slices.Contains(args, "--compress") {
 			mustContain(t, "stderr", errs, "nothing was uploaded")
 		} else {

@@ -165,7 +165,7 @@ func (a *app) verifySelfRestore(ctx context.Context, sr *selfRestore) (*restoreD
 			return nil, err
 		}
 	}
-	return verifyRestore(ctx, cl, stores[0].Repo, v, sr.Unit)
+	return verifyRestore(ctx, cl, stores[0].Repo, v, sr.Unit, nil)
 }
 
 // printSelfRestore shows the last restore of this machine in `piosnap

@@ -335,6 +335,17 @@ func TestWebEndToEnd(t *testing.T) {
 		t.Errorf("worker1 has %d versions, want 5 (no backup from the refused request)", n)
 	}
 
+	// On a phone (390 CSS pixels wide) no page scrolls sideways.
+	run("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(3)))
+	for _, p := range []string{"/", "/units/worker1", "/units/worker1/restore", "/jobs/1"} {
+		var sw, iw int
+		run("phone "+p, chromedp.Navigate(w.base+p), chromedp.WaitVisible("main", chromedp.ByQuery),
+			chromedp.Evaluate(`document.documentElement.scrollWidth`, &sw), chromedp.Evaluate(`window.innerWidth`, &iw))
+		if iw != 390 || sw > iw {
+			t.Errorf("%s is %d pixels wide on a %d-pixel phone screen, want it to fit 390", p, sw, iw)
+		}
+	}
+
 	// An expired session is refused.
 	time.Sleep(16 * time.Second)
 	run("after the session timeout", chromedp.Navigate(w.base+"/units/worker1"), chromedp.WaitVisible("#password", chromedp.ByID))
@@ -420,5 +431,34 @@ func (c *webClient) getJSON(path string, v any) {
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		c.t.Fatalf("GET %s: %v\n%s", path, err, b)
+	}
+}
+
+// TestDaemonBusy checks that a backup run and a web restore wait for each
+// other, and that waiting ends with the context.
+func TestDaemonBusy(t *testing.T) {
+	d := &daemon{busy: make(chan struct{}, 1)}
+	release, err := d.acquire(context.Background(), func() { t.Error("waited for a free daemon") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	waited := false
+	if _, err := d.acquire(ctx, func() { waited = true }); err != context.DeadlineExceeded || !waited {
+		t.Fatalf("acquire while busy: %v (waited %v), want the context's error after waiting", err, waited)
+	}
+	got := make(chan error, 1)
+	go func() {
+		r, err := d.acquire(context.Background(), nil)
+		if err == nil {
+			r()
+		}
+		got <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	release()
+	if err := <-got; err != nil {
+		t.Fatalf("acquire after release: %v", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/klauspost/compress/gzhttp"
+
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -27,6 +29,9 @@ type Source interface {
 	// Versions returns each configured store's versions, newest first. A
 	// store that cannot be read is returned with Err set.
 	Versions(ctx context.Context) ([]StoreVersions, error)
+	// Notices are lines for the top of the overview, such as the outcome
+	// of a restore of the leader, which its reboot took from the page.
+	Notices(ctx context.Context) []string
 }
 
 // StoreVersions is one store's versions.
@@ -136,6 +141,7 @@ type Server struct {
 	restore  Restorer
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
+	handler  http.Handler // mux, gzip-compressed for clients that accept it
 	sessions *sessions
 	limiter  *limiter
 	jobs     *jobs
@@ -198,6 +204,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/jobs/{id}", s.authed(s.apiJob))
 	m.HandleFunc("POST /api/backup", s.authed(s.apiBackup))
 	s.mux = m
+	// Pages and JSON shrink to a tenth on a phone's Wi-Fi; ZIP downloads
+	// are left alone (gzhttp skips compressed content types).
+	s.handler = gzhttp.GzipHandler(m)
 }
 
 // ServeHTTP implements http.Handler.
@@ -211,7 +220,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "refused: the request comes from another site (Origin does not match)", http.StatusForbidden)
 		return
 	}
-	s.mux.ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 // sameOrigin reports whether a state-changing request's Origin (or, when

@@ -214,6 +214,31 @@ func (b *Backend) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	return f, nil
 }
 
+// GetRange opens length bytes of the object's file from offset.
+func (b *Backend) GetRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	if offset < 0 || length < 0 {
+		return nil, fmt.Errorf("get %s: bad range %d+%d: %w", name, offset, length, fs.ErrInvalid)
+	}
+	rc, err := b.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	f := rc.(*os.File)
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("get: %w", err)
+	}
+	if offset+length > fi.Size() {
+		_ = f.Close()
+		return nil, fmt.Errorf("get %s: range %d+%d runs past the object's %d bytes", name, offset, length, fi.Size())
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, offset, length), f}, nil
+}
+
 // Stat returns the size of the object's file. A directory counts as
 // missing.
 func (b *Backend) Stat(ctx context.Context, name string) (int64, error) {

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Backend) {
 		{"Overwrite", testOverwrite},
 		{"WrongSize", testWrongSize},
 		{"Missing", testMissing},
+		{"GetRange", testGetRange},
 		{"Delete", testDelete},
 		{"List", testList},
 		{"ListStops", testListStops},
@@ -228,6 +229,39 @@ func testMissing(t *testing.T, b store.Backend) {
 	put(t, b, "dir/sub/obj", data(3, 10))
 	wantMissing(t, b, "dir/sub/ob")
 	wantMissing(t, b, "dir/sub/obj2")
+}
+
+func testGetRange(t *testing.T, b store.Backend) {
+	ctx := context.Background()
+	p := data(7, 1<<20+17)
+	put(t, b, "packs/ab/range", p)
+	for _, r := range [][2]int64{{0, 1}, {0, int64(len(p))}, {5, 4096}, {int64(len(p)) - 17, 17}, {1000, 0}} {
+		rc, err := b.GetRange(ctx, "packs/ab/range", r[0], r[1])
+		if err != nil {
+			t.Fatalf("GetRange(%d, %d): %v", r[0], r[1], err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("GetRange(%d, %d): read: %v", r[0], r[1], err)
+		}
+		if !bytes.Equal(got, p[r[0]:r[0]+r[1]]) {
+			t.Errorf("GetRange(%d, %d) returned %d bytes that differ from the object's", r[0], r[1], len(got))
+		}
+	}
+	if rc, err := b.GetRange(ctx, "packs/ab/missing", 0, 10); !errors.Is(err, fs.ErrNotExist) {
+		if err == nil {
+			rc.Close()
+		}
+		t.Errorf("GetRange of a missing object = %v; want an error wrapping fs.ErrNotExist", err)
+	}
+	if rc, err := b.GetRange(ctx, "packs/ab/range", int64(len(p))-5, 10); err == nil {
+		_, err = io.ReadAll(rc)
+		rc.Close()
+		if err == nil {
+			t.Error("GetRange past the end succeeded; want an error")
+		}
+	}
 }
 
 func testDelete(t *testing.T, b store.Backend) {

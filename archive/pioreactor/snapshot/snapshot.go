@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -60,6 +61,9 @@ type Options struct {
 	Now func() time.Time
 	// RunID names the run in logs and the report; empty means a new one.
 	RunID string
+	// Progress, when set, is called with the size of every piece of the
+	// archives read from the cluster as it arrives, for a progress display.
+	Progress func(n int64)
 }
 
 // StoreResult is a host's outcome in one store.
@@ -220,6 +224,11 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 		}
 		r.direct(ctx, unit)
 	}
+	if err := ctx.Err(); err != nil {
+		// Cancelled while the last host was committed: its stores
+		// report the cancellation; the run as a whole was interrupted.
+		return rep, err
+	}
 	slices.SortFunc(rep.Hosts, func(a, b *HostReport) int { return strings.Compare(a.Host, b.Host) })
 	return rep, nil
 }
@@ -242,7 +251,7 @@ func (r *runner) broadcast(ctx context.Context, units []string) ([]string, error
 		return nil, err
 	}
 	defer exp.Body.Close()
-	br := bufio.NewReaderSize(exp.Body, 64<<10)
+	br := bufio.NewReaderSize(r.counted(exp.Body), 64<<10)
 	layout := exp.Layout
 	if layout == pioreactor.LayoutUnknown {
 		layout = detectLayout(br, units)
@@ -267,6 +276,28 @@ func (r *runner) broadcast(ctx context.Context, units []string) ([]string, error
 	return settled, nil
 }
 
+// counted returns body, reporting what is read from it to opts.Progress.
+func (r *runner) counted(body io.Reader) io.Reader {
+	if r.opts.Progress == nil {
+		return body
+	}
+	return &countingReader{r: body, add: r.opts.Progress}
+}
+
+// countingReader passes each read's size to add.
+type countingReader struct {
+	r   io.Reader
+	add func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.add(int64(n))
+	}
+	return n, err
+}
+
 // direct pulls one unit straight from the unit.
 func (r *runner) direct(ctx context.Context, unit string) {
 	start := time.Now()
@@ -278,7 +309,7 @@ func (r *runner) direct(ctx context.Context, unit string) {
 		return
 	}
 	defer exp.Body.Close()
-	hosts, err := ingest.Read(ctx, bufio.NewReaderSize(exp.Body, 64<<10), r.w, ingest.Options{Layout: ingest.Single, Host: unit, Limits: r.opts.Limits})
+	hosts, err := ingest.Read(ctx, bufio.NewReaderSize(r.counted(exp.Body), 64<<10), r.w, ingest.Options{Layout: ingest.Single, Host: unit, Limits: r.opts.Limits})
 	if err != nil {
 		r.fail(hr, fmt.Errorf("archive from %s: %w", unit, err))
 		return
@@ -288,6 +319,7 @@ func (r *runner) direct(ctx context.Context, unit string) {
 		return
 	}
 	hr.AppVersion = hosts[0].AppVersion
+	hr.Duration = time.Since(start) // for the log; the deferred update adds the commit
 	r.finish(ctx, hosts[0], hr)
 }
 
@@ -328,7 +360,7 @@ func CommitHost(ctx context.Context, p *store.Pending, v store.Version, hr *Host
 			log.Error("store did not receive host", "host", hr.Host, "store", sr.Store, "err", res.Err)
 		} else {
 			sr.VersionID = res.Version.ID
-			log.Info("stored", "host", hr.Host, "store", sr.Store, "version", res.Version.ShortID(), "new_bytes", res.Stored, "size", hr.Size)
+			log.Info("stored", "host", hr.Host, "store", sr.Store, "version", res.Version.ShortID(), "new_bytes", res.Stored, "size", hr.Size, "took", hr.Duration.Round(time.Millisecond))
 		}
 		hr.Stores = append(hr.Stores, sr)
 	}
