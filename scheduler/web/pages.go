@@ -235,9 +235,8 @@ func (s *Server) restorePage(w http.ResponseWriter, r *http.Request, sess *sessi
 		}
 	}
 	s.render(w, http.StatusOK, "restore", map[string]any{
-		"Picked": picked,
-		"Title": "Restore " + unit, "CSRF": sess.csrf, "Unit": unit, "Days": days,
-		"Version": r.URL.Query().Get("version"), "Store": r.URL.Query().Get("store"),
+		"Title": "Restore " + unit, "CSRF": sess.csrf, "Unit": unit, "Days": days, "Picked": picked,
+		"Version": version, "Store": r.URL.Query().Get("store"),
 		"Today": s.now().In(s.cfg.Zone).Format("2006-01-02"), "Oldest": hv[len(hv)-1].v.Time.In(s.cfg.Zone).Format("2006-01-02"),
 		"Running": s.jobs.running(),
 	})
