@@ -178,7 +178,7 @@ func (r *Repository) WriteZipWith(ctx context.Context, w io.Writer, v *Version, 
 func writeZip(ctx context.Context, w io.Writer, v *Version, open func(*Entry) io.Reader) error {
 	zw := zip.NewWriter(w)
 	zw.RegisterCompressor(zip.Deflate, func(out io.Writer) (io.WriteCloser, error) {
-		return flate.NewWriter(out, flate.BestSpeed)
+		return newParallelDeflater(out, flate.BestSpeed), nil
 	})
 	for i := range v.Entries {
 		e := &v.Entries[i]

@@ -254,6 +254,11 @@ func TestRestoreTo(t *testing.T) {
 	if len(res.Kept) != 1 || !strings.HasPrefix(res.Kept[0], real+".pre-restore-") {
 		t.Errorf("kept = %v", res.Kept)
 	}
+	// A path that is a symbolic link is refused with the fix.
+	f.src.Paths = []string{link}
+	if _, _, err := f.take(); err == nil || !strings.Contains(err.Error(), "list "+real+" in paths") {
+		t.Errorf("backup of a linked path: %v", err)
+	}
 	if _, _, err := f.restore(dir.RestoreOptions{Version: v, DBOnly: true}); err == nil || !strings.Contains(err.Error(), "no database") {
 		t.Errorf("--db-only without a dump: %v", err)
 	}

@@ -362,7 +362,7 @@ func (hs *hostState) finish(ctx context.Context, opts Options, central []archive
 		hs.Name = meta.Name
 		hs.Pending.SetHost(meta.Name)
 	case meta.Name != "" && meta.Name != hs.Name:
-		hs.reject(ctx, MetadataName, fmt.Errorf("metadata names unit %q but the archive is for %s: Pioreactor's import would refuse it", meta.Name, hs.Name))
+		hs.reject(ctx, MetadataName, fmt.Errorf("metadata names unit %q but the archive is for %s: Pioreactor's import would refuse it; if %s's archive was pulled from its own address, that address probably reaches %s: check it (piosnap's [pioreactor.addresses])", meta.Name, hs.Name, hs.Name, meta.Name))
 		return
 	}
 	mode := hs.metaHdr.Mode.Perm()

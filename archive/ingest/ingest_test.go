@@ -162,7 +162,7 @@ func TestRejections(t *testing.T) {
 		{"metadata other host", Aggregate, "", []member{{name: "w1/" + MetadataName, body: meta("w9")}, {name: "w2/a", body: "ok"}}, "w1", `names unit "w9"`},
 		{"metadata not json", Aggregate, "", []member{{name: "w1/" + MetadataName, body: "{"}, {name: "w2/a", body: "ok"}}, "w1", "not valid JSON"},
 		{"single without metadata", Single, "", []member{{name: "a", body: "x"}}, "", "does not say which unit"},
-		{"single wrong host", Single, "w1", []member{{name: "a", body: "x"}, {name: MetadataName, body: meta("w2")}}, "w1", `names unit "w2"`},
+		{"single wrong host", Single, "w1", []member{{name: "a", body: "x"}, {name: MetadataName, body: meta("w2")}}, "w1", `names unit "w2" but the archive is for w1: Pioreactor's import would refuse it; if w1's archive was pulled from its own address, that address probably reaches w2`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

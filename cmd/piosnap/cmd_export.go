@@ -227,18 +227,27 @@ func cmdImport(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	stores, err := a.openStores(ctx, storeNames...)
+	all, err := a.openStoresForBackup(ctx, storeNames...)
 	if err != nil {
 		return err
 	}
-	unlock, err := a.lockAll(ctx, stores, "import")
+	unlock, err := a.lockForBackup(ctx, all, "import")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	repos := make([]*store.Repository, len(stores))
-	for i, s := range stores {
-		repos[i] = s.Repo
+	// A store that cannot be opened or locked is reported; the others
+	// receive the version.
+	var stores []snapshot.Store
+	var repos []*store.Repository
+	var errs []error
+	for _, s := range all {
+		if s.Repo == nil {
+			errs = append(errs, fmt.Errorf("store %q: %w", s.Name, s.Err))
+			continue
+		}
+		stores = append(stores, s)
+		repos = append(repos, s.Repo)
 	}
 	w, err := store.NewWriter(ctx, repos...)
 	if err != nil {
@@ -262,7 +271,6 @@ func cmdImport(ctx context.Context, a *app, args []string) error {
 		Time: t, Zone: a.cfg.ZoneName(), Kind: store.KindImport, Source: "pioreactor",
 		AppVersion: h.AppVersion, Metadata: h.MetadataJSON(), Note: "imported from " + filepath.Base(pos[0]),
 	})
-	var errs []error
 	for i, r := range res {
 		if r.Err != nil {
 			errs = append(errs, fmt.Errorf("store %q: %w", stores[i].Name, r.Err))
@@ -271,7 +279,7 @@ func cmdImport(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.env.Stdout, "imported %s as version %s of %s at %s into store %s (new %s)\n",
 			pos[0], r.Version.ShortID(), h.Name, t.In(a.cfg.Location()).Format(time.RFC3339), stores[i].Name, humanBytes(r.Stored))
 	}
-	if len(errs) == len(res) {
+	if len(errs) == len(all) {
 		return errors.Join(errs...)
 	}
 	if len(errs) > 0 {

@@ -41,7 +41,7 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (required when standard input is not a terminal)")
 	fs.BoolVar(&o.noSafety, "no-safety-snapshot", false, "do not snapshot the unit's current state first (no way back)")
 	fs.BoolVar(&o.noWait, "no-wait", false, "stop once the unit has accepted the upload; do not wait for the reboot or verify")
-	fs.BoolVar(&o.compress, "compress", false, "send the archive DEFLATE-compressed (about 4 times smaller for a database) instead of STORED: for a slow link or a unit short of RAM; compresses it twice")
+	fs.BoolVar(&o.compress, "compress", false, "send the archive DEFLATE-compressed (about 4 times smaller for a database) instead of STORED: for a slow link or a unit short of RAM; it is compressed first into a temporary file in $TMPDIR")
 	fs.StringVar(&o.storeName, "store", "", "read from this store (default: the first that has the version)")
 	fs.DurationVar(&o.lockWait, "lock-wait", 10*time.Minute, "how long to wait for an import already running on the unit")
 	pos, err := parseFlags(fs, args)
@@ -114,6 +114,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if err != nil {
 		return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 	}
+	defer src.close()
 	size := src.size()
 	if o.dryRun || o.compress {
 		start := time.Now()

@@ -64,6 +64,11 @@ func (s repoState) Newest(ctx context.Context) (map[string]time.Time, error) {
 			}
 		}
 	}
+	for _, src := range a.cfg.Sources {
+		if _, ok := newest[src.Name]; !ok {
+			newest[src.Name] = time.Time{} // a source just added is due at once
+		}
+	}
 	return newest, nil
 }
 

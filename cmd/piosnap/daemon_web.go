@@ -172,6 +172,22 @@ func (w *daemonWeb) StatusJSON(ctx context.Context) ([]byte, error) {
 	return json.Marshal(rep)
 }
 
+// Notices implements web.Source: the last restore of this machine, which
+// the page that started it lost in the reboot.
+func (w *daemonWeb) Notices(context.Context) []string {
+	a := w.d.runApp()
+	sr, err := readSelfRestore(a.cfg.StateDir)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var b strings.Builder
+	printSelfRestore(&b, sr, a.cfg.Location())
+	if s := strings.TrimSpace(b.String()); s != "" {
+		return []string{s}
+	}
+	return nil
+}
+
 // ListJSON implements web.Source: `piosnap list --json [--host H]`.
 func (w *daemonWeb) ListJSON(ctx context.Context, host string) ([]byte, error) {
 	vs, err := w.Versions(ctx)

@@ -3,6 +3,9 @@ package main
 import (
 	"archive/zip"
 	"bytes"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,5 +95,36 @@ func TestImportRefusesClusterArchive(t *testing.T) {
 	}
 	if vs := cliVersions(t, cfg); len(vs) != 0 {
 		t.Errorf("%d versions stored", len(vs))
+	}
+}
+
+// import, like backup, stores into the stores it can write when another
+// is unavailable, and exits 3.
+func TestImportWithAnUnavailableStore(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "unmounted")
+	c, cfg := cliCluster(t, []string{"worker1"}, fmt.Sprintf("\n[[store]]\nname = \"usb\"\npath = %q\n", missing))
+	if code, _, errs := cliRun(t, cfg, "init", "--store", "local"); code != 0 {
+		t.Fatalf("init: %s", errs)
+	}
+	zipPath := filepath.Join(t.TempDir(), "worker1_dot_pioreactor.zip")
+	resp, err := http.Get(c.Unit("worker1").URL() + "/unit_api/zipped_dot_pioreactor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("export from the simulated unit: %v %s", err, resp.Status)
+	}
+	if err := os.WriteFile(zipPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cliRun(t, cfg, "import", "--host", "worker1", zipPath)
+	if code != exitPartial || !strings.Contains(out, "into store local") || !strings.Contains(errs, `store "usb"`) {
+		t.Errorf("import with the usb store unavailable: exit %d\n%s%s", code, out, errs)
+	}
+	if vs := cliVersions(t, cfg, "--store", "local"); len(vs) != 1 {
+		t.Errorf("local store has %d versions, want 1", len(vs))
 	}
 }

@@ -24,8 +24,9 @@ import (
 
 // BenchmarkRestoreLeaderDB restores the leader of a simulated cluster whose
 // database is $PIOSNAP_BENCH_DB_MIB MiB (default 1024) and compares, pair by
-// pair in turn, piosnap's upload (restore --no-wait --no-safety-snapshot)
-// with `curl -F archive=@file.zip` to the same leader endpoint of the unit's
+// pair in turn, piosnap's upload (restore --no-wait --no-safety-snapshot,
+// with the default STORED archive and with --compress) with
+// `curl -F archive=@file.zip` to the same leader endpoint of the unit's
 // own export (leader.zip, DEFLATE level 6, as a user would send it) and of
 // the STORED archive piosnap sends (`export --stored`). Then it times
 // $PIOSNAP_BENCH_FULL (default 1) full default restores (safety snapshot,
@@ -152,7 +153,7 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 	}
 
 	uploadRE := regexp.MustCompile(`uploaded .* in (\S+) \(`)
-	var restoreTimes, uploadTimes, curlTimes, curlStoredTimes []time.Duration
+	var restoreTimes, uploadTimes, compressTimes, curlTimes, curlStoredTimes []time.Duration
 	var peakHeap, peakRSS uint64
 	b.ResetTimer()
 	for range b.N {
@@ -173,6 +174,10 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 		}
 		d, _ := time.ParseDuration(m[1])
 		uploadTimes = append(uploadTimes, d)
+		settle()
+		start = time.Now()
+		run("restore", "--host", "leader1", "--yes", "--no-safety-snapshot", "--no-wait", "--compress")
+		compressTimes = append(compressTimes, time.Since(start))
 		settle()
 		curlTimes = append(curlTimes, curlUpload(zipPath))
 		curlStoredTimes = append(curlStoredTimes, curlUpload(storedPath))
@@ -203,6 +208,7 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 	b.ReportMetric(float64(storedSize)/(1<<20), "stored.zip-MiB")
 	b.ReportMetric(med(restoreTimes), "restore-s")
 	b.ReportMetric(med(uploadTimes), "upload-s")
+	b.ReportMetric(med(compressTimes), "restore-compress-s")
 	b.ReportMetric(med(curlTimes), "curl-s")
 	b.ReportMetric(med(curlStoredTimes), "curl-stored-s")
 	b.ReportMetric(med(restoreTimes)/med(curlTimes), "restore/curl")

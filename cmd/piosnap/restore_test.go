@@ -726,6 +726,7 @@ func TestZipSourceReplace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer src.close()
 		size := src.size()
 		var out1, out2 bytes.Buffer
 		for _, out := range []*bytes.Buffer{&out1, &out2} {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -69,40 +70,59 @@ func checkRestorable(ctx context.Context, repo *store.Repository, v *store.Versi
 // archive's exact length is known from the manifest before anything is
 // read, and it is produced in one pass as it is sent (see store.StoredZip).
 // A DEFLATE archive (--compress) is about a quarter of the size for a
-// database, but its length is only known after compressing it once.
+// database; its length is only known once it is compressed, so it is
+// compressed once into an unlinked temporary file, which is then sent.
 type zipSource struct {
 	write  func(ctx context.Context, w io.Writer) error
 	length int64
 	// checked is set when producing the length already read and verified
 	// every chunk.
 	checked bool
+	// close releases the temporary file, if any.
+	close func() error
 }
 
-// newZipSource lays out the archive; with deflate, it compresses it once
-// without keeping it to learn its length, reading and verifying every chunk.
+// newZipSource lays out the archive; with deflate, it writes the archive to
+// a temporary file in $TMPDIR, reading and verifying every chunk. Call close
+// when done.
 func newZipSource(ctx context.Context, repo *store.Repository, v *store.Version, replace map[string][]byte, deflate bool) (zipSource, error) {
-	if deflate {
-		z := zipSource{write: func(ctx context.Context, w io.Writer) error {
-			return repo.WriteZipWith(ctx, w, v, replace)
-		}, checked: true}
-		var c byteCounter
-		if err := z.write(ctx, &c); err != nil {
+	if !deflate {
+		sz, err := repo.StoredZip(v, replace)
+		if err != nil {
 			return zipSource{}, err
 		}
-		z.length = c.n
-		return z, nil
+		return zipSource{write: sz.WriteTo, length: sz.Size(), close: func() error { return nil }}, nil
 	}
-	sz, err := repo.StoredZip(v, replace)
+	f, err := os.CreateTemp("", "piosnap-restore-*.zip")
 	if err != nil {
+		return zipSource{}, fmt.Errorf("temporary file for the compressed archive: %w", err)
+	}
+	// Unlinked at once: the space is freed when the file is closed, even if
+	// piosnap is killed.
+	os.Remove(f.Name())
+	bw := bufio.NewWriterSize(f, 1<<20)
+	err = repo.WriteZipWith(ctx, bw, v, replace)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		f.Close()
 		return zipSource{}, err
 	}
-	return zipSource{write: sz.WriteTo, length: sz.Size()}, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return zipSource{}, err
+	}
+	length := st.Size()
+	return zipSource{
+		write: func(ctx context.Context, w io.Writer) error {
+			_, err := io.Copy(w, store.ContextReader(ctx, io.NewSectionReader(f, 0, length)))
+			return err
+		},
+		length: length, checked: true, close: f.Close,
+	}, nil
 }
-
-// byteCounter counts the bytes written to it.
-type byteCounter struct{ n int64 }
-
-func (c *byteCounter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 // size returns the archive's exact length.
 func (z zipSource) size() int64 { return z.length }

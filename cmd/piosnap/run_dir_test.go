@@ -18,9 +18,28 @@ func TestRunDaemonDirSource(t *testing.T) {
 		f := newDaemonFixture(t)
 		root := filepath.Join(f.dir, "cells")
 		layoutDir(t, root)
-		f.writeConfig(t, f.config("", "keep_last = 3")+dirConfig(root))
+		// First without the source: the cluster is backed up.
+		f.writeConfig(t, f.config("", "keep_last = 3"))
 		cmd, _ := f.start(t, bin)
 		waitFor(t, 45*time.Second, "the first run", func() bool {
+			sf := f.status(t)
+			return sf != nil && sf.LastRun != nil && !sf.Running
+		})
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		waitExit(t, cmd, 20*time.Second)
+		// A source added to the configuration is due at once, although
+		// the cluster's versions are from the current slot.
+		f.writeConfig(t, f.config("", "keep_last = 3")+dirConfig(root))
+		cmd, _ = f.start(t, bin)
+		waitFor(t, 45*time.Second, "a run for the new source", func() bool {
+			for _, v := range f.versions(t) {
+				if v.Host == "cells" {
+					return true
+				}
+			}
+			return false
+		})
+		waitFor(t, 20*time.Second, "the run to finish", func() bool {
 			sf := f.status(t)
 			return sf != nil && sf.LastRun != nil && !sf.Running
 		})

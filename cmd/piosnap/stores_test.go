@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // mountFS mounts a file system on dir for the test (tmpfs of the given
@@ -284,4 +286,53 @@ func TestConfigCheckWarnsAboutOpenCredentials(t *testing.T) {
 	if code, out, errs := cliRun(t, cfg, "config", "check"); code != exitOK || strings.Contains(out, "credentials") {
 		t.Errorf("config check with a 0600 credentials file: exit %d\n%s%s", code, out, errs)
 	}
+}
+
+// BenchmarkS3DeadStore times a 3-host backup into a local and an S3 store:
+// healthy, with MinIO stopped in the middle of the upload, and with MinIO
+// down from the start; then `list` with MinIO down. Each store starts empty,
+// so the whole cluster is uploaded. The database is 48 MiB unless
+// $PIOSNAP_BENCH_DB_MIB says otherwise.
+//
+//	go test ./cmd/piosnap -run '^$' -bench S3DeadStore -benchtime 1x
+func BenchmarkS3DeadStore(b *testing.B) {
+	h := newS3Harness(b, benchDBSize(b, 48), "worker1", "worker2")
+	var healthy, midRun, atStart, list time.Duration
+	for i := 0; i < b.N; i++ {
+		h.minio.Start()
+		cfg := h.config(fmt.Sprintf("ok%d", i), h.localStore(fmt.Sprintf("ok%d", i)), h.s3Store("offsite", "dead", fmt.Sprintf("ok%d", i)))
+		h.mustMain(cfg, "init", "--create-bucket")
+		start := time.Now()
+		h.mustMain(cfg, "backup")
+		healthy += time.Since(start)
+
+		cfg = h.config(fmt.Sprintf("dead%d", i), h.localStore(fmt.Sprintf("dead%d", i)), h.s3Store("offsite", "dead", fmt.Sprintf("dead%d", i)))
+		h.mustMain(cfg, "init", "--create-bucket")
+		var out, errOut s3Output
+		done := make(chan int, 1)
+		start = time.Now()
+		go func() { done <- h.mainTo(context.Background(), &out, &errOut, cfg, "backup") }()
+		h.uploading(h.bucket("dead", fmt.Sprintf("dead%d", i)), done, 2<<20)
+		h.minio.Stop()
+		if code := <-done; code != exitPartial {
+			b.Fatalf("backup with MinIO stopped mid-run: exit %d\n%s", code, out.String())
+		}
+		midRun += time.Since(start)
+
+		start = time.Now()
+		if code, out, _ := h.main(context.Background(), cfg, "backup"); code != exitPartial {
+			b.Fatalf("backup with MinIO down: exit %d\n%s", code, out)
+		}
+		atStart += time.Since(start)
+		start = time.Now()
+		if code, out, _ := h.main(context.Background(), cfg, "list"); code != exitPartial {
+			b.Fatalf("list with MinIO down: exit %d\n%s", code, out)
+		}
+		list += time.Since(start)
+	}
+	n := float64(b.N)
+	b.ReportMetric(healthy.Seconds()/n, "healthy-s")
+	b.ReportMetric(midRun.Seconds()/n, "stopped-mid-run-s")
+	b.ReportMetric(atStart.Seconds()/n, "down-at-start-s")
+	b.ReportMetric(list.Seconds()/n, "list-down-s")
 }

@@ -335,6 +335,17 @@ func TestWebEndToEnd(t *testing.T) {
 		t.Errorf("worker1 has %d versions, want 5 (no backup from the refused request)", n)
 	}
 
+	// On a phone (390 CSS pixels wide) no page scrolls sideways.
+	run("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(3)))
+	for _, p := range []string{"/", "/units/worker1", "/units/worker1/restore", "/jobs/1"} {
+		var sw, iw int
+		run("phone "+p, chromedp.Navigate(w.base+p), chromedp.WaitVisible("main", chromedp.ByQuery),
+			chromedp.Evaluate(`document.documentElement.scrollWidth`, &sw), chromedp.Evaluate(`window.innerWidth`, &iw))
+		if iw != 390 || sw > iw {
+			t.Errorf("%s is %d pixels wide on a %d-pixel phone screen, want it to fit 390", p, sw, iw)
+		}
+	}
+
 	// An expired session is refused.
 	time.Sleep(16 * time.Second)
 	run("after the session timeout", chromedp.Navigate(w.base+"/units/worker1"), chromedp.WaitVisible("#password", chromedp.ByID))

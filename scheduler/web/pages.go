@@ -108,6 +108,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess *session)
 	}
 	s.render(w, http.StatusOK, "overview", map[string]any{
 		"Title": "Overview", "CSRF": sess.csrf, "O": buildOverview(st, vs), "Running": s.jobs.running(), "Jobs": s.jobs.list(),
+		"Notices": s.src.Notices(ctx),
 	})
 }
 
@@ -224,10 +225,18 @@ func (s *Server) restorePage(w http.ResponseWriter, r *http.Request, sess *sessi
 		s.renderError(w, http.StatusNotFound, sess, "No such unit", fmt.Sprintf("There are no versions of %q in any store.", unit))
 		return
 	}
-	days, _ := unitVersions(hv, s.cfg.Zone, 0, 30)
+	const listed = 30
+	days, _ := unitVersions(hv, s.cfg.Zone, 0, listed)
+	var picked *versionRow // a version older than the list, picked on the unit's page
+	version := r.URL.Query().Get("version")
+	for i, sv := range hv {
+		if sv.v.ID == version && i >= listed {
+			picked = &versionRow{ID: sv.v.ID, Short: sv.v.ShortID(), Time: sv.v.Time, Kind: sv.v.Kind, Size: sv.v.Size}
+		}
+	}
 	s.render(w, http.StatusOK, "restore", map[string]any{
-		"Title": "Restore " + unit, "CSRF": sess.csrf, "Unit": unit, "Days": days,
-		"Version": r.URL.Query().Get("version"), "Store": r.URL.Query().Get("store"),
+		"Title": "Restore " + unit, "CSRF": sess.csrf, "Unit": unit, "Days": days, "Picked": picked,
+		"Version": version, "Store": r.URL.Query().Get("store"),
 		"Today": s.now().In(s.cfg.Zone).Format("2006-01-02"), "Oldest": hv[len(hv)-1].v.Time.In(s.cfg.Zone).Format("2006-01-02"),
 		"Running": s.jobs.running(),
 	})

@@ -29,6 +29,9 @@ type Source interface {
 	// Versions returns each configured store's versions, newest first. A
 	// store that cannot be read is returned with Err set.
 	Versions(ctx context.Context) ([]StoreVersions, error)
+	// Notices are lines for the top of the overview, such as the outcome
+	// of a restore of the leader, which its reboot took from the page.
+	Notices(ctx context.Context) []string
 }
 
 // StoreVersions is one store's versions.

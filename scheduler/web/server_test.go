@@ -34,6 +34,10 @@ type testSource struct {
 
 func (s *testSource) StatusJSON(context.Context) ([]byte, error) { return s.status, nil }
 
+func (s *testSource) Notices(context.Context) []string {
+	return []string{"restore of this machine (leader1) to version 91d0f3c7: restored and verified"}
+}
+
 func (s *testSource) ListJSON(ctx context.Context, host string) ([]byte, error) {
 	vs, err := s.repo.Versions(ctx)
 	if err != nil {
@@ -472,6 +476,7 @@ func TestOverviewFlags(t *testing.T) {
 		"failing: the last run could not back it up: worker2 unreachable at worker2.local:80",
 		"Back up now",
 		"2026-05-04 01:00 UTC",
+		"restore of this machine (leader1) to version 91d0f3c7: restored and verified",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("overview lacks %q", want)
@@ -602,5 +607,48 @@ func TestWritePasswordFile(t *testing.T) {
 	}
 	if _, err := checkPassword(filepath.Join(dir, "none"), testPassword); !errors.Is(err, errNoPassword) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestRestorePageOffersAnOldVersion(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	w, err := store.NewWriter(ctx, r.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	start := time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)
+	for d := range 40 {
+		p := w.Begin("worker1")
+		if _, err := p.Add(ctx, "config.ini", 0o644, start, strings.NewReader(fmt.Sprintf("[day]\nn = %d\n", d))); err != nil {
+			t.Fatal(err)
+		}
+		res := p.Commit(ctx, store.Version{Time: start.AddDate(0, 0, d), Zone: "UTC", Kind: store.KindBackup, Source: "pioreactor"})
+		if res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+		ids = append(ids, res[0].Version.ID)
+	}
+	c, _ := r.loggedIn()
+	for _, tc := range []struct {
+		name, id string
+	}{{"newest", ids[39]}, {"oldest", ids[0]}} {
+		resp, err := c.Get(r.ts.URL + "/units/worker1/restore?store=local&version=" + tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := body(t, resp)
+		if n := strings.Count(page, `value="`+tc.id+`" selected`); n != 1 {
+			t.Errorf("%s version: selected %d times on the restore page", tc.name, n)
+		}
+	}
+	resp, err := c.Get(r.ts.URL + "/units/worker1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := body(t, resp)
+	if !strings.Contains(page, "40 versions") || !strings.Contains(page, "1 changed") || !strings.Contains(page, "first version") {
+		t.Errorf("unit page:\n%s", page)
 	}
 }
