@@ -313,11 +313,11 @@ func TestDumpFailureLeavesNoVersion(t *testing.T) {
 func TestHangingHookTimesOut(t *testing.T) {
 	f := newFixture(t, false)
 	marker := filepath.Join(t.TempDir(), "started")
-	f.src.Stop = hooks.Hook{Name: "stop", Argv: []string{"sh", "-c", "echo stopping; sleep 60"}, Timeout: 500 * time.Millisecond}
+	f.src.Stop = hooks.Hook{Name: "stop", Argv: []string{"sh", "-c", "echo stopping; sleep 60"}, Timeout: 2 * time.Second}
 	f.src.Start = hooks.Hook{Name: "start", Argv: []string{"touch", marker}, Timeout: time.Second}
 	start := time.Now()
 	_, _, err := f.take()
-	if !errors.Is(err, hooks.ErrTimeout) || !strings.Contains(err.Error(), "did not finish within 500ms") || !strings.Contains(err.Error(), "stopping") {
+	if !errors.Is(err, hooks.ErrTimeout) || !strings.Contains(err.Error(), "did not finish within 2s") || !strings.Contains(err.Error(), "stopping") {
 		t.Fatalf("err = %v", err)
 	}
 	if el := time.Since(start); el > 10*time.Second {

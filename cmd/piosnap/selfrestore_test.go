@@ -123,3 +123,21 @@ func TestSelfRestoreVerifiedInProcess(t *testing.T) {
 		t.Errorf("restoring a worker saved %s: %v", selfRestoreFileName, err)
 	}
 }
+
+// TestSelfRestoreImportFails: when the leader's import fails, the leader
+// kept its files, and nothing is left for the daemon to verify.
+func TestSelfRestoreImportFails(t *testing.T) {
+	f := newDaemonFixture(t)
+	f.writeConfig(t, f.config("", "keep_last = 5"))
+	if code, _, errs := runMain(t, "-c", f.cfgPath, "backup"); code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, errs)
+	}
+	f.cluster.Unit("leader1").FailNextImport("disk full")
+	code, out, errs := runMain(t, "-c", f.cfgPath, "restore", "--host", "leader1", "--yes")
+	if code == 0 {
+		t.Fatalf("restore with a failing import: exit 0\n%s\n%s", out, errs)
+	}
+	if sr, err := readSelfRestore(f.stateDir); err != nil || sr != nil {
+		t.Errorf("after a failed import, %s holds %+v (%v); want none", selfRestoreFileName, sr, err)
+	}
+}
