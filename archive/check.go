@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -17,10 +18,15 @@ const MetadataName = "pioreactor_export_metadata.json"
 
 // CheckName reports why an entry name is unsafe to extract, as an
 // [*EntryError] wrapping [ErrUnsafe], or nil if it is safe. A name is unsafe
-// if it is empty, is not valid UTF-8, holds a NUL or other control character
-// or a backslash, is absolute, starts with a drive letter ("C:"), or has an
-// empty ("a//b"), "." or ".." element. A single trailing "/" marks a
-// directory and is allowed.
+// if it is empty, is not valid UTF-8, holds a NUL or other control character,
+// is absolute, starts with a drive letter ("C:"), or has an empty ("a//b"),
+// "." or ".." element. A single trailing "/" marks a directory and is allowed.
+//
+// A backslash is an ordinary character of a Linux file name, and Pioreactor's
+// import (Python's zipfile on Linux) extracts it as such, so "a\b.yaml" is
+// allowed. Only where a backslash would make the name start at the root or
+// climb out once read as a Windows separator ("\x", "..\x", "a\..\..\b") is
+// the name refused.
 func CheckName(name string) error {
 	reason := nameProblem(name)
 	if reason == "" {
@@ -43,8 +49,6 @@ func nameProblem(name string) string {
 		}
 	}
 	switch {
-	case strings.Contains(name, `\`):
-		return `backslash in name (a Windows path separator)`
 	case name[0] == '/':
 		return "absolute path"
 	case len(name) >= 2 && name[1] == ':' && isLetter(name[0]):
@@ -61,8 +65,14 @@ func nameProblem(name string) string {
 			return `empty path element ("//")`
 		}
 	}
+	if strings.Contains(name, `\`) && (name[0] == '\\' || slices.Contains(strings.FieldsFunc(name, isSeparator), "..")) {
+		return `backslash path that starts at the root or climbs out when read with Windows separators`
+	}
 	return ""
 }
+
+// isSeparator reports whether r separates path elements on Linux or Windows.
+func isSeparator(r rune) bool { return r == '/' || r == '\\' }
 
 func isLetter(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'

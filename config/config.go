@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -41,7 +42,7 @@ type Config struct {
 	// StateDir holds the daemon's status file.
 	StateDir string `toml:"state_dir"`
 	// LockWait is how long a command waits for another piosnap to release a
-	// repository before giving up.
+	// repository before giving up; zero means it does not wait.
 	LockWait Duration `toml:"lock_wait"`
 
 	Pioreactor Pioreactor `toml:"pioreactor"`
@@ -50,8 +51,12 @@ type Config struct {
 	Status     Status     `toml:"status"`
 	Metrics    Metrics    `toml:"metrics"`
 	Notify     Notify     `toml:"notify"`
+	Web        Web        `toml:"web"`
+	// Sources are further things to back up, e.g. a Pydio Cells server.
+	Sources []Source `toml:"source"`
 
-	location *time.Location
+	location      *time.Location
+	pioreactorSet bool
 }
 
 // Pioreactor says how to reach the cluster.
@@ -154,6 +159,21 @@ func (m Metrics) Loopback() bool {
 	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
+// Web configures the daemon's optional web application.
+type Web struct {
+	// Listen is host:port, e.g. "0.0.0.0:9473" for the lab's network;
+	// empty is off.
+	Listen string `toml:"listen"`
+	// PasswordFile holds the login password's bcrypt hash, written by
+	// `piosnap web passwd`; default state_dir/web.password.
+	PasswordFile string `toml:"password_file"`
+	// PublicStatus serves a read-only freshness page at /status without a
+	// login.
+	PublicStatus bool `toml:"public_status"`
+	// SessionTimeout ends a login session that has been idle this long.
+	SessionTimeout Duration `toml:"session_timeout"`
+}
+
 // Notify configures optional pings.
 type Notify struct {
 	// Healthchecks is a healthchecks.io-style ping URL.
@@ -212,7 +232,8 @@ func Parse(text string) (*Config, error) {
 		sort.Strings(keys)
 		return nil, fmt.Errorf("unknown key %s: check its spelling against piosnap.example.toml (`piosnap config example`)", strings.Join(keys, ", "))
 	}
-	c.applyDefaults()
+	c.pioreactorSet = md.IsDefined("pioreactor")
+	c.applyDefaults(md)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -223,17 +244,21 @@ func Parse(text string) (*Config, error) {
 const (
 	DefaultSchedule = "@daily"
 	DefaultPull     = "broadcast"
+	DefaultLockWait = 10 * time.Minute
 )
 
-func (c *Config) applyDefaults() {
+// applyDefaults fills in the fields left out. md tells a field left out
+// from one set to zero where zero means something (lock_wait = "0s": do not
+// wait).
+func (c *Config) applyDefaults(md toml.MetaData) {
 	if c.Schedule == "" {
 		c.Schedule = DefaultSchedule
 	}
 	if c.StateDir == "" {
 		c.StateDir = "/var/lib/piosnap"
 	}
-	if c.LockWait.Duration == 0 {
-		c.LockWait.Duration = 10 * time.Minute
+	if !md.IsDefined("lock_wait") {
+		c.LockWait.Duration = DefaultLockWait
 	}
 	p := &c.Pioreactor
 	if p.Leader == "" {
@@ -266,9 +291,16 @@ func (c *Config) applyDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.Web.PasswordFile == "" {
+		c.Web.PasswordFile = filepath.Join(c.StateDir, "web.password")
+	}
+	if c.Web.SessionTimeout.Duration == 0 {
+		c.Web.SessionTimeout.Duration = 12 * time.Hour
+	}
 	if c.Status.StaleAfter.Duration == 0 {
 		c.Status.StaleAfter.Duration = 36 * time.Hour
 	}
+	c.applySourceDefaults()
 }
 
 var storeName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -337,6 +369,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %w", field, err)
 		}
 	}
+	if err := c.validateSources(); err != nil {
+		return err
+	}
 	switch c.Log.Format {
 	case "auto", "text", "json":
 	default:
@@ -352,6 +387,11 @@ func (c *Config) Validate() error {
 		}
 		if !c.Metrics.AllowRemote && !c.Metrics.Loopback() {
 			return fmt.Errorf("metrics.listen = %q: the metrics endpoint has no authentication, so it listens on loopback only (127.0.0.1 or ::1); for a Prometheus on another machine, set allow_remote = true under [metrics] (anyone who can reach %s can then read the metrics)", c.Metrics.Listen, host)
+		}
+	}
+	if c.Web.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Web.Listen); err != nil || port == "" {
+			return fmt.Errorf("web.listen = %q: want host:port, e.g. \"0.0.0.0:9473\" for the lab network or \"127.0.0.1:9473\" for this machine only", c.Web.Listen)
 		}
 	}
 	for field, u := range map[string]string{"notify.healthchecks_url": c.Notify.Healthchecks, "notify.webhook_url": c.Notify.Webhook} {

@@ -35,6 +35,32 @@ path = "/tmp/x"`)
 		c.Pioreactor.Timeout.Duration != time.Minute || !c.Stores[0].Retention.ForgetAfterBackup() {
 		t.Errorf("defaults not applied: %+v", c)
 	}
+	if c.Web.Listen != "" || c.Web.PasswordFile != "/var/lib/piosnap/web.password" || c.Web.SessionTimeout.Duration != 12*time.Hour || c.Web.PublicStatus {
+		t.Errorf("web defaults not applied: %+v", c.Web)
+	}
+}
+
+// lock_wait = "0s" means "do not wait"; only a missing lock_wait takes the
+// default.
+func TestLockWait(t *testing.T) {
+	tests := []struct {
+		line string
+		want time.Duration
+	}{
+		{"", DefaultLockWait},
+		{`lock_wait = "0s"`, 0},
+		{`lock_wait = "1ms"`, time.Millisecond},
+		{`lock_wait = "1500ms"`, 1500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		c, err := Parse(tt.line + "\n[[store]]\npath = \"/tmp/x\"\n")
+		if err != nil {
+			t.Fatalf("%q: %v", tt.line, err)
+		}
+		if c.LockWait.Duration != tt.want {
+			t.Errorf("%q: lock wait %v, want %v", tt.line, c.LockWait.Duration, tt.want)
+		}
+	}
 }
 
 func TestErrorsNameTheField(t *testing.T) {
@@ -59,6 +85,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"negative keep", store + "[store.retention]\nkeep_daily = -2\n", "keep_daily"},
 		{"bad within", store + "[store.retention]\nkeep_within = \"1w\"\n", "retention.keep_within"},
 		{"metrics not loopback", "[metrics]\nlisten = \"0.0.0.0:9472\"" + store, "set allow_remote = true"},
+		{"web listen without port", "[web]\nlisten = \"0.0.0.0\"" + store, "web.listen"},
 		{"bad log format", "[log]\nformat = \"xml\"" + store, `log.format = "xml"`},
 		{"bad webhook", "[notify]\nwebhook_url = \"ftp://x\"" + store, "notify.webhook_url"},
 		{"password without user", "[pioreactor]\npassword_file = \"/p\"" + store, "pioreactor.user is empty"},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"time"
 )
 
 // Backend is the flat namespace of named objects a Repository keeps its files in:
@@ -32,6 +33,12 @@ type Backend interface {
 	// satisfies errors.Is(err, fs.ErrNotExist).
 	Get(ctx context.Context, name string) (io.ReadCloser, error)
 
+	// GetRange opens length bytes of the object starting at offset. A range
+	// that runs past the end of the object is an error (the reader may fail
+	// on its last read rather than at once). A missing object gives an error
+	// that satisfies errors.Is(err, fs.ErrNotExist).
+	GetRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error)
+
 	// Stat returns the size of the object. A missing object gives an error that
 	// satisfies errors.Is(err, fs.ErrNotExist).
 	Stat(ctx context.Context, name string) (int64, error)
@@ -47,6 +54,16 @@ type Backend interface {
 	// Location describes the backend for messages, e.g. "/srv/piosnap" or
 	// "s3://bucket/prefix at minio.lan:9000". It never contains credentials.
 	Location() string
+}
+
+// TempRemover is implemented by a Backend whose Put goes through
+// temporary objects that a killed process leaves behind (store/local).
+type TempRemover interface {
+	// RemoveStaleTemp removes the temporary objects among and below the
+	// names starting with prefix (for a prefix ending in "/"; "" means
+	// everywhere) that were last written more than olderThan ago, and
+	// returns how many it removed.
+	RemoveStaleTemp(ctx context.Context, prefix string, olderThan time.Duration) (int, error)
 }
 
 // CheckName reports whether name is a valid object name: relative,

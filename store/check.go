@@ -1,11 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -16,19 +19,26 @@ type Problem struct {
 	// Reason says what is wrong.
 	Reason string `json:"reason"`
 	// Versions lists the short IDs and hosts of the versions it affects.
-	Versions []string `json:"versions,omitempty"`
+	Versions []string `json:"versions"`
 }
 
 // CheckReport is what Check found.
 type CheckReport struct {
-	// Versions and Chunks count what was examined.
+	// Versions counts the manifests examined.
 	Versions int `json:"versions"`
-	Chunks   int `json:"chunks"`
-	// ChunksRead counts chunks read and verified (with ReadData).
+	// Chunks counts the distinct blobs stored: chunks of ordinary files,
+	// database pages and page-tree nodes, in packs or (format 1) alone.
+	Chunks int `json:"chunks"`
+	// Packs counts the pack objects.
+	Packs int `json:"packs"`
+	// ChunksRead counts blobs read and verified (with ReadData).
 	ChunksRead int `json:"chunks_read"`
-	// Unused counts chunks no version references (left by an interrupted
-	// run; the next forget removes them). They are not damage.
+	// Unused counts blobs no version references (left by an interrupted or
+	// rejected run; the next forget removes them). They are not damage.
 	Unused int `json:"unused_chunks"`
+	// UnindexedPacks counts packs no index names: written by a run that was
+	// interrupted before its index. The next forget removes them.
+	UnindexedPacks int `json:"unindexed_packs"`
 	// Problems lists the damage, empty when the repository is sound.
 	Problems []Problem `json:"problems"`
 }
@@ -36,22 +46,90 @@ type CheckReport struct {
 // OK reports whether no damage was found.
 func (c *CheckReport) OK() bool { return len(c.Problems) == 0 }
 
-// Check verifies that every manifest is readable and that every chunk it names
-// exists; with readData it also reads every chunk and verifies its hash. It
-// reports each problem with the versions it affects and does not stop at the
-// first.
+// repoState is a listing of what a repository holds.
+type repoState struct {
+	packs   map[ChunkID]int64 // pack objects and their sizes
+	loose   map[ChunkID]int64 // format-1 chunks
+	idx     *index
+	damaged map[string]string // damaged index objects
+}
+
+// scan lists packs and chunks, then reads the index. Packs are listed
+// first: a backup running meanwhile writes a pack before the index that
+// names it, and a forget deletes an index object before the packs only it
+// named, so every pack the index names was listed unless it is missing.
+func (r *Repository) scan(ctx context.Context) (*repoState, error) {
+	st := &repoState{packs: make(map[ChunkID]int64)}
+	err := r.backend.List(ctx, packPrefix, func(name string, size int64) error {
+		if id, ok := parsePackName(name); ok {
+			st.packs[id] = size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list packs in %s: %w", r.Location(), err)
+	}
+	if st.loose, err = r.looseChunks(ctx); err != nil {
+		return nil, err
+	}
+	if st.idx, st.damaged, err = r.loadIndex(ctx); err != nil {
+		return nil, err
+	}
+	r.idxMu.Lock()
+	r.idx = st.idx
+	r.idxMu.Unlock()
+	return st, nil
+}
+
+// has reports whether a blob is stored: indexed in a pack that exists, or a
+// format-1 chunk.
+func (st *repoState) has(id ChunkID) bool {
+	if _, ok := st.loose[id]; ok {
+		return true
+	}
+	i := st.idx.find(id)
+	if i < 0 {
+		return false
+	}
+	_, ok := st.packs[st.idx.packs[st.idx.entries[i].pack]]
+	return ok
+}
+
+// Check verifies that every manifest is readable and that every blob it
+// uses, through its page trees, is stored in a pack the index names (or as
+// a format-1 chunk); with readData it also reads every pack, checks it
+// against its name, its header and the index, and verifies every blob's
+// hash. It reports each problem with the versions it affects and does not
+// stop at the first.
 func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, error) {
 	rep := &CheckReport{}
-	chunks, err := r.Chunks(ctx)
+	st, err := r.scan(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rep.Chunks = len(chunks)
+	for _, name := range sortedKeys(st.damaged) {
+		rep.Problems = append(rep.Problems, Problem{Object: name, Reason: "index object damaged: " + st.damaged[name]})
+	}
+	x := st.idx
+	rep.Packs = len(st.packs)
+	indexed := make(map[ChunkID]bool, len(x.packs))
+	for _, p := range x.packs {
+		indexed[p] = true
+	}
+	for p := range st.packs {
+		if !indexed[p] {
+			rep.UnindexedPacks++
+		}
+	}
+	used := make([]bool, len(x.entries))
+	usedLoose := make(map[ChunkID]bool)
+	missing := make(map[ChunkID]bool)
+	walked := make(map[ChunkID]bool) // tree nodes walked, below which all is marked
+	br := r.newBlobReader()
 	ids, err := r.VersionIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	users := make(map[ChunkID][]string)
 	for _, id := range ids {
 		v, err := r.LoadVersion(ctx, id)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -65,128 +143,305 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 			continue
 		}
 		rep.Versions++
-		label := v.ShortID() + " (" + v.Host + " " + v.Time.Format("2006-01-02 15:04") + ")"
-		seen := make(map[ChunkID]bool)
-		for _, e := range v.Entries {
-			for _, c := range e.Chunks {
-				if !seen[c] {
-					seen[c] = true
-					users[c] = append(users[c], label)
+		err = walkVersion(ctx, br, v, func(id ChunkID, typ uint8) bool {
+			if typ == blobTree {
+				if walked[id] {
+					return false
 				}
+				walked[id] = true
 			}
+			if i := x.find(id); i >= 0 {
+				used[i] = true
+				if _, ok := st.packs[x.packs[x.entries[i].pack]]; ok {
+					return true
+				}
+				missing[id] = true
+				return false
+			}
+			if _, ok := st.loose[id]; ok {
+				usedLoose[id] = true
+				return true
+			}
+			missing[id] = true
+			return false
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if !errors.Is(err, ErrDamaged) && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("check %s: %w", r.Location(), err)
+			}
+			rep.Problems = append(rep.Problems, Problem{Object: versionName(v.ID), Reason: "its page tree cannot be read: " + err.Error(), Versions: []string{versionLabel(v)}})
 		}
 	}
-	var bad []ChunkID
-	for c := range users {
-		if _, ok := chunks[c]; !ok {
-			bad = append(bad, c)
-		}
-	}
-	if len(bad) > 0 {
-		// A backup running meanwhile stores its chunks and then its
-		// manifest: a manifest newer than the chunk listing names chunks
-		// the listing lacks. Look again before calling them missing.
-		bad, err = r.stillMissing(ctx, bad)
+	if len(missing) > 0 {
+		// A backup running meanwhile stores its packs and index and then
+		// its manifest; a forget moves blobs to new packs. Look again
+		// before calling anything missing.
+		fresh, err := r.scan(ctx)
 		if err != nil {
 			return nil, err
 		}
+		for id := range missing {
+			if fresh.has(id) {
+				delete(missing, id)
+			}
+		}
 	}
-	sortIDs(bad)
-	for _, c := range bad {
-		rep.Problems = append(rep.Problems, Problem{Object: chunkName(c), Reason: "chunk missing", Versions: users[c]})
-	}
-	for c := range chunks {
-		if _, ok := users[c]; !ok {
+	for i := range x.entries {
+		if i > 0 && x.entries[i].id == x.entries[i-1].id {
+			continue
+		}
+		rep.Chunks++
+		if !used[i] {
 			rep.Unused++
 		}
 	}
-	if readData {
-		all := make([]ChunkID, 0, len(chunks))
-		for c := range chunks {
-			all = append(all, c)
+	for id := range st.loose {
+		rep.Chunks++
+		if !usedLoose[id] {
+			rep.Unused++
 		}
-		sortIDs(all)
-		var buf []byte
-		for _, c := range all {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+	}
+	if len(missing) > 0 {
+		users, err := r.usersOf(ctx, func(id ChunkID) bool { return missing[id] })
+		if err != nil {
+			return nil, err
+		}
+		bad := slices.SortedFunc(maps.Keys(missing), func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) })
+		for _, id := range bad {
+			obj, reason := "blob "+id.String(), "blob missing: in no index and no chunk"
+			if i := x.find(id); i >= 0 {
+				obj, reason = packName(x.packs[x.entries[i].pack]), "pack missing"
 			}
-			buf, err = r.ReadChunk(ctx, c, buf[:0])
-			rep.ChunksRead++
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				if !errors.Is(err, ErrDamaged) && !errors.Is(err, fs.ErrNotExist) {
-					return nil, fmt.Errorf("check %s: %w", r.Location(), err)
-				}
-				if errors.Is(err, fs.ErrNotExist) {
-					// Gone since the listing: a forget running meanwhile
-					// removes a version's chunks after the version. It is
-					// damage only if a version present now needs it.
-					still, err := r.stillNeeded(ctx, []ChunkID{c})
-					if err != nil {
-						return nil, err
-					}
-					if len(still) == 0 {
-						continue
-					}
-				}
-				rep.Problems = append(rep.Problems, Problem{Object: chunkName(c), Reason: strings.TrimPrefix(err.Error(), "read chunk "+c.String()+": "), Versions: users[c]})
-			}
+			rep.Problems = append(rep.Problems, Problem{Object: obj, Reason: reason, Versions: users[id]})
+		}
+	}
+	if readData {
+		if err := r.readAll(ctx, st, rep); err != nil {
+			return nil, err
+		}
+	}
+	rep.Problems = mergeProblems(rep.Problems)
+	for i := range rep.Problems {
+		if rep.Problems[i].Versions == nil {
+			rep.Problems[i].Versions = []string{} // JSON shows [], never null
 		}
 	}
 	return rep, nil
 }
 
-func sortIDs(ids []ChunkID) {
-	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
-}
-
-// stillMissing keeps the chunks that are still absent.
-func (r *Repository) stillMissing(ctx context.Context, ids []ChunkID) ([]ChunkID, error) {
-	var out []ChunkID
-	for _, id := range ids {
-		_, err := r.backend.Stat(ctx, chunkName(id))
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			out = append(out, id)
-		case err != nil:
-			return nil, fmt.Errorf("check %s: %w", r.Location(), err)
+// mergeProblems joins problems about the same object, keeping their order.
+func mergeProblems(ps []Problem) []Problem {
+	var out []Problem
+	at := make(map[string]int)
+	for _, p := range ps {
+		key := p.Object + "\x00" + p.Reason
+		if i, ok := at[key]; ok {
+			for _, v := range p.Versions {
+				if !slices.Contains(out[i].Versions, v) {
+					out[i].Versions = append(out[i].Versions, v)
+				}
+			}
+			continue
 		}
+		at[key] = len(out)
+		out = append(out, p)
 	}
-	return out, nil
+	return out
 }
 
-// stillNeeded keeps the chunks that some version present now still names.
-func (r *Repository) stillNeeded(ctx context.Context, ids []ChunkID) ([]ChunkID, error) {
-	want := make(map[ChunkID]bool, len(ids))
-	for _, id := range ids {
-		want[id] = true
-	}
-	vids, err := r.VersionIDs(ctx)
+func versionLabel(v *Version) string {
+	return v.ShortID() + " (" + v.Host + " " + v.Time.Format("2006-01-02 15:04") + ")"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// usersOf names the versions that use a blob bad accepts, per blob. It
+// walks every version in full, so it is for reporting damage only.
+func (r *Repository) usersOf(ctx context.Context, bad func(ChunkID) bool) (map[ChunkID][]string, error) {
+	users := make(map[ChunkID][]string)
+	ids, err := r.VersionIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	needed := make(map[ChunkID]bool)
-	for _, id := range vids {
+	br := r.newBlobReader()
+	for _, id := range ids {
 		v, err := r.LoadVersion(ctx, id)
 		if err != nil {
-			continue // reported above, or deleted meanwhile
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue // reported already, or deleted meanwhile
 		}
-		for _, e := range v.Entries {
-			for _, c := range e.Chunks {
-				if want[c] {
-					needed[c] = true
+		label := versionLabel(v)
+		seen := make(map[ChunkID]bool)
+		_ = walkVersion(ctx, br, v, func(id ChunkID, typ uint8) bool {
+			if bad(id) && !seen[id] {
+				seen[id] = true
+				users[id] = append(users[id], label)
+			}
+			return true
+		})
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return users, nil
+}
+
+// readAll reads every pack and format-1 chunk and verifies every blob.
+func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckReport) error {
+	x := st.idx
+	byPack := make(map[ChunkID][]int)
+	for i := range x.entries {
+		p := x.packs[x.entries[i].pack]
+		byPack[p] = append(byPack[p], i)
+	}
+	badPacks := make(map[ChunkID]string)
+	packs := slices.SortedFunc(maps.Keys(st.packs), func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) })
+	for _, p := range packs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, reason, err := r.verifyPack(ctx, p, x, byPack[p])
+		rep.ChunksRead += n
+		if err != nil {
+			return err
+		}
+		if reason == "" {
+			continue
+		}
+		if reason == "gone" {
+			// Deleted since the listing: a forget running meanwhile
+			// deletes packs after the index objects naming them. It is
+			// damage only if the index still names it.
+			fresh, err := r.scan(ctx)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(fresh.idx.packs, p) {
+				continue
+			}
+			reason = "pack missing"
+		}
+		badPacks[p] = reason
+	}
+	badLoose := make(map[ChunkID]string)
+	var buf []byte
+	for _, c := range slices.SortedFunc(maps.Keys(st.loose), func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) }) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var err error
+		buf, err = r.ReadChunk(ctx, c, buf[:0])
+		rep.ChunksRead++
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !errors.Is(err, ErrDamaged) && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("check %s: %w", r.Location(), err)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted by a forget running meanwhile, or checked above
+		}
+		badLoose[c] = strings.TrimPrefix(err.Error(), "read chunk "+c.String()+": ")
+	}
+	if len(badPacks) == 0 && len(badLoose) == 0 {
+		return nil
+	}
+	packOf := func(id ChunkID) (ChunkID, bool) {
+		if i := x.find(id); i >= 0 {
+			p := x.packs[x.entries[i].pack]
+			_, bad := badPacks[p]
+			return p, bad
+		}
+		return ChunkID{}, false
+	}
+	users, err := r.usersOf(ctx, func(id ChunkID) bool {
+		_, bad := packOf(id)
+		_, badL := badLoose[id]
+		return bad || badL
+	})
+	if err != nil {
+		return err
+	}
+	packUsers := make(map[ChunkID][]string)
+	for id, us := range users {
+		if p, bad := packOf(id); bad {
+			for _, u := range us {
+				if !slices.Contains(packUsers[p], u) {
+					packUsers[p] = append(packUsers[p], u)
 				}
 			}
 		}
 	}
-	var out []ChunkID
-	for _, id := range ids {
-		if needed[id] {
-			out = append(out, id)
+	for _, p := range packs {
+		if reason, ok := badPacks[p]; ok {
+			vs := packUsers[p]
+			slices.Sort(vs)
+			rep.Problems = append(rep.Problems, Problem{Object: packName(p), Reason: reason, Versions: vs})
 		}
 	}
-	return out, nil
+	for _, c := range slices.SortedFunc(maps.Keys(badLoose), func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) }) {
+		rep.Problems = append(rep.Problems, Problem{Object: chunkName(c), Reason: badLoose[c], Versions: users[c]})
+	}
+	return nil
+}
+
+// verifyPack reads a whole pack and checks it against its name, its header
+// and the index entries naming it, and every blob against its hash. It
+// returns the number of blobs read and, for damage, the reason ("gone" for
+// a pack deleted since it was listed); err is a failure of the backend.
+func (r *Repository) verifyPack(ctx context.Context, id ChunkID, x *index, entries []int) (int, string, error) {
+	data, err := r.readWhole(ctx, packName(id), 1<<30)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, "gone", nil
+	}
+	if err != nil && !errors.Is(err, ErrDamaged) {
+		return 0, "", fmt.Errorf("check %s: read pack %s: %w", r.Location(), id, err)
+	}
+	if err != nil {
+		return 0, err.Error(), nil
+	}
+	if ChunkID(sha256.Sum256(data)) != id {
+		return 0, "pack content does not match its name", nil
+	}
+	recs, err := r.readPackHeader(data)
+	if err != nil {
+		return 0, err.Error(), nil
+	}
+	inHeader := make(map[blobRecord]bool, len(recs))
+	for _, rec := range recs {
+		inHeader[rec] = true
+	}
+	for _, i := range entries {
+		e := &x.entries[i]
+		if !inHeader[blobRecord{Type: e.typ, ID: e.id, FrameOff: e.frameOff, FrameLen: e.frameLen, Off: e.off, Len: e.len}] {
+			return 0, fmt.Sprintf("the index places blob %s where the pack's header does not", e.id), nil
+		}
+	}
+	n := 0
+	var plain []byte
+	frameAt := int64(-1)
+	for _, rec := range recs {
+		if int64(rec.FrameOff) != frameAt {
+			plain, err = r.decodeAll(data[rec.FrameOff:rec.FrameOff+rec.FrameLen], plain[:0])
+			if err != nil {
+				return n, fmt.Sprintf("frame at %d cannot be decompressed: %v", rec.FrameOff, err), nil
+			}
+			frameAt = int64(rec.FrameOff)
+		}
+		n++
+		if uint64(rec.Off)+uint64(rec.Len) > uint64(len(plain)) || HashChunk(plain[rec.Off:rec.Off+rec.Len]) != rec.ID {
+			return n, fmt.Sprintf("blob %s does not match its hash", rec.ID), nil
+		}
+	}
+	return n, "", nil
 }

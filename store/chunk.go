@@ -108,8 +108,27 @@ func (r *Repository) ReadChunk(ctx context.Context, id ChunkID, buf []byte) ([]b
 	return out, nil
 }
 
-// Chunks lists every chunk in the repository with its stored size.
+// Chunks lists every blob in the repository: the blobs the index names in
+// packs, with their plain size, and the chunks a format-1 repository stored
+// one per object, with their stored size.
 func (r *Repository) Chunks(ctx context.Context) (map[ChunkID]int64, error) {
+	m, err := r.looseChunks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	x, err := r.reloadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range x.entries {
+		m[e.id] = int64(e.len)
+	}
+	return m, nil
+}
+
+// looseChunks lists the chunks stored one per object (format 1) with their
+// stored size.
+func (r *Repository) looseChunks(ctx context.Context) (map[ChunkID]int64, error) {
 	m := make(map[ChunkID]int64)
 	err := r.backend.List(ctx, chunkPrefix, func(name string, size int64) error {
 		if id, ok := parseChunkName(name); ok {

@@ -97,14 +97,14 @@ func CopyVersions(ctx context.Context, from, to *Repository, filter func(*Versio
 	if len(work) == 0 {
 		return rep, rep.err()
 	}
-	dstChunks, err := to.Chunks(ctx)
+	if err := to.Upgrade(ctx); err != nil {
+		return rep, fmt.Errorf("copy: %w", err)
+	}
+	known, err := to.blobSet(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("copy: %w", err)
 	}
-	c := &copier{from: from, to: to, rep: rep, known: make(map[ChunkID]bool, len(dstChunks)), present: make(map[ChunkID]bool)}
-	for id := range dstChunks {
-		c.known[id] = true
-	}
+	c := &copier{from: from, to: to, rep: rep, known: known, present: make(map[ChunkID]bool), br: from.newBlobReader(), pk: newPacker(to, nil)}
 	for _, w := range work {
 		if err := ctx.Err(); err != nil {
 			return rep, err
@@ -127,14 +127,17 @@ func CopyVersions(ctx context.Context, from, to *Repository, filter func(*Versio
 
 // copier is the state of one CopyVersions call.
 type copier struct {
-	from, to   *Repository
-	rep        *CopyReport
-	known      map[ChunkID]bool // chunks the target holds
-	present    map[ChunkID]bool // chunks counted in rep.ChunksPresent
-	raw, plain []byte
+	from, to *Repository
+	rep      *CopyReport
+	known    *blobSet         // blobs the target holds
+	present  map[ChunkID]bool // blobs counted in rep.ChunksPresent
+	br       *blobReader      // reads from the source
+	pk       *packer          // packs for the target
+	buf      []byte
 }
 
-// version sends one version's missing chunks, then its manifest.
+// version sends the blobs of one version the target lacks, packed anew,
+// then the index, then its manifest.
 func (c *copier) version(ctx context.Context, v *Version, manifest []byte) (err error) {
 	from, to, rep := c.from, c.to, c.rep
 	hold, err := from.Hold(ctx, "copy", v.ID)
@@ -146,27 +149,47 @@ func (c *copier) version(ctx context.Context, v *Version, manifest []byte) (err 
 			err = fmt.Errorf("copy version %s of %s: %w", v.ShortID(), v.Host, uerr)
 		}
 	}()
-	for i := range v.Entries {
-		for _, id := range v.Entries[i].Chunks {
-			if c.known[id] {
-				if !c.present[id] {
-					c.present[id] = true
-					rep.ChunksPresent++
-				}
-				continue
-			}
-			c.raw, c.plain, err = from.readRawChunk(ctx, id, c.raw[:0], c.plain[:0])
-			if err != nil {
-				return fmt.Errorf("copy version %s of %s: entry %q: %w", v.ShortID(), v.Host, v.Entries[i].Name, err)
-			}
-			if err := to.backend.Put(ctx, chunkName(id), bytes.NewReader(c.raw), int64(len(c.raw))); err != nil {
-				return fmt.Errorf("copy version %s of %s: store chunk %s: %w", v.ShortID(), v.Host, id, err)
-			}
-			c.known[id] = true
-			c.present[id] = true // sent now: never counted as present
-			rep.Chunks++
-			rep.Bytes += int64(len(c.raw))
+	var failed error
+	written := c.pk.written
+	werr := walkVersion(ctx, c.br, v, func(id ChunkID, typ uint8) bool {
+		if failed != nil {
+			return false
 		}
+		if typ == blobBase {
+			typ = blobTree
+		}
+		if c.known.has(id) {
+			// Walk on below a node the target holds: forget keeps a
+			// delta leaf's base node but may drop pages only the base
+			// names, so a node does not promise its pages.
+			if !c.present[id] {
+				c.present[id] = true
+				rep.ChunksPresent++
+			}
+			return true
+		}
+		c.buf, failed = c.br.read(ctx, id, c.buf[:0])
+		if failed != nil {
+			return false
+		}
+		if failed = c.pk.add(ctx, typ, id, c.buf, nil); failed != nil {
+			return false
+		}
+		c.known.added[id] = struct{}{}
+		c.present[id] = true // sent now: never counted as present
+		rep.Chunks++
+		return true
+	})
+	if werr == nil {
+		werr = failed
+	}
+	if werr != nil {
+		return fmt.Errorf("copy version %s of %s: %w", v.ShortID(), v.Host, werr)
+	}
+	n, err := c.pk.finish(ctx)
+	rep.Bytes += c.pk.written - written + n
+	if err != nil {
+		return fmt.Errorf("copy version %s of %s: %w", v.ShortID(), v.Host, err)
 	}
 	if err := to.backend.Put(ctx, versionName(v.ID), bytes.NewReader(manifest), int64(len(manifest))); err != nil {
 		return fmt.Errorf("copy version %s of %s: save manifest: %w", v.ShortID(), v.Host, err)
@@ -194,35 +217,11 @@ func (r *Repository) readManifest(ctx context.Context, id string) ([]byte, *Vers
 	if err := json.Unmarshal(data, &v); err != nil {
 		return nil, nil, fmt.Errorf("load version %s: manifest unreadable: %v (%w)", id, err, ErrDamaged)
 	}
-	if v.Format != FormatVersion {
+	if v.Format < oldestFormat || v.Format > FormatVersion {
 		return nil, nil, fmt.Errorf("load version %s: manifest format %d is not supported: upgrade piosnap", id, v.Format)
 	}
 	v.ID = id
 	return data, &v, nil
-}
-
-// readRawChunk reads a chunk's stored (compressed) bytes into raw and
-// verifies them by decompressing into plain and hashing. It returns both
-// buffers for reuse.
-func (r *Repository) readRawChunk(ctx context.Context, id ChunkID, raw, plain []byte) ([]byte, []byte, error) {
-	rc, err := r.backend.Get(ctx, chunkName(id))
-	if err != nil {
-		return raw, plain, fmt.Errorf("read chunk %s: %w", id, err)
-	}
-	defer rc.Close()
-	buf := bytes.NewBuffer(raw)
-	if _, err := buf.ReadFrom(io.LimitReader(rc, int64(r.config.ChunkMaxSize)*2+1<<20)); err != nil {
-		return buf.Bytes(), plain, fmt.Errorf("read chunk %s: %w", id, err)
-	}
-	raw = buf.Bytes()
-	plain, err = r.dec.DecodeAll(raw, plain)
-	if err != nil {
-		return raw, plain, fmt.Errorf("read chunk %s: cannot decompress: %w (%w)", id, err, ErrDamaged)
-	}
-	if HashChunk(plain) != id {
-		return raw, plain, fmt.Errorf("read chunk %s: content does not match its hash (%w)", id, ErrDamaged)
-	}
-	return raw, plain, nil
 }
 
 func (rep *CopyReport) fail(id string, err error) {

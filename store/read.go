@@ -12,49 +12,136 @@ import (
 	"github.com/klauspost/compress/flate"
 )
 
-// entryReader streams an entry's content chunk by chunk, verifying each chunk
+// entryReader streams an entry's content blob by blob, verifying each blob
 // and, at the end, the size and CRC-32 the manifest records.
 type entryReader struct {
-	ctx  context.Context
-	repo *Repository
-	e    *Entry
-	next int
-	buf  []byte
-	off  int
-	crc  hash.Hash32
-	n    int64
+	ctx   context.Context
+	blobs *blobReader
+	e     *Entry
+	next  int         // next chunk, for chunked entries
+	tree  *treeCursor // for entries stored page by page
+	buf   []byte
+	off   int
+	crc   hash.Hash32
+	n     int64
 }
 
 // OpenEntry returns a reader of an entry's content. Damage is reported as a
 // read error wrapping ErrDamaged or fs.ErrNotExist, naming the entry.
 func (r *Repository) OpenEntry(ctx context.Context, e *Entry) io.Reader {
-	return &entryReader{ctx: ctx, repo: r, e: e, crc: crc32.NewIEEE()}
+	er := &entryReader{ctx: ctx, blobs: r.newBlobReader(), e: e, crc: crc32.NewIEEE()}
+	if e.Tree != nil {
+		er.tree = &treeCursor{blobs: er.blobs, root: *e.Tree}
+	}
+	return er
 }
 
 func (er *entryReader) Read(p []byte) (int, error) {
 	for er.off == len(er.buf) {
-		if er.next == len(er.e.Chunks) {
+		if err := er.ctx.Err(); err != nil {
+			return 0, err
+		}
+		var err error
+		if er.tree != nil {
+			er.buf, err = er.tree.next(er.ctx, er.buf[:0])
+		} else if er.next < len(er.e.Chunks) {
+			er.buf, err = er.blobs.read(er.ctx, er.e.Chunks[er.next], er.buf[:0])
+			er.next++
+		} else {
+			err = io.EOF
+		}
+		if err == io.EOF {
 			if er.n != er.e.Size || er.crc.Sum32() != er.e.CRC32 {
 				return 0, fmt.Errorf("entry %q: content does not match its recorded size and CRC-32 (%w)", er.e.Name, ErrDamaged)
 			}
 			return 0, io.EOF
 		}
-		if err := er.ctx.Err(); err != nil {
-			return 0, err
-		}
-		var err error
-		er.buf, err = er.repo.ReadChunk(er.ctx, er.e.Chunks[er.next], er.buf[:0])
 		if err != nil {
 			return 0, fmt.Errorf("entry %q: %w", er.e.Name, err)
 		}
 		er.off = 0
-		er.next++
 		er.crc.Write(er.buf)
 		er.n += int64(len(er.buf))
 	}
 	n := copy(p, er.buf[er.off:])
 	er.off += n
 	return n, nil
+}
+
+// treeCursor walks a page tree depth first, yielding its content piece by
+// piece. It holds one decoded node per level.
+type treeCursor struct {
+	blobs   *blobReader
+	root    ChunkID
+	started bool
+	stack   []cursorNode
+}
+
+type cursorNode struct {
+	items []treeItem
+	pos   int
+}
+
+// next appends the next piece of content to buf, or returns io.EOF.
+func (c *treeCursor) next(ctx context.Context, buf []byte) ([]byte, error) {
+	it, err := c.nextItem(ctx)
+	if err != nil {
+		return buf, err
+	}
+	if it.kind == itemInline {
+		return append(buf, it.inline...), nil
+	}
+	return c.blobs.read(ctx, it.id, buf)
+}
+
+// nextItem returns the next leaf item: a data blob reference or inline
+// bytes. It returns io.EOF at the end of the tree.
+func (c *treeCursor) nextItem(ctx context.Context) (treeItem, error) {
+	if !c.started {
+		c.started = true
+		if err := c.push(ctx, c.root); err != nil {
+			return treeItem{}, err
+		}
+	}
+	for len(c.stack) > 0 {
+		top := &c.stack[len(c.stack)-1]
+		if top.pos == len(top.items) {
+			c.stack = c.stack[:len(c.stack)-1]
+			continue
+		}
+		it := top.items[top.pos]
+		top.pos++
+		if it.kind != itemChild {
+			return it, nil
+		}
+		if len(c.stack) >= 16 {
+			return treeItem{}, fmt.Errorf("page tree deeper than 16 levels (%w)", ErrDamaged)
+		}
+		if err := c.push(ctx, it.id); err != nil {
+			return treeItem{}, err
+		}
+	}
+	return treeItem{}, io.EOF
+}
+
+func (c *treeCursor) push(ctx context.Context, id ChunkID) error {
+	node, err := c.blobs.read(ctx, id, nil)
+	if err != nil {
+		return err
+	}
+	var n cursorNode
+	level, err := parseNode(node, func(it treeItem) error {
+		n.items = append(n.items, it)
+		return nil
+	})
+	if err == nil && level == 0 && len(n.items) > 0 && n.items[0].kind == itemBase {
+		n.items, _, err = resolveLeaf(node, func(id ChunkID) ([]byte, error) { return c.blobs.read(ctx, id, nil) }, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("tree node %s: %w", id, err)
+	}
+	c.stack = append(c.stack, n)
+	return nil
 }
 
 // WriteZip writes the version as a ZIP archive that Pioreactor's import
@@ -91,7 +178,7 @@ func (r *Repository) WriteZipWith(ctx context.Context, w io.Writer, v *Version, 
 func writeZip(ctx context.Context, w io.Writer, v *Version, open func(*Entry) io.Reader) error {
 	zw := zip.NewWriter(w)
 	zw.RegisterCompressor(zip.Deflate, func(out io.Writer) (io.WriteCloser, error) {
-		return flate.NewWriter(out, flate.BestSpeed)
+		return newParallelDeflater(out, flate.BestSpeed), nil
 	})
 	for i := range v.Entries {
 		e := &v.Entries[i]

@@ -15,8 +15,11 @@ import (
 func readAheadWorkers() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // readAhead streams the contents of a list of entries in order while
-// workers read, decompress and verify the chunks that come next. At most
-// 2×workers+1 chunks are held at any time, whatever the entries' sizes.
+// workers read, decompress and verify the pieces that come next: one chunk
+// of an ordinary file, or a run of up to aheadRun bytes of consecutive
+// pages of a database, so that each worker decompresses mostly frames no
+// other worker needs. At most 2×workers+1 pieces are held at any time,
+// whatever the entries' sizes.
 type readAhead struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -26,16 +29,21 @@ type readAhead struct {
 	err    error // the first error the consumer saw
 }
 
-// fetch is one chunk being read by a worker.
+// aheadRun is how much content of a page tree one fetch covers.
+const aheadRun = 1 << 20
+
+// fetch is one piece of an entry being read by a worker.
 type fetch struct {
-	id   ChunkID
-	buf  []byte
-	err  error
-	done chan struct{}
+	e     *Entry
+	items []treeItem // blob references and inline bytes, in order
+	last  bool       // the entry's last piece
+	buf   []byte
+	err   error
+	done  chan struct{}
 }
 
-// newReadAhead starts reading the chunks of entries, in order. Read their
-// contents with next, one entry after the other, and call close at the end.
+// newReadAhead starts reading the contents of entries, in order. Read them
+// with next, one entry after the other, and call close at the end.
 func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
 	n := readAheadWorkers()
@@ -45,8 +53,18 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 		ra.wg.Add(1)
 		go func() {
 			defer ra.wg.Done()
+			br := r.newBlobReader()
 			for f := range work {
-				f.buf, f.err = r.ReadChunk(ctx, f.id, f.buf)
+				for _, it := range f.items {
+					if f.err != nil {
+						break
+					}
+					if it.kind == itemInline {
+						f.buf = append(f.buf, it.inline...)
+						continue
+					}
+					f.buf, f.err = br.read(ctx, it.id, f.buf)
+				}
 				close(f.done)
 			}
 		}()
@@ -56,24 +74,77 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 		defer ra.wg.Done()
 		defer close(work)
 		defer close(ra.order)
+		send := func(f *fetch) bool {
+			f.done = make(chan struct{})
+			select {
+			case f.buf = <-ra.free:
+				f.buf = f.buf[:0]
+			default:
+			}
+			select {
+			case work <- f:
+			case <-ctx.Done():
+				return false
+			}
+			select {
+			case ra.order <- f:
+			case <-ctx.Done():
+				return false
+			}
+			return true
+		}
+		nodes := r.newBlobReader()
 		for _, e := range entries {
-			for _, id := range e.Chunks {
-				f := &fetch{id: id, done: make(chan struct{})}
-				select {
-				case f.buf = <-ra.free:
-					f.buf = f.buf[:0]
-				default:
+			if e.Tree == nil {
+				for i, id := range e.Chunks {
+					if !send(&fetch{e: e, items: []treeItem{{kind: itemRef, id: id}}, last: i == len(e.Chunks)-1}) {
+						return
+					}
 				}
-				select {
-				case work <- f:
-				case <-ctx.Done():
+				if len(e.Chunks) == 0 && !send(&fetch{e: e, last: true}) {
 					return
 				}
+				continue
+			}
+			// Walk the tree here (its nodes are in frames of their own)
+			// and hand out runs of pages.
+			cur := &treeCursor{blobs: nodes, root: *e.Tree}
+			f := &fetch{e: e}
+			size := 0
+			for {
+				it, err := cur.nextItem(ctx)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					f.err = err
+					break
+				}
+				f.items = append(f.items, it)
+				if it.kind == itemInline {
+					size += len(it.inline)
+				} else {
+					size += int(nodes.repo.blobLen(ctx, it.id))
+				}
+				if size >= aheadRun {
+					if !send(f) {
+						return
+					}
+					f, size = &fetch{e: e}, 0
+				}
+			}
+			f.last = true
+			if f.err != nil {
+				f.done = make(chan struct{})
+				close(f.done)
 				select {
 				case ra.order <- f:
 				case <-ctx.Done():
-					return
 				}
+				return
+			}
+			if !send(f) {
+				return
 			}
 		}
 	}()
@@ -98,13 +169,13 @@ func (ra *readAhead) close() {
 }
 
 type aheadReader struct {
-	ra   *readAhead
-	e    *Entry
-	next int
-	cur  *fetch
-	off  int
-	crc  uint32
-	n    int64
+	ra    *readAhead
+	e     *Entry
+	ended bool // the entry's last piece was consumed
+	cur   *fetch
+	off   int
+	crc   uint32
+	n     int64
 }
 
 func (ar *aheadReader) Read(p []byte) (int, error) {
@@ -113,13 +184,17 @@ func (ar *aheadReader) Read(p []byte) (int, error) {
 	}
 	for ar.cur == nil || ar.off == len(ar.cur.buf) {
 		if ar.cur != nil {
+			last := ar.cur.last
 			select {
 			case ar.ra.free <- ar.cur.buf:
 			default:
 			}
 			ar.cur = nil
+			if last {
+				ar.ended = true
+			}
 		}
-		if ar.next == len(ar.e.Chunks) {
+		if ar.ended {
 			if ar.n != ar.e.Size || ar.crc != ar.e.CRC32 {
 				return 0, ar.fail(fmt.Errorf("entry %q: content does not match its recorded size and CRC-32 (%w)", ar.e.Name, ErrDamaged))
 			}
@@ -136,12 +211,11 @@ func (ar *aheadReader) Read(p []byte) (int, error) {
 		if f.err != nil {
 			return 0, ar.fail(fmt.Errorf("entry %q: %w", ar.e.Name, f.err))
 		}
-		if f.id != ar.e.Chunks[ar.next] {
+		if f.e != ar.e {
 			// Entries were read out of the order given to newReadAhead.
 			return 0, ar.fail(fmt.Errorf("entry %q: read out of order", ar.e.Name))
 		}
 		ar.cur, ar.off = f, 0
-		ar.next++
 		ar.crc = crc32.Update(ar.crc, crc32.IEEETable, f.buf)
 		ar.n += int64(len(f.buf))
 	}

@@ -186,29 +186,27 @@ func TestCheckFindsDamageAndForgetCollects(t *testing.T) {
 		t.Errorf("after forget: %+v, %v", rep, err)
 	}
 
-	// Corrupt one chunk and delete another: check names both and the version.
+	// Corrupt one blob's frame, then delete its pack: check names the pack
+	// and the version.
 	c0 := b.Entries[1].Chunks[0] // Entries[0] is the directory
-	path := filepath.Join(dir, "chunks", c0.String()[:2], c0.String())
-	if err := os.WriteFile(path, []byte("not zstd"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pack := damageFrame(t, repo, dir, c0)
 	rep, err = repo.Check(ctx, false)
 	if err != nil || !rep.OK() {
 		t.Errorf("check without --read-data reads no content: %+v %v", rep, err)
 	}
 	rep, err = repo.Check(ctx, true)
 	if err != nil || rep.OK() {
-		t.Fatalf("corrupt chunk not found: %+v %v", rep, err)
+		t.Fatalf("corrupt pack not found: %+v %v", rep, err)
 	}
-	if p := rep.Problems[0]; !strings.Contains(p.Object, c0.String()) || len(p.Versions) != 1 || !strings.HasPrefix(p.Versions[0], b.ShortID()) {
-		t.Errorf("problem = %+v", p)
+	if p := rep.Problems[0]; p.Object != pack || len(p.Versions) != 1 || !strings.HasPrefix(p.Versions[0], b.ShortID()) {
+		t.Errorf("problem = %+v, want %s affecting %s", p, pack, b.ShortID())
 	}
-	if err := os.Remove(path); err != nil {
+	if err := os.Remove(filepath.Join(dir, pack)); err != nil {
 		t.Fatal(err)
 	}
 	rep, _ = repo.Check(ctx, false)
-	if rep.OK() || rep.Problems[0].Reason != "chunk missing" {
-		t.Errorf("missing chunk: %+v", rep)
+	if rep.OK() || rep.Problems[0].Reason != "pack missing" || rep.Problems[0].Object != pack {
+		t.Errorf("missing pack: %+v", rep)
 	}
 	// Export of a damaged version fails and names the entry.
 	err = repo.WriteZip(ctx, io.Discard, b)
@@ -217,7 +215,7 @@ func TestCheckFindsDamageAndForgetCollects(t *testing.T) {
 	}
 }
 
-func TestAbortDeletesOnlyItsOwnChunks(t *testing.T) {
+func TestAbortLeavesOnlyUnusedBlobs(t *testing.T) {
 	ctx := context.Background()
 	repo, _ := newRepo(t)
 	w, _ := store.NewWriter(ctx, repo)
@@ -227,7 +225,7 @@ func TestAbortDeletesOnlyItsOwnChunks(t *testing.T) {
 	if _, err := bad.Add(ctx, "x", 0o644, time.Now(), bytes.NewReader(shared)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bad.Add(ctx, "y", 0o644, time.Now(), bytes.NewReader(randomData(6, 1000))); err != nil {
+	if _, err := bad.Add(ctx, "y", 0o644, time.Now(), bytes.NewReader(randomData(6, 1<<20))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := good.Add(ctx, "x", 0o644, time.Now(), bytes.NewReader(shared)); err != nil {
@@ -235,6 +233,14 @@ func TestAbortDeletesOnlyItsOwnChunks(t *testing.T) {
 	}
 	res := good.Commit(ctx, store.Version{Time: time.Now()})
 	if err := bad.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The blobs only the rejected version used are unused until the next
+	// forget, which repacks the half-unused pack without them.
+	if rep, err := repo.Check(ctx, true); err != nil || !rep.OK() || rep.Unused == 0 {
+		t.Errorf("check after abort = %+v, %v; want sound with unused blobs", rep, err)
+	}
+	if _, err := repo.Forget(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	chunks, _ := repo.Chunks(ctx)
@@ -245,7 +251,7 @@ func TestAbortDeletesOnlyItsOwnChunks(t *testing.T) {
 		}
 	}
 	if len(chunks) != len(want) {
-		t.Errorf("after abort %d chunks remain, want %d (those worker1 uses)", len(chunks), len(want))
+		t.Errorf("after abort and forget %d chunks remain, want %d (those worker1 uses)", len(chunks), len(want))
 	}
 	if rep, _ := repo.Check(ctx, true); !rep.OK() {
 		t.Errorf("abort damaged a committed version: %+v (%v)", rep, res[0].Version.ID)

@@ -38,8 +38,34 @@ type Entry struct {
 	Size int64 `json:"size"`
 	// CRC32 is the IEEE CRC-32 of the content, as ZIP files record it.
 	CRC32 uint32 `json:"crc32"`
-	// Chunks lists the content's chunks in order.
+	// Chunks lists the content's chunks in order (content-defined chunks
+	// of an ordinary file).
 	Chunks []ChunkID `json:"chunks,omitempty"`
+	// Tree is the root of the content's page tree (a SQLite database or
+	// -wal file, stored page by page); nil for other entries.
+	Tree *ChunkID `json:"tree,omitempty"`
+	// Owner is the numeric owner and group, recorded by directory
+	// sources; nil in Pioreactor versions.
+	Owner *Owner `json:"owner,omitempty"`
+	// Link is a symbolic link's target (Mode has fs.ModeSymlink); the
+	// link is stored as a link, never followed.
+	Link string `json:"link,omitempty"`
+}
+
+// Owner is a numeric user and group ID.
+type Owner struct {
+	UID int `json:"uid"`
+	GID int `json:"gid"`
+}
+
+// Database describes the database dump a directory source's version holds.
+type Database struct {
+	// Engine is "mariadb", "mysql", "postgres" or "command".
+	Engine string `json:"engine"`
+	// Name is the database's name.
+	Name string `json:"name"`
+	// Entry is the name of the entry holding the dump.
+	Entry string `json:"entry"`
 }
 
 // IsDir reports whether the entry is a directory.
@@ -49,7 +75,8 @@ func (e *Entry) IsDir() bool { return e.Mode.IsDir() }
 type Version struct {
 	// ID is the hex SHA-256 of the manifest; it is not stored inside it.
 	ID string `json:"-"`
-	// Format is the manifest format (FormatVersion).
+	// Format is the manifest format: FormatVersion for versions written
+	// now, 1 for versions written before packs existed.
 	Format int `json:"format"`
 	// Host is the unit the version belongs to.
 	Host string `json:"host"`
@@ -67,6 +94,12 @@ type Version struct {
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 	// Note is a free-form remark, e.g. why a safety snapshot was taken.
 	Note string `json:"note,omitempty"`
+	// Paths are the directories a directory source's version holds; entry
+	// names are these paths without their leading "/". Empty for Pioreactor
+	// versions.
+	Paths []string `json:"paths,omitempty"`
+	// Database describes the database dump the version holds, if any.
+	Database *Database `json:"database,omitempty"`
 	// Size is the total content size of all entries.
 	Size int64 `json:"size"`
 	// Entries lists the members in archive order.
@@ -135,7 +168,7 @@ func (r *Repository) LoadVersion(ctx context.Context, id string) (*Version, erro
 	if err := json.Unmarshal(data, &v); err != nil {
 		return nil, fmt.Errorf("load version %s: manifest unreadable: %v (%w)", id, err, ErrDamaged)
 	}
-	if v.Format != FormatVersion {
+	if v.Format < oldestFormat || v.Format > FormatVersion {
 		return nil, fmt.Errorf("load version %s: manifest format %d is not supported: upgrade piosnap", id, v.Format)
 	}
 	v.ID = id

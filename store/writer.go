@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,43 +14,71 @@ import (
 )
 
 // Writer stores the versions of one run in one or more repositories at once.
-// Each entry is split by content-defined chunking once, and each chunk is
-// stored in every repository that lacks it. A repository that fails stops
-// receiving data for the version at hand; the others carry on.
+// Each entry is cut into blobs once: a SQLite database or -wal file into its
+// pages, anything else by content-defined chunking. Each blob is packed into
+// every repository that lacks it. A repository that fails stops receiving
+// data for the version at hand; the others carry on.
 //
 // A Writer is not safe for concurrent use; the caller must hold each
 // repository's lock for the Writer's lifetime.
 type Writer struct {
 	repos   []*Repository
-	known   []map[ChunkID]bool // per repository: chunks present
-	broken  []error            // per repository: why it cannot be written, from the start
+	known   []*blobSet // per repository: blobs present
+	packers []*packer  // per repository: blobs being packed
+	broken  []error    // per repository: why it cannot be written, from the start or since it failed
 	pending map[*Pending]bool
-	used    map[ChunkID]bool // chunks used by versions committed in this run
 	chunker *chunker.Chunker
 	buf     []byte
+	br      *bufio.Reader
+	// bases maps host and entry name to the page tree of the newest
+	// version holding it, loaded at the first database; nil until then.
+	bases map[string]ChunkID
 }
 
-// NewWriter prepares a run against repos, learning which chunks each already
-// holds. A repository that cannot be listed is left out of the run (its
+// blobSet is the set of blobs a repository holds: its index at the start of
+// the run plus the blobs added since.
+type blobSet struct {
+	idx   *index
+	added map[ChunkID]struct{}
+	loose map[ChunkID]int64 // format-1 chunks
+}
+
+func (s *blobSet) has(id ChunkID) bool {
+	if _, ok := s.added[id]; ok {
+		return true
+	}
+	if _, ok := s.loose[id]; ok {
+		return true
+	}
+	return s.idx.has(id)
+}
+
+// NewWriter prepares a run against repos, learning which blobs each already
+// holds. A repository that cannot be read is left out of the run (its
 // versions fail with that error) while the others are written; only when
-// none can be listed does NewWriter fail.
+// none can be read does NewWriter fail. A repository of format 1 is
+// upgraded to the current format first (see Upgrade).
 func NewWriter(ctx context.Context, repos ...*Repository) (*Writer, error) {
 	if len(repos) == 0 {
 		return nil, errors.New("new writer: no repository")
 	}
-	w := &Writer{repos: repos, pending: make(map[*Pending]bool), used: make(map[ChunkID]bool)}
+	w := &Writer{repos: repos, pending: make(map[*Pending]bool)}
 	healthy := 0
 	for _, r := range repos {
-		have, err := r.Chunks(ctx)
+		set, err := r.blobSet(ctx)
+		if err == nil {
+			err = r.Upgrade(ctx)
+		}
 		if err != nil && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		k := make(map[ChunkID]bool, len(have))
-		for id := range have {
-			k[id] = true
-		}
-		w.known = append(w.known, k)
+		w.known = append(w.known, set)
 		w.broken = append(w.broken, err)
+		w.packers = append(w.packers, newPacker(r, func(owner any, n int64) {
+			if p, ok := owner.(*Pending); ok {
+				p.addStored(r, n)
+			}
+		}))
 		if err == nil {
 			healthy++
 		}
@@ -60,7 +89,21 @@ func NewWriter(ctx context.Context, repos ...*Repository) (*Writer, error) {
 	cfg := repos[0].config
 	w.chunker = chunker.NewWithBoundaries(nil, cfg.Polynomial, cfg.ChunkMinSize, cfg.ChunkMaxSize)
 	w.buf = make([]byte, cfg.ChunkMaxSize)
+	w.br = bufio.NewReaderSize(nil, 64<<10)
 	return w, nil
+}
+
+// blobSet loads what the repository holds.
+func (r *Repository) blobSet(ctx context.Context) (*blobSet, error) {
+	idx, err := r.reloadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	loose, err := r.looseChunks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &blobSet{idx: idx, added: make(map[ChunkID]struct{}), loose: loose}, nil
 }
 
 // Pending is a version being written. Nothing of it is visible until Commit.
@@ -69,31 +112,33 @@ type Pending struct {
 	host    string
 	entries []Entry
 	size    int64
-	errs    []error            // per repository: first failure, nil while healthy
-	created []map[ChunkID]bool // per repository: chunks this version added
-	refs    map[ChunkID]bool   // chunks this version uses
-	stored  []int64            // per repository: bytes written
+	errs    []error // per repository: first failure, nil while healthy
+	stored  []int64 // per repository: bytes written
 	start   time.Time
 	done    bool
+	page    []byte
 }
 
 // Begin starts a version of host.
 func (w *Writer) Begin(host string) *Pending {
 	p := &Pending{
-		w:       w,
-		host:    host,
-		errs:    make([]error, len(w.repos)),
-		created: make([]map[ChunkID]bool, len(w.repos)),
-		refs:    make(map[ChunkID]bool),
-		stored:  make([]int64, len(w.repos)),
-		start:   time.Now(),
-	}
-	for i := range p.created {
-		p.created[i] = make(map[ChunkID]bool)
+		w:      w,
+		host:   host,
+		errs:   make([]error, len(w.repos)),
+		stored: make([]int64, len(w.repos)),
+		start:  time.Now(),
 	}
 	copy(p.errs, w.broken)
 	w.pending[p] = true
 	return p
+}
+
+func (p *Pending) addStored(r *Repository, n int64) {
+	for i, rr := range p.w.repos {
+		if rr == r {
+			p.stored[i] += n
+		}
+	}
 }
 
 // Host returns the host the version belongs to.
@@ -108,7 +153,8 @@ func (p *Pending) Size() int64 { return p.size }
 
 // Add appends an entry, reading its content from r (ignored for
 // directories). It returns the entry as recorded, with the size and CRC-32
-// computed from what was read.
+// computed from what was read. A SQLite database or -wal file is stored page
+// by page; anything else in content-defined chunks.
 func (p *Pending) Add(ctx context.Context, name string, mode fs.FileMode, modified time.Time, r io.Reader) (Entry, error) {
 	e := Entry{Name: name, Mode: mode, Modified: modified.UTC()}
 	if p.done {
@@ -120,24 +166,19 @@ func (p *Pending) Add(ctx context.Context, name string, mode fs.FileMode, modifi
 	}
 	crc := crc32.NewIEEE()
 	w := p.w
-	w.chunker.ResetWithBoundaries(io.TeeReader(r, crc), w.repos[0].config.Polynomial, w.repos[0].config.ChunkMinSize, w.repos[0].config.ChunkMaxSize)
-	for {
-		if err := ctx.Err(); err != nil {
-			return e, err
-		}
-		c, err := w.chunker.Next(w.buf)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return e, fmt.Errorf("read %q of %s: %w", name, p.host, err)
-		}
-		id := HashChunk(c.Data)
-		if err := p.putChunk(ctx, id, c.Data); err != nil {
-			return e, err
-		}
-		e.Chunks = append(e.Chunks, id)
-		e.Size += int64(c.Length)
+	br := w.br
+	br.Reset(io.TeeReader(r, crc))
+	head, _ := br.Peek(100)
+	var err error
+	switch layout, ps := detectLayout(head); layout {
+	case layoutDB, layoutWAL:
+		err = p.addPages(ctx, &e, br, layout, ps)
+	default:
+		err = p.addChunks(ctx, &e, br)
+	}
+	br.Reset(nil)
+	if err != nil {
+		return e, err
 	}
 	e.CRC32 = crc.Sum32()
 	p.size += e.Size
@@ -145,26 +186,252 @@ func (p *Pending) Add(ctx context.Context, name string, mode fs.FileMode, modifi
 	return e, nil
 }
 
-// putChunk stores a chunk in every healthy repository that lacks it.
-func (p *Pending) putChunk(ctx context.Context, id ChunkID, data []byte) error {
-	p.refs[id] = true
+// addChunks stores content cut by content-defined chunking.
+func (p *Pending) addChunks(ctx context.Context, e *Entry, r io.Reader) error {
+	w := p.w
+	cfg := w.repos[0].config
+	w.chunker.ResetWithBoundaries(r, cfg.Polynomial, cfg.ChunkMinSize, cfg.ChunkMaxSize)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c, err := w.chunker.Next(w.buf)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %q of %s: %w", e.Name, p.host, err)
+		}
+		id := HashChunk(c.Data)
+		if err := p.putBlob(ctx, blobData, id, c.Data); err != nil {
+			return err
+		}
+		e.Chunks = append(e.Chunks, id)
+		e.Size += int64(c.Length)
+	}
+}
+
+// addPages stores a database or WAL file page by page under a page tree.
+func (p *Pending) addPages(ctx context.Context, e *Entry, r io.Reader, layout, pageSize int) error {
+	tb := newTreeBuilder(func(node []byte) (ChunkID, error) {
+		id := HashChunk(node)
+		return id, p.putBlob(ctx, blobTree, id, node)
+	})
+	if layout == layoutDB {
+		tb.base = p.baseLeaves(ctx, e.Name)
+	}
+	if cap(p.page) < pageSize {
+		p.page = make([]byte, pageSize)
+	}
+	// read fills n bytes; it returns what it got and whether the content
+	// ended.
+	read := func(n int) ([]byte, bool, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, true, err
+		}
+		got, err := io.ReadFull(r, p.page[:n])
+		e.Size += int64(got)
+		switch err {
+		case nil:
+			return p.page[:got], false, nil
+		case io.EOF, io.ErrUnexpectedEOF:
+			return p.page[:got], true, nil
+		}
+		return nil, true, fmt.Errorf("read %q of %s: %w", e.Name, p.host, err)
+	}
+	page := func(data []byte) error {
+		id := HashChunk(data)
+		if err := p.putBlob(ctx, blobData, id, data); err != nil {
+			return err
+		}
+		return tb.addRef(id, len(data))
+	}
+	if layout == layoutWAL {
+		hdr, end, err := read(walHeader)
+		if err != nil {
+			return err
+		}
+		if err := tb.addInline(hdr); err != nil {
+			return err
+		}
+		for !end {
+			var fh []byte
+			fh, end, err = read(walFrameHdr)
+			if err != nil {
+				return err
+			}
+			if len(fh) > 0 {
+				if err := tb.addInline(fh); err != nil {
+					return err
+				}
+			}
+			if end {
+				break
+			}
+			var data []byte
+			data, end, err = read(pageSize)
+			if err != nil {
+				return err
+			}
+			if len(data) > 0 {
+				if err := page(data); err != nil {
+					return err
+				}
+			}
+		}
+	} else {
+		for end := false; !end; {
+			data, eof, err := read(pageSize)
+			if err != nil {
+				return err
+			}
+			end = eof
+			if len(data) > 0 {
+				if err := page(data); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	root, err := tb.finish()
+	if err != nil {
+		return err
+	}
+	e.Tree = &root
+	return nil
+}
+
+// baseLeaves returns the leaves of the page tree of the same entry in the
+// host's newest version, one after the other, for the tree builder to
+// store changed leaves as deltas; nil when there is none that every
+// healthy repository holds. A base that cannot be read ends the deltas for
+// the entry (its leaves are then stored in full), never the backup.
+func (p *Pending) baseLeaves(ctx context.Context, name string) func(int) (ChunkID, int, []treeItem, bool) {
+	w := p.w
+	first := -1
+	for i := range w.repos {
+		if p.errs[i] == nil {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	if w.bases == nil {
+		w.bases = make(map[string]ChunkID)
+		vs, err := w.repos[first].Versions(ctx)
+		if err != nil {
+			return nil
+		}
+		for _, v := range vs { // newest first
+			for _, e := range v.Entries {
+				key := v.Host + "\x00" + e.Name
+				if _, seen := w.bases[key]; !seen && e.Tree != nil {
+					w.bases[key] = *e.Tree
+				}
+			}
+		}
+	}
+	root, ok := w.bases[p.host+"\x00"+name]
+	if !ok {
+		return nil
+	}
+	for i := range w.repos {
+		if p.errs[i] == nil && !w.known[i].has(root) {
+			return nil
+		}
+	}
+	br := w.repos[first].newBlobReader()
+	read := func(id ChunkID) ([]byte, error) { return br.read(ctx, id, nil) }
+	type level struct {
+		children []ChunkID
+		pos      int
+	}
+	var stack []level
+	started, failed := false, false
+	next := 0
+	// leaf returns the next leaf of the base tree and its bytes.
+	leaf := func() (ChunkID, []byte, bool) {
+		var id ChunkID
+		if !started {
+			started = true
+			id = root
+		} else {
+			for len(stack) > 0 && stack[len(stack)-1].pos == len(stack[len(stack)-1].children) {
+				stack = stack[:len(stack)-1]
+			}
+			if len(stack) == 0 {
+				return id, nil, false
+			}
+			top := &stack[len(stack)-1]
+			id = top.children[top.pos]
+			top.pos++
+		}
+		for depth := 0; depth < 16; depth++ {
+			node, err := read(id)
+			if err != nil {
+				return id, nil, false
+			}
+			var kids []ChunkID
+			level0, err := parseNode(node, func(it treeItem) error {
+				if it.kind == itemChild {
+					kids = append(kids, it.id)
+				}
+				return nil
+			})
+			if err != nil || (level0 > 0 && len(kids) == 0) {
+				return id, nil, false
+			}
+			if level0 == 0 {
+				return id, node, true
+			}
+			stack = append(stack, level{children: kids[1:]})
+			id = kids[0]
+		}
+		return id, nil, false
+	}
+	return func(n int) (ChunkID, int, []treeItem, bool) {
+		if failed || n != next {
+			failed = true
+			return ChunkID{}, 0, nil, false
+		}
+		next++
+		id, node, ok := leaf()
+		if !ok {
+			failed = true
+			return id, 0, nil, false
+		}
+		items, depth, err := resolveLeaf(node, read, 0)
+		if err != nil {
+			failed = true
+			return id, 0, nil, false
+		}
+		return id, depth, items, true
+	}
+}
+
+// putBlob packs a blob into every healthy repository that lacks it.
+func (p *Pending) putBlob(ctx context.Context, typ uint8, id ChunkID, data []byte) error {
 	healthy := 0
-	for i, r := range p.w.repos {
+	for i := range p.w.repos {
 		if p.errs[i] != nil {
 			continue
 		}
-		if !p.w.known[i][id] {
-			n, err := r.PutChunk(ctx, id, data)
-			if err != nil {
+		known := p.w.known[i]
+		if known.has(id) {
+			if _, ok := known.added[id]; ok {
+				p.w.packers[i].use(id, p)
+			}
+		} else {
+			if err := p.w.packers[i].add(ctx, typ, id, data, p); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 				p.fail(i, err)
 				continue
 			}
-			p.w.known[i][id] = true
-			p.created[i][id] = true
-			p.stored[i] += n
+			known.added[id] = struct{}{}
 		}
 		healthy++
 	}
@@ -203,14 +470,16 @@ type Result struct {
 	Repo *Repository
 	// Version is the saved version, nil on failure.
 	Version *Version
-	// Stored is the number of bytes the version added to the repository
-	// (compressed chunks plus manifest).
+	// Stored is the number of bytes the version added to the repository:
+	// its share of the packs (compressed blobs and pack headers) and the
+	// index objects, without the manifest.
 	Stored int64
 	// Err is why the version is missing from this repository.
 	Err error
 }
 
-// Commit saves the manifest in every healthy repository, which makes the
+// Commit stores every blob still buffered, then the index describing the
+// packs, then the manifest in every healthy repository, which makes the
 // version visible there. v supplies the host-independent fields (Time, Zone,
 // Kind, Source, Metadata, AppVersion, Note); Host, Entries and Size are set
 // from the pending version. It returns one Result per repository, in the
@@ -218,14 +487,18 @@ type Result struct {
 func (p *Pending) Commit(ctx context.Context, v Version) []Result {
 	p.done = true
 	delete(p.w.pending, p)
-	for id := range p.refs {
-		p.w.used[id] = true
-	}
 	v.Host = p.host
 	v.Entries = p.entries
 	v.Size = p.size
 	res := make([]Result, len(p.w.repos))
 	for i, r := range p.w.repos {
+		if p.errs[i] == nil {
+			n, err := p.w.packers[i].finish(ctx)
+			p.stored[i] += n
+			if err != nil {
+				p.fail(i, err)
+			}
+		}
 		res[i] = Result{Repo: r, Stored: p.stored[i], Err: p.errs[i]}
 		if p.errs[i] != nil {
 			continue
@@ -241,40 +514,21 @@ func (p *Pending) Commit(ctx context.Context, v Version) []Result {
 	return res
 }
 
-// Abort drops the version and deletes the chunks it added that no other
-// version of this run uses, so a rejected host leaves nothing behind.
+// Abort drops the version. The blobs it added that are still waiting to
+// be compressed, and that no other version of the run uses, are dropped
+// too; blobs already packed stay in the repository, unused, until the next
+// forget removes them (`piosnap check` counts them as unused, not as
+// damage).
 func (p *Pending) Abort(ctx context.Context) error {
 	if p.done {
 		return nil
 	}
 	p.done = true
 	delete(p.w.pending, p)
-	var errs []error
-	for i, r := range p.w.repos {
-		for id := range p.created[i] {
-			if p.w.inUse(id) {
-				continue
-			}
-			if err := r.DeleteChunk(ctx, id); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			delete(p.w.known[i], id)
+	for i, pk := range p.w.packers {
+		for _, id := range pk.drop(p) {
+			delete(p.w.known[i].added, id)
 		}
 	}
-	return errors.Join(errs...)
-}
-
-// inUse reports whether a version of the run, committed or still pending,
-// uses a chunk.
-func (w *Writer) inUse(id ChunkID) bool {
-	if w.used[id] {
-		return true
-	}
-	for q := range w.pending {
-		if q.refs[id] {
-			return true
-		}
-	}
-	return false
+	return nil
 }

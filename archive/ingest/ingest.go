@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,28 @@ type Options struct {
 	Host string
 	// Limits bounds the archive (zip bombs).
 	Limits archive.Limits
+	// Units lists the cluster's units. When set, a host folder of an
+	// Aggregate archive that is not among them is refused.
+	Units []string
+}
+
+// CheckUnitName reports whether name can be a Pioreactor unit: a host name
+// of letters, digits, '-', '_' and '.', starting with a letter or digit, at
+// most 63 characters.
+func CheckUnitName(name string) error {
+	ok := len(name) > 0 && len(name) <= 63
+	for i, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case i > 0 && (r == '-' || r == '_' || r == '.'):
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%q is not a valid Pioreactor unit name (a host name: letters, digits, '-', '_' and '.', starting with a letter or digit)", name)
+	}
+	return nil
 }
 
 // Host is one host found in an archive.
@@ -105,6 +128,7 @@ type hostState struct {
 // everywhere) aborts every host and is returned.
 func Read(ctx context.Context, r io.Reader, w *store.Writer, opts Options) ([]*Host, error) {
 	ar := archive.NewReader(r, opts.Limits)
+	var pipes pipes
 	var order []*hostState
 	hosts := map[string]*hostState{}
 	abortAll := func(err error) ([]*Host, error) {
@@ -127,14 +151,19 @@ func Read(ctx context.Context, r io.Reader, w *store.Writer, opts Options) ([]*H
 		if !ok {
 			return abortAll(fmt.Errorf("entry %q lies outside every host folder of the cluster archive (%w)", hdr.Name, archive.ErrUnsafe))
 		}
-		if rel == "" {
+		if rel == "" && opts.Layout == Aggregate {
 			continue // "<host>/" itself
 		}
 		hs := hosts[host]
 		if hs == nil {
-			hs = &hostState{Host: Host{Name: host, Pending: w.Begin(host)}, names: map[string]int{}}
+			hs = &hostState{Host: Host{Name: host}, names: map[string]int{}}
 			hosts[host] = hs
 			order = append(order, hs)
+			if err := opts.checkFolder(host); err != nil {
+				hs.Err = &Error{Host: host, Reason: err.Error(), Err: err}
+				continue
+			}
+			hs.Pending = w.Begin(host)
 		}
 		if hs.Err != nil {
 			continue
@@ -165,7 +194,18 @@ func Read(ctx context.Context, r io.Reader, w *store.Writer, opts Options) ([]*H
 			continue
 		}
 		hs.names[rel] = len(hs.Pending.Entries())
-		if _, err := hs.Pending.Add(ctx, rel, mode, hdr.Modified, ar); err != nil {
+		var content io.Reader = ar
+		var pp *pipe
+		if hdr.Size > pipeBlock {
+			// Inflate a large entry on another core while it is stored.
+			pp = pipes.open(ar)
+			content = pp
+		}
+		_, err = hs.Pending.Add(ctx, rel, mode, hdr.Modified, content)
+		if pp != nil {
+			pp.close()
+		}
+		if err != nil {
 			return abortAll(err)
 		}
 	}
@@ -176,7 +216,7 @@ func Read(ctx context.Context, r io.Reader, w *store.Writer, opts Options) ([]*H
 	perHost := map[string][]archive.Header{}
 	for _, h := range central {
 		host, rel, _ := split(opts, h.Name)
-		if rel == "" {
+		if rel == "" && opts.Layout == Aggregate {
 			continue
 		}
 		h.Name = rel
@@ -204,6 +244,38 @@ func split(opts Options, name string) (host, rel string, ok bool) {
 	return host, rel, true
 }
 
+// checkFolder refuses a host folder of an Aggregate archive that cannot be a
+// unit of the cluster.
+func (opts Options) checkFolder(host string) error {
+	if opts.Layout != Aggregate {
+		return nil
+	}
+	if err := CheckUnitName(host); err != nil {
+		return fmt.Errorf("folder %q of the cluster archive: %w; nothing of it was stored", host+"/", err)
+	}
+	if len(opts.Units) > 0 && !slices.Contains(opts.Units, host) {
+		return fmt.Errorf("folder %q of the cluster archive is not a unit of the cluster (the leader lists %s); nothing of it was stored", host+"/", strings.Join(opts.Units, ", "))
+	}
+	return nil
+}
+
+// clusterFolders returns the top-level folders that hold a unit's files
+// (its metadata or config.ini) in a Single archive that has neither at its
+// root: the signs of a cluster archive given as one unit's.
+func clusterFolders(central []archive.Header) []string {
+	var folders []string
+	for _, h := range central {
+		if h.Name == MetadataName || h.Name == "config.ini" {
+			return nil
+		}
+		dir, base, ok := strings.Cut(h.Name, "/")
+		if ok && (base == MetadataName || base == "config.ini") && !slices.Contains(folders, dir+"/") {
+			folders = append(folders, dir+"/")
+		}
+	}
+	return folders
+}
+
 func (hs *hostState) reject(ctx context.Context, entry string, err error) {
 	var ee *archive.EntryError
 	if errors.As(err, &ee) {
@@ -227,6 +299,13 @@ func (hs *hostState) finish(ctx context.Context, opts Options, central []archive
 			hs.reject(ctx, "", err)
 		}
 		return
+	}
+	if opts.Layout == Single {
+		if folders := clusterFolders(central); len(folders) > 0 {
+			hs.reject(ctx, "", fmt.Errorf("the archive is a cluster archive, not one unit's: its folders %s each hold a unit's files, and it has no %s or config.ini at the top; export the unit alone from the Pioreactor UI and import that file",
+				strings.Join(folders, ", "), MetadataName))
+			return
+		}
 	}
 	entries := hs.Pending.Entries()
 	for _, h := range central {
@@ -276,14 +355,14 @@ func (hs *hostState) finish(ctx context.Context, opts Options, central []archive
 		hs.reject(ctx, MetadataName, errors.New(`"name" is empty: the archive does not say which unit it belongs to; name it with --host`))
 		return
 	case hs.Name == "":
-		if err := archive.CheckName(meta.Name); err != nil || strings.Contains(meta.Name, "/") {
-			hs.reject(ctx, MetadataName, fmt.Errorf("name %q is not a valid unit name", meta.Name))
+		if err := CheckUnitName(meta.Name); err != nil {
+			hs.reject(ctx, MetadataName, fmt.Errorf("name: %w", err))
 			return
 		}
 		hs.Name = meta.Name
 		hs.Pending.SetHost(meta.Name)
 	case meta.Name != "" && meta.Name != hs.Name:
-		hs.reject(ctx, MetadataName, fmt.Errorf("metadata names unit %q but the archive is for %s: Pioreactor's import would refuse it", meta.Name, hs.Name))
+		hs.reject(ctx, MetadataName, fmt.Errorf("metadata names unit %q but the archive is for %s: Pioreactor's import would refuse it; if %s's archive was pulled from its own address, that address probably reaches %s: check it (piosnap's [pioreactor.addresses])", meta.Name, hs.Name, hs.Name, meta.Name))
 		return
 	}
 	mode := hs.metaHdr.Mode.Perm()

@@ -157,12 +157,12 @@ func TestRejections(t *testing.T) {
 	}{
 		{"symlink", Aggregate, "", []member{{name: "w1/link", body: "/etc/passwd", mode: fs.ModeSymlink | 0o777}, {name: "w2/a", body: "ok"}}, "w1", "symbolic link"},
 		{"traversal", Aggregate, "", []member{{name: "w1/a/../../b", body: "x"}, {name: "w2/a", body: "ok"}}, "w1", `entry "a/../../b"`},
-		{"backslash", Aggregate, "", []member{{name: `w1/a\b`, body: "x"}, {name: "w2/a", body: "ok"}}, "w1", "backslash"},
+		{"backslash traversal", Aggregate, "", []member{{name: `w1/a\..\..\b`, body: "x"}, {name: "w2/a", body: "ok"}}, "w1", "backslash path"},
 		{"duplicate", Aggregate, "", []member{{name: "w1/a", body: "x"}, {name: "w1/a", body: "y"}, {name: "w2/a", body: "ok"}}, "w1", "duplicate"},
 		{"metadata other host", Aggregate, "", []member{{name: "w1/" + MetadataName, body: meta("w9")}, {name: "w2/a", body: "ok"}}, "w1", `names unit "w9"`},
 		{"metadata not json", Aggregate, "", []member{{name: "w1/" + MetadataName, body: "{"}, {name: "w2/a", body: "ok"}}, "w1", "not valid JSON"},
 		{"single without metadata", Single, "", []member{{name: "a", body: "x"}}, "", "does not say which unit"},
-		{"single wrong host", Single, "w1", []member{{name: "a", body: "x"}, {name: MetadataName, body: meta("w2")}}, "w1", `names unit "w2"`},
+		{"single wrong host", Single, "w1", []member{{name: "a", body: "x"}, {name: MetadataName, body: meta("w2")}}, "w1", `names unit "w2" but the archive is for w1: Pioreactor's import would refuse it; if w1's archive was pulled from its own address, that address probably reaches w2`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,4 +221,102 @@ func TestStreamErrorsAbortEverything(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Archives that must be refused as a whole host, with the reason: an empty
+// entry name in one unit's archive, a cluster archive given as one unit's,
+// and host folders that cannot be units of the cluster.
+func TestRefusedShapes(t *testing.T) {
+	units := []string{"leader1", "worker1"}
+	cluster := []member{
+		{name: "worker1/", body: ""},
+		{name: "worker1/config.ini", body: "[a]\n"},
+		{name: "worker1/" + MetadataName, body: meta("worker1")},
+	}
+	tests := []struct {
+		name    string
+		layout  Layout
+		host    string
+		members []member
+		bad     string // host expected to be rejected
+		want    string
+	}{
+		{"empty name in a unit archive", Single, "worker1", []member{{name: "config.ini", body: "x"}, {name: "", body: "lost"}, {name: MetadataName, body: meta("worker1")}}, "worker1", "empty name"},
+		{"cluster archive as a unit's", Single, "worker1", cluster, "worker1", `cluster archive, not one unit's: its folders worker1/`},
+		{"cluster archive with a stray file", Single, "worker1", append([]member{{name: "notes.txt", body: "x"}}, cluster...), "worker1", "cluster archive"},
+		{"cluster archive with a folder that is no host", Single, "worker1", []member{{name: "bad host!/config.ini", body: "x"}, {name: "bad host!/" + MetadataName, body: meta("")}}, "worker1", `folders bad host!/`},
+		{"folder not a unit name", Aggregate, "", []member{{name: "bad host!/a", body: "x"}, {name: "worker1/a", body: "ok"}}, "bad host!", "not a valid Pioreactor unit name"},
+		{"folder not in the cluster", Aggregate, "", []member{{name: "worker9/a", body: "x"}, {name: "worker1/a", body: "ok"}}, "worker9", "not a unit of the cluster (the leader lists leader1, worker1)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, repo := newWriter(t)
+			ctx := context.Background()
+			hosts, err := Read(ctx, bytes.NewReader(makeZip(t, tt.members)), w, Options{Layout: tt.layout, Host: tt.host, Units: units})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, h := range hosts {
+				if h.Name != tt.bad {
+					if h.Err != nil {
+						t.Errorf("%s rejected too: %v", h.Name, h.Err)
+					} else {
+						h.Pending.Commit(ctx, store.Version{Time: time.Now()})
+					}
+					continue
+				}
+				found = true
+				if h.Err == nil || !strings.Contains(h.Err.Error(), tt.want) {
+					t.Errorf("%s: rejection = %v, want one saying %q", h.Name, h.Err, tt.want)
+				}
+				if h.Pending != nil {
+					t.Error("rejected host still has a pending version")
+				}
+			}
+			if !found {
+				t.Errorf("no host %q reported; hosts: %+v", tt.bad, hosts)
+			}
+			vs, _ := repo.Versions(ctx)
+			for _, v := range vs {
+				if v.Host == tt.bad {
+					t.Errorf("a version of the refused host %q was stored", tt.bad)
+				}
+			}
+			if rep, _ := repo.Check(ctx, true); !rep.OK() || rep.Unused != 0 {
+				t.Errorf("repository after rejection: %+v", rep)
+			}
+		})
+	}
+}
+
+// A backslash is an ordinary character of a Linux file name: the unit's
+// file is stored under its own name and comes back in the rebuilt ZIP.
+func TestBackslashNameIsStored(t *testing.T) {
+	name := `storage/calibrations/od\90.yaml`
+	data := makeZip(t, []member{{name: "config.ini", body: "x"}, {name: name, body: "cal"}, {name: MetadataName, body: meta("worker1")}})
+	w, repo := newWriter(t)
+	ctx := context.Background()
+	hosts, err := Read(ctx, bytes.NewReader(data), w, Options{Layout: Single, Host: "worker1"})
+	if err != nil || len(hosts) != 1 || hosts[0].Err != nil {
+		t.Fatalf("Read = %+v, %v", hosts, err)
+	}
+	res := hosts[0].Pending.Commit(ctx, store.Version{Time: time.Now()})
+	if res[0].Err != nil {
+		t.Fatal(res[0].Err)
+	}
+	var buf bytes.Buffer
+	if err := repo.WriteZip(ctx, &buf, res[0].Version); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range zr.File {
+		if f.Name == name {
+			return
+		}
+	}
+	t.Errorf("rebuilt ZIP lacks %q", name)
 }

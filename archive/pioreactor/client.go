@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -82,7 +83,12 @@ func New(cfg Config) (*Client, error) {
 		hc:            cfg.HTTPClient,
 	}
 	if c.leaderName == "" {
+		// Messages name the leader by its host name; an IP address or
+		// "localhost" says nothing a user recognises.
 		c.leaderName = strings.TrimSuffix(leader.Hostname(), ".local")
+		if net.ParseIP(c.leaderName) != nil || c.leaderName == "localhost" {
+			c.leaderName = "the leader"
+		}
 	}
 	for unit, addr := range cfg.Addresses {
 		u, err := parseAddress(addr, leader.Scheme)
@@ -116,7 +122,7 @@ func parseAddress(addr, scheme string) (*url.URL, error) {
 		return nil, fmt.Errorf("cannot parse address %q: use host[:port] or http://host[:port]", addr)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("address %q contains credentials: put them in user/password instead", u.Redacted())
+		return nil, fmt.Errorf("address %q contains credentials: put the user name in user and the password in password_file under [pioreactor] instead", u.Redacted())
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("address %q has scheme %q: use http or https", addr, u.Scheme)
@@ -216,15 +222,36 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		} else if ue := (*url.Error)(nil); errors.As(err, &ue) {
 			cause = ue.Err
 		}
-		return nil, &Error{
-			Kind: ErrUnreachable,
-			Unit: r.to.name,
-			Msg:  fmt.Sprintf("%s unreachable at %s: %v", r.to.name, r.to.base.Host, cause),
-			Err:  err,
+		msg := fmt.Sprintf("%s unreachable at %s: %v", r.to.name, r.to.base.Host, cause)
+		if why := unreachableReason(err); why != "" && !fired {
+			msg = fmt.Sprintf("%s unreachable at %s: %s: %v", r.to.name, r.to.base.Host, why, cause)
 		}
+		return nil, &Error{Kind: ErrUnreachable, Unit: r.to.name, Msg: msg, Err: err}
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// unreachableReason says in plain words why a request got no reply, for the
+// common network errors; "" for others.
+func unreachableReason(err error) string {
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return "its name does not resolve (check the name, or give its IP address under [pioreactor.addresses])"
+	case errors.As(err, &dns):
+		return "its name could not be looked up (the name service failed)"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "it refuses connections (the machine is up, but no web server listens on that port)"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the connection was cut (network trouble, or the unit is restarting)"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "there is no network route to it (off, or on another network)"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "it did not answer in time (off, or the network is down)"
+	}
+	return ""
 }
 
 // watchdog cancels a request when it sees no activity for d.

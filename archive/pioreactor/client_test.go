@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -22,11 +25,11 @@ func TestNew(t *testing.T) {
 		{"host only", Config{Leader: "leader1.local"}, "leader1.local:80", "leader1",
 			map[string]string{"worker3": "worker3.local:80"}, ""},
 		{"host port", Config{Leader: "10.0.0.2:4999", Addresses: map[string]string{"worker1": "10.0.0.3", "worker2": "10.0.0.4:8080"}},
-			"10.0.0.2:4999", "10.0.0.2", map[string]string{"worker1": "10.0.0.3:80", "worker2": "10.0.0.4:8080", "worker3": "worker3.local:80"}, ""},
+			"10.0.0.2:4999", "the leader", map[string]string{"worker1": "10.0.0.3:80", "worker2": "10.0.0.4:8080", "worker3": "worker3.local:80"}, ""},
 		{"url", Config{Leader: "http://pioreactor.local/", LeaderName: "leader1"}, "pioreactor.local:80", "leader1", nil, ""},
 		{"https", Config{Leader: "https://leader1.local", Addresses: map[string]string{"w": "https://w.lan"}}, "leader1.local:443", "leader1",
 			map[string]string{"w": "w.lan:443"}, ""},
-		{"ipv6", Config{Leader: "[::1]:8080"}, "[::1]:8080", "::1", nil, ""},
+		{"ipv6", Config{Leader: "[::1]:8080"}, "[::1]:8080", "the leader", nil, ""},
 		{"empty", Config{}, "", "", nil, "leader address is empty"},
 		{"credentials in url", Config{Leader: "http://bob:hunter2@leader1.local"}, "", "", nil, "contains credentials"},
 		{"bad scheme", Config{Leader: "ftp://leader1"}, "", "", nil, `scheme "ftp"`},
@@ -81,8 +84,8 @@ func TestBasicAuth(t *testing.T) {
 		wantErr    string
 	}{
 		{"right", user, pass, ""},
-		{"missing", "", "", "leader1 requires HTTP Basic credentials: set user/password in [pioreactor]"},
-		{"wrong password", user, "wrong-pw", `leader1 rejected the HTTP Basic credentials of user "pioreactor": check user/password in [pioreactor]`},
+		{"missing", "", "", "leader1 requires HTTP Basic credentials: set user and password_file under [pioreactor] in piosnap's configuration (or the password in $PIOSNAP_PIOREACTOR_PASSWORD)"},
+		{"wrong password", user, "wrong-pw", `leader1 rejected the HTTP Basic credentials of user "pioreactor": check user under [pioreactor] and the password in password_file (or $PIOSNAP_PIOREACTOR_PASSWORD)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,13 +136,36 @@ func TestUnreachable(t *testing.T) {
 				who = "leader1"
 			}
 			prefix := who + " unreachable at " + dead + ": "
-			if !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), "connection refused") {
+			if !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "it refuses connections") {
 				t.Fatalf("message %q, want prefix %q and the cause", err, prefix)
 			}
 			if strings.Contains(err.Error(), "pw-never-shown") {
 				t.Fatal("password leaked")
 			}
 		})
+	}
+}
+
+func TestUnreachableReason(t *testing.T) {
+	op := func(err error) error {
+		return &net.OpError{Op: "read", Net: "tcp", Err: &os.SyscallError{Syscall: "read", Err: err}}
+	}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&net.DNSError{Err: "no such host", Name: "worker9.local", IsNotFound: true}, "its name does not resolve"},
+		{&net.DNSError{Err: "server misbehaving", Name: "worker9.local"}, "could not be looked up"},
+		{op(syscall.ECONNREFUSED), "refuses connections"},
+		{op(syscall.ECONNRESET), "the connection was cut"},
+		{op(syscall.EHOSTUNREACH), "no network route"},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, "did not answer in time"},
+		{errors.New("tls: bad certificate"), ""},
+	}
+	for _, tt := range tests {
+		if got := unreachableReason(tt.err); tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+			t.Errorf("unreachableReason(%v) = %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }
 

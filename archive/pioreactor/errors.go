@@ -179,9 +179,9 @@ func (c *Client) explain(ae *APIError, op string, to target, unit string) error 
 	text := ae.Message + " " + ae.Cause
 	switch {
 	case ae.Status == http.StatusUnauthorized:
-		msg := fmt.Sprintf("%s requires HTTP Basic credentials: set user/password in [pioreactor]", to.name)
+		msg := fmt.Sprintf("%s requires HTTP Basic credentials: set user and password_file under [pioreactor] in piosnap's configuration (or the password in $PIOSNAP_PIOREACTOR_PASSWORD)", to.name)
 		if c.user != "" {
-			msg = fmt.Sprintf("%s rejected the HTTP Basic credentials of user %q: check user/password in [pioreactor]", to.name, c.user)
+			msg = fmt.Sprintf("%s rejected the HTTP Basic credentials of user %q: check user under [pioreactor] and the password in password_file (or $PIOSNAP_PIOREACTOR_PASSWORD)", to.name, c.user)
 		}
 		return &Error{Kind: ErrUnauthorized, Unit: to.name, Msg: msg, Err: ae}
 	case ae.Status == http.StatusForbidden && strings.Contains(text, "DISALLOW_UI_FILE_SYSTEM"):
@@ -211,7 +211,7 @@ func (c *Client) explain(ae *APIError, op string, to target, unit string) error 
 			Msg: fmt.Sprintf("%s rejects the archive: %s; import an archive exported from %s", unit, ae.Message, unit)}
 	case ae.Status == http.StatusConflict:
 		return &Error{Kind: ErrWrongUnit, Unit: unit, Err: ae,
-			Msg: fmt.Sprintf("the host at %s is not %s (%s): fix its entry in [cluster.addresses]", to.base.Host, unit, ae.Message)}
+			Msg: fmt.Sprintf("the host at %s is not %s (%s): the address of %s is probably wrong: fix it under [pioreactor.addresses] in piosnap's configuration", to.base.Host, unit, ae.Message, unit)}
 	case ae.Status == http.StatusNotFound && strings.Contains(ae.Message, "isn't the leader"):
 		return &Error{Kind: ErrNotLeader, Unit: to.name, Err: ae,
 			Msg: fmt.Sprintf("%s at %s is a worker, not the leader: set the leader address to the leader's host", to.name, to.base.Host)}

@@ -91,7 +91,7 @@ func (c *Client) Probe(ctx context.Context, unit string) error {
 	var problems []error
 	if h.Unit != "" && h.Unit != unit {
 		problems = append(problems, &Error{Kind: ErrWrongUnit, Unit: unit,
-			Msg: fmt.Sprintf("the host at %s answers as %s, not %s: fix the address of %s in [cluster.addresses]",
+			Msg: fmt.Sprintf("the host at %s answers as %s, not %s: the address of %s is probably wrong: fix it under [pioreactor.addresses] in piosnap's configuration",
 				c.UnitAddress(unit), h.Unit, unit, unit)})
 	}
 	if err := c.probeImport(ctx, unit); err != nil {

@@ -63,7 +63,7 @@ func TestProbe(t *testing.T) {
 			"worker3 refuses export and import: remove ~/.pioreactor/DISALLOW_UI_FILE_SYSTEM on worker3"},
 		{"locked", "worker3", false, true, 0, []error{ErrImportLocked}, ""},
 		{"wrong host", "worker4", false, false, 0, []error{ErrWrongUnit},
-			"the host at {addr} answers as worker4, not worker3: fix the address of worker3 in [cluster.addresses]"},
+			"the host at {addr} answers as worker4, not worker3: the address of worker3 is probably wrong: fix it under [pioreactor.addresses] in piosnap's configuration"},
 		{"wrong host and sentinel", "worker4", true, false, 0, []error{ErrWrongUnit, ErrSentinel}, ""},
 		{"release without import", "worker3", false, false, 404, nil, ""},
 		{"unauthorized", "worker3", false, false, 401, []error{ErrUnauthorized}, ""},

@@ -190,7 +190,7 @@ func readTask(resp *http.Response, unit string) (*Task, error) {
 			t.RetryAfter = time.Second
 		}
 		return &t, &Error{Kind: ErrImportLocked, Unit: unit,
-			Msg: fmt.Sprintf("%s is already running an import and ignored this upload: wait for it to finish, then retry", unit)}
+			Msg: fmt.Sprintf("%s is already running an import: wait for it to finish, then retry", unit)}
 	}
 	return &t, nil
 }

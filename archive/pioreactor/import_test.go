@@ -193,7 +193,7 @@ func TestImportReplies(t *testing.T) {
 		{"testing mode empty 202", true, 202, "", &Task{Unit: "worker2"}, nil, ""},
 		{"locked", true, 202, `{"status":"running","lock":"import-dot-pioreactor-lock","retry_after_s":1,"remediation":"Wait for the running operation to finish, then retry."}`,
 			&Task{Unit: "worker2", Status: "running", RetryAfter: time.Second}, ErrImportLocked,
-			"worker2 is already running an import and ignored this upload: wait for it to finish, then retry"},
+			"worker2 is already running an import: wait for it to finish, then retry"},
 		{"locked 26.2", false, 202, `{"status":"in_progress","lock":"import-dot-pioreactor-lock"}`,
 			&Task{Unit: "worker2", Status: "in_progress", RetryAfter: time.Second}, ErrImportLocked, ""},
 		{"not json", true, 202, `<html>ok</html>`, nil, ErrProtocol, ""},

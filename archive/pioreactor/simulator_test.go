@@ -282,7 +282,7 @@ func TestSimulatorLeaderTimeoutAndAuth(t *testing.T) {
 
 	anon := simClient(t, cl, nil)
 	_, err := anon.Units(ctx)
-	checkKind(t, err, pioreactor.ErrUnauthorized, "leader1 requires HTTP Basic credentials: set user/password in [pioreactor]")
+	checkKind(t, err, pioreactor.ErrUnauthorized, "leader1 requires HTTP Basic credentials: set user and password_file under [pioreactor] in piosnap's configuration (or the password in $PIOSNAP_PIOREACTOR_PASSWORD)")
 
 	c := simClient(t, cl, func(cfg *pioreactor.Config) { cfg.User, cfg.Password = "pioreactor", "pw-123" })
 	cl.Unit("worker1").SetExportDelay(time.Second)

@@ -102,6 +102,9 @@ type WaitOptions struct {
 	// ComeBackTimeout bounds the wait for the unit to answer again once it
 	// has gone down.
 	ComeBackTimeout time.Duration
+	// Imported, if set, is called once the import is over and the wait for
+	// the reboot begins.
+	Imported func()
 }
 
 func (o WaitOptions) withDefaults() WaitOptions {
@@ -115,6 +118,12 @@ func (o WaitOptions) withDefaults() WaitOptions {
 	def(&o.RebootTimeout, DefaultRebootTimeout)
 	def(&o.ComeBackTimeout, DefaultComeBackTimeout)
 	return o
+}
+
+func (o WaitOptions) imported() {
+	if o.Imported != nil {
+		o.Imported()
+	}
 }
 
 // ImportOutcome says how an import ended.
@@ -149,11 +158,13 @@ func (c *Client) WaitImport(ctx context.Context, unit string, task *Task, opts W
 		switch {
 		case errors.Is(err, ErrUnreachable):
 			// Accepted, then gone: most likely rebooting after the import.
+			o.imported()
 			return c.waitComeBack(ctx, out, o)
 		case err != nil:
 			return out, err
 		case st.State == TaskSucceeded:
 			out.Succeeded = true
+			o.imported()
 			return c.waitReboot(ctx, out, task.TaskID, o)
 		case st.State == TaskFailed:
 			return out, &Error{Kind: ErrImportFailed, Unit: unit,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -214,7 +215,7 @@ func TestWaitImportCanceled(t *testing.T) {
 func TestWaitOptionsDefaults(t *testing.T) {
 	got := WaitOptions{PollInterval: time.Second}.withDefaults()
 	want := WaitOptions{PollInterval: time.Second, PendingTimeout: DefaultPendingTimeout, RebootTimeout: DefaultRebootTimeout, ComeBackTimeout: DefaultComeBackTimeout}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 	if DefaultPollInterval < 500*time.Millisecond || DefaultPollInterval > time.Second {

@@ -15,6 +15,7 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -59,6 +60,10 @@ type app struct {
 	log        *slog.Logger
 	cmd        *command // the command being run
 	help       bool     // the command line asks for help
+	machine    machine  // the computer piosnap runs on
+	// restoreEvents, when set, receives a restore's steps (the daemon's
+	// web page sets it).
+	restoreEvents func(web.Event)
 }
 
 type command struct {
@@ -73,15 +78,16 @@ func commands() []command {
 	return []command{
 		{name: "demo", summary: "try piosnap on a simulated cluster with a temporary repository", run: cmdDemo, noConfig: true},
 		{name: "init", summary: "create the configured repositories (and, with --create-bucket, S3 buckets)", run: cmdInit},
-		{name: "backup", summary: "take one backup of the cluster now", run: cmdBackup},
+		{name: "backup", summary: "take one backup of the cluster (and of every [[source]]) now", run: cmdBackup},
 		{name: "list", summary: "list versions, newest first", run: cmdList},
-		{name: "export", summary: "write a version as a ZIP that Pioreactor's import accepts", run: cmdExport},
+		{name: "export", summary: "write a version as a ZIP that Pioreactor's import accepts (a tar for a directory source)", run: cmdExport},
 		{name: "import", summary: "add a ZIP exported from the Pioreactor UI as a version", run: cmdImport},
-		{name: "restore", summary: "restore a version onto its unit", run: cmdRestore},
+		{name: "restore", summary: "restore a version onto its unit, or a directory source's folders and database", run: cmdRestore},
 		{name: "check", summary: "verify the repositories (--read-data reads every chunk)", run: cmdCheck},
 		{name: "forget", summary: "apply retention: delete old versions and the data only they used", run: cmdForget},
 		{name: "copy", summary: "copy versions from one store to another", run: cmdCopy},
 		{name: "run", summary: "run as a daemon, taking backups on the schedule", run: cmdRun},
+		{name: "web", summary: "`web passwd` sets the password of the daemon's web page", run: cmdWeb},
 		{name: "status", summary: "show the last runs, the next run and how fresh each host is", run: cmdStatus},
 		{name: "config", summary: "`config check` validates the configuration; `config example` prints a commented one", run: cmdConfig, noConfig: true},
 		{name: "version", summary: "print piosnap's version", run: cmdVersion, noConfig: true},
@@ -96,7 +102,7 @@ func commands() []command {
 // with exit code 0 and never needs a configuration; forced by a wrong command
 // line, it goes to standard error with exit code 2.
 func Main(ctx context.Context, args []string, env Env) int {
-	a := &app{env: env}
+	a := &app{env: env, machine: thisMachine()}
 	fs := flag.NewFlagSet("piosnap", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.StringVar(&a.configPath, "c", "", "")

@@ -261,7 +261,7 @@ func TestCLIErrors(t *testing.T) {
 		{"missing config", filepath.Join(t.TempDir(), "none.toml"), []string{"list"}, exitUsage, "does not exist"},
 		{"no repository", cfg, []string{"list"}, exitFailure, "piosnap init"},
 		{"export needs host", cfg, []string{"export", "-o", "x.zip", "--at", "latest"}, exitUsage, "--host and -o are required"},
-		{"export needs one selector", cfg, []string{"export", "--host", "leader1", "-o", "x.zip"}, exitUsage, "exactly one of --version"},
+		{"export takes one selector", cfg, []string{"export", "--host", "leader1", "-o", "x.zip", "--at", "latest", "--version", "abcd"}, exitUsage, "one of --version ID and --at TIME, not both"},
 		{"unknown store", cfg, []string{"list", "--store", "offsite"}, exitUsage, `no store named "offsite"`},
 		{"bad flag", cfg, []string{"list", "--nope"}, exitUsage, "flag provided but not defined"},
 		{"config check", cfg, []string{"config", "check"}, exitOK, ""},
@@ -290,7 +290,7 @@ func TestCLICheckReportsDamage(t *testing.T) {
 	}
 	repo := filepath.Join(filepath.Dir(cfg), "repo")
 	var victim string
-	_ = filepath.WalkDir(filepath.Join(repo, "chunks"), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(repo, "packs"), func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && victim == "" {
 			victim = p
 		}
@@ -300,7 +300,7 @@ func TestCLICheckReportsDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ := cliRun(t, cfg, "check", "--read-data")
-	if code != exitDamaged || !strings.Contains(out, "DAMAGED chunks/") || !strings.Contains(out, "affects version") {
+	if code != exitDamaged || !strings.Contains(out, "DAMAGED packs/") || !strings.Contains(out, "affects version") {
 		t.Errorf("check: exit %d\n%s", code, out)
 	}
 }
@@ -314,7 +314,7 @@ func TestCLIDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo: %d\n%s\n%s", code, out.String(), errb.String())
 	}
-	for _, want := range []string{"Second backup", "no damage found", "What happened", "_dot_pioreactor.zip"} {
+	for _, want := range []string{"Second backup", "no damage found", "What happened", "_dot_pioreactor.zip", "cells        ok", "welcome.txt holds \"welcome to cells\" again"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

@@ -72,14 +72,60 @@ func (a *app) backup(ctx context.Context, stores []snapshot.Store, hosts []strin
 // backupRun is backup with a given run ID (empty: a new one), so that the
 // daemon's log lines, status and pings for one run share it.
 func (a *app) backupRun(ctx context.Context, stores []snapshot.Store, hosts []string, kind, note, runID string) (*snapshot.Report, error) {
-	cl, err := a.client()
-	if err != nil {
-		return nil, err
+	units, sources := a.splitHosts(hosts)
+	if runID == "" {
+		runID = snapshot.NewRunID()
 	}
-	return snapshot.Run(ctx, snapshot.Options{
-		Client: cl, Pull: a.cfg.Pioreactor.Pull, Zone: a.cfg.ZoneName(),
-		Kind: kind, Note: note, Log: a.log, RunID: runID,
-	}, stores, hosts)
+	rep := &snapshot.Report{RunID: runID, Time: time.Now().UTC()}
+	var pioErr error
+	if a.cfg.PioreactorEnabled() && (len(hosts) == 0 || len(units) > 0) {
+		cl, err := a.client()
+		if err != nil {
+			return nil, err
+		}
+		opts := snapshot.Options{
+			Client: cl, Pull: a.cfg.Pioreactor.Pull, Zone: a.cfg.ZoneName(),
+			Kind: kind, Note: note, Log: a.log, RunID: runID,
+		}
+		if isTerminal(a.env.Stderr) {
+			step := newStep(a.env.Stderr, "pulling from the cluster", 0)
+			opts.Progress = step.add
+			defer step.took()
+		}
+		r, err := snapshot.Run(ctx, opts, stores, units)
+		if r != nil {
+			rep = r
+		}
+		if err != nil && (len(a.cfg.Sources) == 0 || ctx.Err() != nil) {
+			return rep, err
+		}
+		pioErr = err
+	}
+	if len(hosts) == 0 || len(sources) > 0 {
+		if len(hosts) == 0 {
+			sources = nil // every source
+		}
+		if err := a.backupDirs(ctx, stores, sources, kind, note, rep); err != nil {
+			return rep, err
+		}
+		if rep.Units != nil {
+			for _, s := range a.cfg.Sources {
+				rep.Units = append(rep.Units, s.Name)
+			}
+		}
+	}
+	if pioErr != nil {
+		return rep, fmt.Errorf("%w (the directory sources were backed up: %v)", pioErr, hostNames(rep))
+	}
+	return rep, nil
+}
+
+func hostNames(rep *snapshot.Report) []string {
+	var out []string
+	for _, h := range rep.Hosts {
+		out = append(out, h.Host)
+	}
+	return out
 }
 
 func printBackupReport(w io.Writer, rep *snapshot.Report) {

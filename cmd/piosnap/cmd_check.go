@@ -11,8 +11,8 @@ import (
 // checkResult is one store's entry in `piosnap check --json`.
 type checkResult struct {
 	Store  string             `json:"store"`
-	Report *store.CheckReport `json:"report,omitempty"`
-	Error  string             `json:"error,omitempty"`
+	Report *store.CheckReport `json:"report"`
+	Error  string             `json:"error"`
 }
 
 func cmdCheck(ctx context.Context, a *app, args []string) error {
@@ -41,6 +41,12 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 			continue
 		}
 		rep, err := s.Repo.Check(ctx, *readData)
+		if rep != nil {
+			rep.Problems = append([]store.Problem{}, rep.Problems...)
+			for i := range rep.Problems {
+				rep.Problems[i].Versions = append([]string{}, rep.Problems[i].Versions...)
+			}
+		}
 		r := checkResult{Store: s.Name, Report: rep}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -68,9 +74,9 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 			if *readData {
 				read = fmt.Sprintf(", %d read and verified", rep.ChunksRead)
 			}
-			fmt.Fprintf(a.env.Stdout, "store %s: %d versions, %d chunks%s", r.Store, rep.Versions, rep.Chunks, read)
-			if rep.Unused > 0 {
-				fmt.Fprintf(a.env.Stdout, ", %d unused (left by an interrupted run; the next forget removes them)", rep.Unused)
+			fmt.Fprintf(a.env.Stdout, "store %s: %d versions, %d blobs in %d packs%s", r.Store, rep.Versions, rep.Chunks, rep.Packs, read)
+			if rep.Unused > 0 || rep.UnindexedPacks > 0 {
+				fmt.Fprintf(a.env.Stdout, ", %d blobs and %d packs unused (left by an interrupted run; the next forget removes them)", rep.Unused, rep.UnindexedPacks)
 			}
 			fmt.Fprintln(a.env.Stdout)
 			if rep.OK() {

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 
 	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/store/s3"
 )
 
 // version is piosnap's version. Release builds set it with
@@ -47,6 +48,22 @@ func cmdConfig(ctx context.Context, a *app, args []string) error {
 	}
 	fmt.Fprintf(a.env.Stdout, "%s: ok (%d stores, schedule %q in %s, leader %s)\n",
 		a.configPath, len(cfg.Stores), cfg.Schedule, cfg.ZoneName(), cfg.Pioreactor.Leader)
+	if w := a.machine.leaderDiskWarning(cfg); w != "" {
+		fmt.Fprintf(a.env.Stdout, "warning: %s\n", w)
+	}
+	for _, w := range a.sourceWarnings(cfg) {
+		fmt.Fprintf(a.env.Stdout, "warning: %s\n", w)
+	}
+	for _, s := range cfg.Stores {
+		if s.Type != "s3" || s.CredentialsFile == "" {
+			continue
+		}
+		// The same check as every run makes; the keys themselves may come
+		// from the service's environment, so only the file is judged here.
+		if _, warning, err := s3.LoadCredentials(a.env.Getenv, s.CredentialsFile); err == nil && warning != "" {
+			fmt.Fprintf(a.env.Stdout, "warning: store %q: %s\n", s.Name, warning)
+		}
+	}
 	return nil
 }
 

@@ -77,6 +77,11 @@ path = %q
 keep_daily = 7
 keep_weekly = 4
 `, cluster.LeaderURL(), addr.String(), repoDir)
+	cellsCfg, err := demoCellsConfig(root)
+	if err != nil {
+		return err
+	}
+	cfgText += cellsCfg
 	cfgPath := filepath.Join(root, "piosnap.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return err
@@ -95,7 +100,7 @@ keep_weekly = 4
 	}
 	fmt.Fprintf(out, "repository at %s, config at %s\n", repoDir, cfgPath)
 
-	say("First backup: every unit's ~/.pioreactor is pulled, split per host and stored")
+	say("First backup: every unit's ~/.pioreactor is pulled, split per host and stored; the Cells folder and its database dump too")
 	if err := cmdBackup(ctx, a, nil); err != nil {
 		return err
 	}
@@ -145,6 +150,10 @@ keep_weekly = 4
 
 	say("Verifying the repository (every chunk read back and its hash checked)")
 	if err := cmdCheck(ctx, a, []string{"--read-data"}); err != nil {
+		return err
+	}
+
+	if err := demoCells(ctx, a, root, say); err != nil {
 		return err
 	}
 

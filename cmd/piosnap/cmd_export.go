@@ -10,14 +10,17 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/piosnap/piosnap/archive/dir"
 	"github.com/piosnap/piosnap/archive/ingest"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
 	"github.com/piosnap/piosnap/store"
 )
 
 // pickVersion finds the version named by --version or --at in the first of
-// stores that has it.
-func (a *app) pickVersion(ctx context.Context, stores []snapshot.Store, host, id, at string) (snapshot.Store, *store.Version, error) {
+// stores that has it. --at skips safety snapshots unless withSafety is set
+// (--include-safety): after a restore, `--at today` means the good state the
+// user restored, not the broken one the safety snapshot kept.
+func (a *app) pickVersion(ctx context.Context, stores []snapshot.Store, host, id, at string, withSafety bool) (snapshot.Store, *store.Version, error) {
 	if (id == "") == (at == "") {
 		return snapshot.Store{}, nil, usageErrorf("give exactly one of --version ID and --at TIME")
 	}
@@ -48,7 +51,7 @@ func (a *app) pickVersion(ctx context.Context, stores []snapshot.Store, host, id
 		if id != "" {
 			v, err = store.FindVersion(vs, host, id)
 		} else {
-			v, err = store.VersionAt(vs, host, when)
+			v, err = versionAt(vs, host, when, withSafety)
 		}
 		if err == nil {
 			if len(unreadable) > 0 {
@@ -69,12 +72,37 @@ func (a *app) pickVersion(ctx context.Context, stores []snapshot.Store, host, id
 	return snapshot.Store{}, nil, firstErr
 }
 
+// versionAt is store.VersionAt over the versions that are not safety
+// snapshots, unless withSafety.
+func versionAt(vs []*store.Version, host string, when time.Time, withSafety bool) (*store.Version, error) {
+	if withSafety {
+		return store.VersionAt(vs, host, when)
+	}
+	var plain []*store.Version
+	safety := 0
+	for _, v := range vs {
+		if v.Kind == store.KindSafety {
+			if v.Host == host && !v.Time.After(when) {
+				safety++
+			}
+			continue
+		}
+		plain = append(plain, v)
+	}
+	v, err := store.VersionAt(plain, host, when)
+	if err != nil && safety > 0 {
+		return nil, fmt.Errorf("%w (%d safety snapshot(s) of %s skipped: add --include-safety, or name one with --version)", err, safety, host)
+	}
+	return v, err
+}
+
 func cmdExport(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("export", "--host H (--version ID | --at TIME) -o FILE.zip [--stored] [--store S]")
+	fs := a.newFlags("export", "--host H [--at TIME | --version ID] -o FILE.zip [--stored] [--store S]")
 	host := fs.String("host", "", "the unit (required)")
 	id := fs.String("version", "", "version ID (at least 4 characters, as `piosnap list` shows)")
-	at := fs.String("at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339")
-	out := fs.String("o", "", "output file (required; - for standard output)")
+	at := fs.String("at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest; safety snapshots are skipped)")
+	withSafety := fs.Bool("include-safety", false, "with --at: consider safety snapshots (taken before a restore) too")
+	out := fs.String("o", "", "output file (required; - for standard output): a ZIP for a Pioreactor unit, a tar for a directory source")
 	storeName := fs.String("store", "", "read from this store (default: the first that has the version)")
 	stored := fs.Bool("stored", false, "write the entries uncompressed (STORED), as restore sends them: faster, about 4 times larger for a database")
 	if _, err := parseFlags(fs, args); err != nil {
@@ -83,8 +111,11 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 	if *host == "" || *out == "" {
 		return usageErrorf("--host and -o are required")
 	}
-	if (*id == "") == (*at == "") {
-		return usageErrorf("give exactly one of --version ID and --at TIME")
+	if *id != "" && *at != "" {
+		return usageErrorf("give one of --version ID and --at TIME, not both")
+	}
+	if *id == "" && *at == "" {
+		*at = "latest"
 	}
 	var names []string
 	if *storeName != "" {
@@ -94,7 +125,7 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, v, err := a.pickVersion(ctx, stores, *host, *id, *at)
+	s, v, err := a.pickVersion(ctx, stores, *host, *id, *at, *withSafety)
 	if err != nil {
 		return err
 	}
@@ -105,7 +136,13 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 	defer hold.Unlock(ctx)
 	write := func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<20)
-		if *stored {
+		switch {
+		case v.Source == dir.SourceKind:
+			// A directory version is a tar: it keeps owners and links.
+			if err := dir.WriteTar(ctx, bw, s.Repo, v); err != nil {
+				return err
+			}
+		case *stored:
 			z, err := s.Repo.StoredZip(v, nil)
 			if err != nil {
 				return err
@@ -113,8 +150,10 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 			if err := z.WriteTo(ctx, bw); err != nil {
 				return err
 			}
-		} else if err := s.Repo.WriteZip(ctx, bw, v); err != nil {
-			return err
+		default:
+			if err := s.Repo.WriteZip(ctx, bw, v); err != nil {
+				return err
+			}
 		}
 		return bw.Flush()
 	}
@@ -188,18 +227,27 @@ func cmdImport(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	stores, err := a.openStores(ctx, storeNames...)
+	all, err := a.openStoresForBackup(ctx, storeNames...)
 	if err != nil {
 		return err
 	}
-	unlock, err := a.lockAll(ctx, stores, "import")
+	unlock, err := a.lockForBackup(ctx, all, "import")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	repos := make([]*store.Repository, len(stores))
-	for i, s := range stores {
-		repos[i] = s.Repo
+	// A store that cannot be opened or locked is reported; the others
+	// receive the version.
+	var stores []snapshot.Store
+	var repos []*store.Repository
+	var errs []error
+	for _, s := range all {
+		if s.Repo == nil {
+			errs = append(errs, fmt.Errorf("store %q: %w", s.Name, s.Err))
+			continue
+		}
+		stores = append(stores, s)
+		repos = append(repos, s.Repo)
 	}
 	w, err := store.NewWriter(ctx, repos...)
 	if err != nil {
@@ -223,7 +271,6 @@ func cmdImport(ctx context.Context, a *app, args []string) error {
 		Time: t, Zone: a.cfg.ZoneName(), Kind: store.KindImport, Source: "pioreactor",
 		AppVersion: h.AppVersion, Metadata: h.MetadataJSON(), Note: "imported from " + filepath.Base(pos[0]),
 	})
-	var errs []error
 	for i, r := range res {
 		if r.Err != nil {
 			errs = append(errs, fmt.Errorf("store %q: %w", stores[i].Name, r.Err))
@@ -232,7 +279,7 @@ func cmdImport(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.env.Stdout, "imported %s as version %s of %s at %s into store %s (new %s)\n",
 			pos[0], r.Version.ShortID(), h.Name, t.In(a.cfg.Location()).Format(time.RFC3339), stores[i].Name, humanBytes(r.Stored))
 	}
-	if len(errs) == len(res) {
+	if len(errs) == len(all) {
 		return errors.Join(errs...)
 	}
 	if len(errs) > 0 {

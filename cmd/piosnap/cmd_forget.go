@@ -21,13 +21,13 @@ type forgetVersion struct {
 	Time    time.Time `json:"time"`
 	Keep    bool      `json:"keep"`
 	Reasons []string  `json:"reasons"`
-	Future  bool      `json:"future,omitempty"`
+	Future  bool      `json:"future"`
 }
 
 // forgetHost is one host in `piosnap forget --json`.
 type forgetHost struct {
 	Host     string          `json:"host"`
-	Departed bool            `json:"departed,omitempty"`
+	Departed bool            `json:"departed"`
 	Versions []forgetVersion `json:"versions"`
 }
 
@@ -36,8 +36,8 @@ type forgetReport struct {
 	Store  string          `json:"store"`
 	DryRun bool            `json:"dry_run"`
 	Hosts  []forgetHost    `json:"hosts"`
-	Result *store.GCReport `json:"result,omitempty"`
-	Error  string          `json:"error,omitempty"`
+	Result *store.GCReport `json:"result"`
+	Error  string          `json:"error"`
 }
 
 // forget plans retention for one store and, unless dryRun, applies it. The
@@ -116,7 +116,12 @@ func printForget(w io.Writer, rep *forgetReport, loc *time.Location) {
 		}
 		fmt.Fprintf(w, "store %s: dry run, %d versions would be removed\n", rep.Store, n)
 	case rep.Result != nil:
-		fmt.Fprintf(w, "store %s: removed %d versions and %d chunks, freed %s\n", rep.Store, rep.Result.VersionsDeleted, rep.Result.ChunksDeleted, humanBytes(rep.Result.BytesFreed))
+		g := rep.Result
+		fmt.Fprintf(w, "store %s: removed %d versions and %d blobs, freed %s", rep.Store, g.VersionsDeleted, g.ChunksDeleted, humanBytes(g.BytesFreed))
+		if g.PacksWritten > 0 {
+			fmt.Fprintf(w, " (repacked the used blobs of mostly unused packs into %d new packs, %s)", g.PacksWritten, humanBytes(g.BytesRepacked))
+		}
+		fmt.Fprintln(w)
 	}
 }
 
@@ -204,6 +209,13 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 // currentUnits asks the leader for its units, or returns nil (unknown) if it
 // cannot be reached: retention then flags no host as departed.
 func (a *app) currentUnits(ctx context.Context) []string {
+	if !a.cfg.PioreactorEnabled() {
+		var names []string
+		for _, s := range a.cfg.Sources {
+			names = append(names, s.Name)
+		}
+		return names
+	}
 	cl, err := a.client()
 	if err != nil {
 		return nil
@@ -214,6 +226,9 @@ func (a *app) currentUnits(ctx context.Context) []string {
 	if err != nil {
 		a.log.Warn("cannot ask the leader for its units; hosts that left the cluster are not flagged", "err", err)
 		return nil
+	}
+	for _, s := range a.cfg.Sources {
+		units = append(units, s.Name)
 	}
 	return units
 }
@@ -242,7 +257,7 @@ func (r *retentionFlags) register(fs *flag.FlagSet) {
 		dst  *string
 	}{{"keep-within", &r.within}, {"keep-within-hourly", &r.wHourly}, {"keep-within-daily", &r.wDaily}, {"keep-within-weekly", &r.wWeekly}, {"keep-within-monthly", &r.wMonthly}, {"keep-within-yearly", &r.wYearly}}
 	for _, f := range strs {
-		fs.Func(f.name, "duration NyNmNdNh, measured from each host's newest version", func(s string) error {
+		fs.Func(f.name, "duration NyNmoNdNh (months are mo), measured from each host's newest version", func(s string) error {
 			r.set = true
 			*f.dst = s
 			return nil

@@ -22,7 +22,7 @@ type listedVersion struct {
 	Size       int64     `json:"size_bytes"`
 	Entries    int       `json:"entries"`
 	AppVersion string    `json:"app_version"`
-	Note       string    `json:"note,omitempty"`
+	Note       string    `json:"note"`
 }
 
 func cmdList(ctx context.Context, a *app, args []string) error {
@@ -60,10 +60,7 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 			if *host != "" && v.Host != *host {
 				continue
 			}
-			rows = append(rows, listedVersion{
-				ID: v.ID, ShortID: v.ShortID(), Store: s.Name, Host: v.Host, Time: v.Time, Zone: v.Zone,
-				Kind: v.Kind, Size: v.Size, Entries: len(v.Entries), AppVersion: v.AppVersion, Note: v.Note,
-			})
+			rows = append(rows, listedRow(s.Name, v))
 		}
 	}
 	verdict := storesVerdict(failed, len(stores))
@@ -93,4 +90,12 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	return verdict
+}
+
+// listedRow is v's row in store storeName.
+func listedRow(storeName string, v *store.Version) listedVersion {
+	return listedVersion{
+		ID: v.ID, ShortID: v.ShortID(), Store: storeName, Host: v.Host, Time: v.Time, Zone: v.Zone,
+		Kind: v.Kind, Size: v.Size, Entries: len(v.Entries), AppVersion: v.AppVersion, Note: v.Note,
+	}
 }

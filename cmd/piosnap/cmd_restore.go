@@ -11,6 +11,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -18,22 +19,29 @@ import (
 type restoreOptions struct {
 	host, at, id, to, storeName   string
 	dryRun, yes, noSafety, noWait bool
-	rewriteHostname               bool
+	rewriteHostname, withSafety   bool
+	compress                      bool
 	lockWait                      time.Duration
+	// filesOnly and dbOnly restore part of a directory source.
+	filesOnly, dbOnly bool
 }
 
 func cmdRestore(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--store S]")
+	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress] [--store S]; for a directory source: --host NAME [--to PATH] [--files-only | --db-only] [--dry-run] [--yes]")
 	var o restoreOptions
 	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
-	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest)")
+	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest; safety snapshots are skipped)")
+	fs.BoolVar(&o.withSafety, "include-safety", false, "with --at: consider safety snapshots (taken before a restore) too")
 	fs.StringVar(&o.id, "version", "", "version ID (at least 4 characters, as `piosnap list` shows)")
-	fs.StringVar(&o.to, "to", "", "restore onto this unit instead of --host (needs --rewrite-hostname)")
+	fs.StringVar(&o.to, "to", "", "restore onto this unit instead of --host (needs --rewrite-hostname); for a directory source: restore its folder to this path (or OLD=NEW for one of several paths)")
+	fs.BoolVar(&o.filesOnly, "files-only", false, "directory source: restore the folders, leave the database alone")
+	fs.BoolVar(&o.dbOnly, "db-only", false, "directory source: restore the database, leave the folders alone")
 	fs.BoolVar(&o.rewriteHostname, "rewrite-hostname", false, "with --to: rewrite the archive's unit name, cloning one unit's configuration onto another")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "do every check, then stop before the safety snapshot and the upload")
 	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (required when standard input is not a terminal)")
 	fs.BoolVar(&o.noSafety, "no-safety-snapshot", false, "do not snapshot the unit's current state first (no way back)")
 	fs.BoolVar(&o.noWait, "no-wait", false, "stop once the unit has accepted the upload; do not wait for the reboot or verify")
+	fs.BoolVar(&o.compress, "compress", false, "send the archive DEFLATE-compressed (about 4 times smaller for a database) instead of STORED: for a slow link or a unit short of RAM; it is compressed first into a temporary file in $TMPDIR")
 	fs.StringVar(&o.storeName, "store", "", "read from this store (default: the first that has the version)")
 	fs.DurationVar(&o.lockWait, "lock-wait", 10*time.Minute, "how long to wait for an import already running on the unit")
 	pos, err := parseFlags(fs, args)
@@ -45,6 +53,12 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	}
 	if o.id == "" && o.at == "" {
 		o.at = "latest"
+	}
+	if cs := a.cfg.Source(o.host); cs != nil {
+		return a.restoreDir(ctx, o, cs)
+	}
+	if o.filesOnly || o.dbOnly {
+		return usageErrorf("--files-only and --db-only are for directory sources; %s is not one", o.host)
 	}
 	if o.rewriteHostname && o.to == "" {
 		return usageErrorf("--rewrite-hostname needs --to UNIT, the unit to restore onto")
@@ -68,7 +82,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if err != nil {
 		return err
 	}
-	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at)
+	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at, o.withSafety)
 	if err != nil {
 		return err
 	}
@@ -88,6 +102,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	}
 	defer hold.Unlock(context.WithoutCancel(ctx))
 
+	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateRunning})
 	replace, err := checkRestorable(ctx, s.Repo, v, target, o.rewriteHostname)
 	if err != nil {
 		return fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), target, err)
@@ -95,16 +110,18 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if target != v.Host {
 		fmt.Fprintf(a.env.Stderr, "WARNING: cloning %s's configuration, calibrations and plugins onto %s; the archive's unit name is rewritten to %s\n", v.Host, target, target)
 	}
-	src, err := newZipSource(s.Repo, v, replace)
+	src, err := newZipSource(ctx, s.Repo, v, replace, o.compress)
 	if err != nil {
-		return fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), target, err)
+		return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 	}
+	defer src.close()
 	size := src.size()
-	if o.dryRun {
+	if o.dryRun || o.compress {
+		start := time.Now()
 		if err := src.check(ctx); err != nil {
 			return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 		}
-		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked: %s\n", humanBytes(size))
+		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked in %s: %s\n", time.Since(start).Round(100*time.Millisecond), humanBytes(size))
 	} else {
 		fmt.Fprintf(out, "archive of %s, rebuilt from the repository as it is sent; every chunk is checked on the way\n", humanBytes(size))
 	}
@@ -117,6 +134,12 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 		return err
 	}
 	fmt.Fprintf(out, "%s answers and nothing blocks an import\n", target)
+	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateDone})
+	self := a.restoresItself(cl, target)
+	if self {
+		fmt.Fprintf(out, "%s is the machine piosnap runs on: the import reboots it, which ends this command before it can verify the restore; the verification is saved in %s, and piosnap's daemon finishes it when it starts after the reboot and reports it in its log and in `piosnap status`\n",
+			target, selfRestorePath(a.cfg.StateDir))
+	}
 	if o.dryRun {
 		fmt.Fprintf(out, "dry run: every check passed; no safety snapshot was taken and nothing was uploaded\n")
 		return nil
@@ -141,13 +164,27 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	undo := ""
 	if o.noSafety {
 		fmt.Fprintf(a.env.Stderr, "WARNING: no safety snapshot (--no-safety-snapshot): %s's current state is not kept\n", target)
+		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateSkipped})
 	} else {
+		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateRunning})
+		start := time.Now()
 		id, err := a.safetySnapshot(ctx, s, target, v)
 		if err != nil {
 			return err
 		}
+		took := time.Since(start).Round(100 * time.Millisecond)
+		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateDone, SafetyVersion: id, SafetyStore: s.Name})
 		undo = fmt.Sprintf("piosnap restore --host %s --version %s --store %s", target, id[:8], s.Name)
-		fmt.Fprintf(out, "safety snapshot of %s taken: version %s (to undo the restore: %s)\n", target, id[:8], undo)
+		fmt.Fprintf(out, "safety snapshot of %s taken in %s: version %s (to undo the restore: %s)\n", target, took, id[:8], undo)
+	}
+
+	var sr *selfRestore
+	if self {
+		sr = &selfRestore{Unit: target, Host: v.Host, Version: v.ID, Store: s.Name, Started: time.Now().UTC(), Undo: undo}
+		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
+			fmt.Fprintf(a.env.Stderr, "WARNING: cannot save the pending verification in state_dir (%v): after the reboot nothing verifies this restore by itself; run this command as the piosnap user, or check state_dir\n", err)
+			sr = nil
+		}
 	}
 
 	deadline := time.Now().Add(o.lockWait)
@@ -160,15 +197,27 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 			continue
 		}
 		if err != nil {
+			dropSelfRestore(a.cfg.StateDir, sr) // the unit imported nothing
 			return withUndo(err, undo)
 		}
 		if o.noWait {
 			fmt.Fprintf(out, "%s accepted the archive (task %s) and reboots in a few seconds; not waiting (--no-wait), so nothing was verified\n", target, task.TaskID)
+			if sr != nil {
+				fmt.Fprintf(out, "piosnap's daemon verifies it when it starts after the reboot; `piosnap status` shows the result\n")
+			}
 			return nil
 		}
 		fmt.Fprintf(out, "%s accepted the archive; waiting for the import and the reboot (up to %s)\n", target, a.cfg.Pioreactor.RebootTimeout.Duration)
+		a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateRunning})
 		rt := a.cfg.Pioreactor.RebootTimeout.Duration
-		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt})
+		wait := newStep(a.env.Stderr, fmt.Sprintf("waiting for %s to import and reboot", target), 0)
+		stopTick := wait.tickEvery(time.Second)
+		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt, Imported: func() {
+			a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateDone})
+			a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateRunning})
+		}})
+		stopTick()
+		waited := wait.took()
 		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
 			if err := a.waitLocked(ctx, target, task); err != nil {
 				return err
@@ -176,21 +225,40 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 			continue
 		}
 		if err != nil {
+			if errors.Is(err, pioreactor.ErrImportFailed) {
+				dropSelfRestore(a.cfg.StateDir, sr) // the unit kept its files
+			}
 			return withUndo(fmt.Errorf("restore of version %s onto %s: %w", v.ShortID(), target, err), undo)
 		}
-		fmt.Fprintf(out, "%s rebooted and answers again; verifying by exporting it\n", outcome.Unit)
+		fmt.Fprintf(out, "%s imported the archive, rebooted and answers again after %s; verifying by exporting it\n", outcome.Unit, waited)
+		a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateDone})
 		break
 	}
-	diff, err := verifyRestore(ctx, cl, s.Repo, v, target)
+	a.restoreEvent(web.Event{Step: web.StepVerify, State: web.StateRunning})
+	verify := newStep(a.env.Stderr, "verifying "+target, 0)
+	diff, err := verifyRestore(ctx, cl, s.Repo, v, target, verify.add)
+	verified := verify.took()
 	if err != nil {
 		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
+	}
+	if sr != nil {
+		// This command survived the reboot and verified the restore itself.
+		now := time.Now().UTC()
+		sr.Finished, sr.Verified = &now, diff.empty()
+		sr.Result = fmt.Sprintf("restored and verified: %s matches version %s of %s", target, v.ShortID(), v.Host)
+		if !diff.empty() {
+			sr.Result = fmt.Sprintf("%s differs from version %s: %s", target, v.ShortID(), diff.summary())
+		}
+		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
+			fmt.Fprintf(a.env.Stderr, "WARNING: cannot record the verification in state_dir: %v\n", err)
+		}
 	}
 	if !diff.empty() {
 		fmt.Fprintf(out, "%s differs from version %s:\n%s", target, v.ShortID(), diff)
 		return withUndo(fmt.Errorf("%s was restored but does not match version %s (%s)", target, v.ShortID(), diff.summary()), undo)
 	}
-	fmt.Fprintf(out, "restored and verified: %s matches version %s of %s (%d entries; config.ini compared by its settings, as Pioreactor rewrites it)\n",
-		target, v.ShortID(), v.Host, len(v.Entries))
+	fmt.Fprintf(out, "restored and verified: %s matches version %s of %s (%d entries, exported and compared in %s; config.ini compared by its settings, as Pioreactor rewrites it)\n",
+		target, v.ShortID(), v.Host, len(v.Entries), verified)
 	return nil
 }
 
@@ -253,7 +321,7 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 			return nil // it did not reboot: that import failed
 		}
 		if err == nil {
-			if err := sleepContext(ctx, 500*time.Millisecond); err != nil {
+			if err := store.Sleep(ctx, 500*time.Millisecond); err != nil {
 				return err
 			}
 			continue
@@ -262,7 +330,11 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 		rebooting := sawImport && errors.Is(err, pioreactor.ErrUnreachable)
 		blocked := errors.Is(err, pioreactor.ErrSentinel) || errors.Is(err, pioreactor.ErrWrongUnit) || errors.Is(err, pioreactor.ErrUnauthorized)
 		switch {
-		case blocked || !locked && !rebooting:
+		case blocked:
+			// Refused before anything happened: the user must act first
+			// (README, "Exit codes": 2).
+			return withCode(exitUsage, fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err))
+		case !locked && !rebooting:
 			return fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err)
 		case locked && time.Now().After(lockDeadline):
 			return fmt.Errorf("%s is still running another import after %s: %w (nothing was uploaded; retry later or raise --lock-wait)", unit, lockWait, err)
@@ -278,7 +350,7 @@ func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit str
 		case time.Since(downSince) > a.cfg.Pioreactor.RebootTimeout.Duration:
 			return fmt.Errorf("%s did not come back within %s (reboot_timeout) after the import it was running: %w (nothing was uploaded)", unit, a.cfg.Pioreactor.RebootTimeout.Duration, err)
 		}
-		if err := sleepContext(ctx, 500*time.Millisecond); err != nil {
+		if err := store.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -292,18 +364,7 @@ func (a *app) waitLocked(ctx context.Context, unit string, task *pioreactor.Task
 		d = task.RetryAfter
 	}
 	fmt.Fprintf(a.env.Stdout, "%s is running another import; uploading again in %s\n", unit, d)
-	return sleepContext(ctx, d)
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return store.Sleep(ctx, d)
 }
 
 // safetySnapshot stores the unit's current state as a KindSafety version in
@@ -346,8 +407,12 @@ func (a *app) safetySnapshot(ctx context.Context, s snapshot.Store, unit string,
 func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, src zipSource, size int64) (*pioreactor.Task, error) {
 	body, wait := src.stream(ctx)
 	bar := newProgress(a.env.Stderr, unit, size)
+	a.restoreEvent(web.Event{Step: web.StepUpload, State: web.StateRunning, Total: size})
 	start := time.Now()
-	task, err := cl.Import(ctx, unit, body, size, bar.update)
+	task, err := cl.Import(ctx, unit, body, size, func(sent int64) {
+		bar.update(sent)
+		a.restoreEvent(web.Event{Sent: sent, Total: size})
+	})
 	body.Close()
 	werr := wait()
 	bar.finish()
@@ -365,7 +430,16 @@ func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, sr
 		return task, fmt.Errorf("upload to %s: %w", unit, err)
 	}
 	el := time.Since(start)
+	a.restoreEvent(web.Event{Step: web.StepUpload, State: web.StateDone, Sent: size, Total: size})
 	fmt.Fprintf(a.env.Stdout, "uploaded %s to %s through the leader in %s (%s/s)\n",
 		humanBytes(size), unit, el.Round(time.Millisecond), humanBytes(int64(float64(size)/max(el.Seconds(), 1e-3))))
 	return task, nil
+}
+
+// restoreEvent tells the web page following this restore, if any, about a
+// step.
+func (a *app) restoreEvent(ev web.Event) {
+	if a.restoreEvents != nil {
+		a.restoreEvents(ev)
+	}
 }

@@ -57,6 +57,10 @@ type daemon struct {
 	log          *slog.Logger
 	status       statusFile
 	statusWarned bool
+
+	// busy is held by every backup run and by a restore started from the
+	// web page, so that a backup never exports a unit being restored.
+	busy chan struct{}
 }
 
 func newDaemon(a *app) (*daemon, error) {
@@ -66,6 +70,7 @@ func newDaemon(a *app) (*daemon, error) {
 		cfg:     a.cfg,
 		log:     a.log,
 		metrics: newDaemonMetrics(),
+		busy:    make(chan struct{}, 1),
 	}
 	d.statusPath = filepath.Join(a.cfg.StateDir, statusFileName)
 	s, err := scheduler.New(schedConfig(a.cfg), repoState{d}, d.job, a.log)
@@ -106,6 +111,9 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	log.Info("piosnap starting", "version", piosnapVersion(), "config", d.base.configPath)
+	if w := d.base.machine.leaderDiskWarning(cfg); w != "" {
+		log.Warn(w)
+	}
 
 	metricsAddr := ""
 	if cfg.Metrics.Listen != "" {
@@ -127,13 +135,35 @@ func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
 		}
 	}
 
+	webAddr := ""
+	if cfg.Web.Listen != "" {
+		webCtx, webCancel := context.WithCancel(context.WithoutCancel(ctx))
+		addr, stopWeb, err := d.startWeb(ctx, webCtx)
+		if err != nil {
+			webCancel()
+			return err
+		}
+		defer func() {
+			webCancel()
+			stopWeb()
+		}()
+		webAddr = addr
+	}
+
 	d.startStatus(cfg, metricsAddr)
-	d.refreshFromRepos(runCtx, d.runApp())
+	d.mu.Lock()
+	d.status.WebAddr = webAddr
+	d.mu.Unlock()
+	d.refreshFromRepos(runCtx, d.runApp(), nil)
 	d.sched.SetNotifier(statusSink{d}, d.watchdogEvery())
 	d.writeStatus()
 	if err := d.sd.Ready(); err != nil {
 		log.Warn("cannot tell systemd that piosnap is ready", "err", err)
 	}
+	// A restore of this machine rebooted it under the command that ran it:
+	// finish its verification now, next to the scheduler (the unit's web
+	// server may need a while to start; the watchdog must not wait).
+	go d.runApp().finishSelfRestore(runCtx, log)
 	log.Info("piosnap daemon started", "pid", os.Getpid(), "schedule", cfg.Schedule, "zone", cfg.ZoneName(), "config", d.base.configPath)
 
 	errc := make(chan error, 1)
@@ -219,6 +249,24 @@ func (d *daemon) reload() {
 	}
 	newLog.Info("configuration reloaded; a running backup finishes under the old one", "schedule", cfg.Schedule, "stores", len(cfg.Stores))
 	d.writeStatus()
+}
+
+// acquire waits until no backup run or web restore is running, or ctx
+// ends; wait is called first if it has to wait.
+func (d *daemon) acquire(ctx context.Context, wait func()) (release func(), err error) {
+	select {
+	case d.busy <- struct{}{}:
+	default:
+		if wait != nil {
+			wait()
+		}
+		select {
+		case d.busy <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return func() { <-d.busy }, nil
 }
 
 // watchdogEvery is half systemd's watchdog timeout, or 0 without one.

@@ -63,6 +63,9 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if w := a.machine.leaderDiskWarning(a.cfg); w != "" {
+		fmt.Fprintf(a.env.Stderr, "warning: %s\n", w)
+	}
 	path := filepath.Join(a.cfg.StateDir, statusFileName)
 	sf, sfErr := readStatusFile(path)
 	alive := sfErr == nil && daemonAlive(sf)
@@ -87,12 +90,19 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	}
 	var units []string
 	var unitsErr error
-	if cl, err := a.client(); err != nil {
+	if !a.cfg.PioreactorEnabled() {
+		units = []string{}
+	} else if cl, err := a.client(); err != nil {
 		unitsErr = err
 	} else {
 		uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		units, unitsErr = cl.Units(uctx)
 		cancel()
+	}
+	if unitsErr == nil {
+		for _, s := range a.cfg.Sources {
+			units = append(units, s.Name) // directory sources are current hosts too
+		}
 	}
 	rep := buildStatus(time.Now(), path, sf, sfErr, alive, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
 	rep.StoreErrors = storeErrs
@@ -102,6 +112,11 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 		}
 	} else {
 		printStatus(a.env.Stdout, rep, a.cfg.Location())
+		if sr, err := readSelfRestore(a.cfg.StateDir); err != nil {
+			fmt.Fprintf(a.env.Stderr, "warning: %v\n", err)
+		} else {
+			printSelfRestore(a.env.Stdout, sr, a.cfg.Location())
+		}
 	}
 	return statusVerdict(rep)
 }

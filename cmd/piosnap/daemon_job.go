@@ -64,12 +64,25 @@ func (s repoState) Newest(ctx context.Context) (map[string]time.Time, error) {
 			}
 		}
 	}
+	for _, src := range a.cfg.Sources {
+		if _, ok := newest[src.Name]; !ok {
+			newest[src.Name] = time.Time{} // a source just added is due at once
+		}
+	}
 	return newest, nil
 }
 
 // job is the scheduler's Job: one backup run with the configuration in
 // force, retention, then the status file, metrics and notifications.
 func (d *daemon) job(ctx context.Context, hosts []string) ([]string, error) {
+	release, err := d.acquire(ctx, func() {
+		_, log := d.current()
+		log.Info("a restore started from the web page is running; the backup waits for it")
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	a := d.runApp()
 	start := time.Now()
 	d.pingStart(ctx, a)
@@ -80,8 +93,15 @@ func (d *daemon) job(ctx context.Context, hosts []string) ([]string, error) {
 	d.status.LastRun = &ev
 	d.mu.Unlock()
 	d.writeStatus()
-	d.metrics.recordRun(ev, start)
-	d.refreshFromRepos(ctx, a)
+	var storeNames, units []string
+	for _, s := range a.cfg.Stores {
+		storeNames = append(storeNames, s.Name)
+	}
+	for _, h := range ev.Hosts {
+		units = append(units, h.Host)
+	}
+	d.metrics.recordRun(ev, start, storeNames)
+	d.refreshFromRepos(ctx, a, units)
 	d.pingEnd(ctx, a, ev)
 	return failed, err
 }
@@ -90,7 +110,7 @@ func (d *daemon) job(ctx context.Context, hosts []string) ([]string, error) {
 // and applies retention. The locks are released before it returns, so
 // `piosnap backup` can run between the daemon's runs.
 func (d *daemon) runOnce(ctx context.Context, a *app, hosts []string, start time.Time) (notify.Event, []string, error) {
-	ev := notify.Event{RunID: snapshot.NewRunID(), Result: "failure"}
+	ev := notify.Event{RunID: snapshot.NewRunID(), Result: "failure", Hosts: []notify.HostResult{}}
 	fail := func(err error) (notify.Event, []string, error) {
 		ev.Error = err.Error()
 		a.log.Error("backup run failed", "run", ev.RunID, "err", err)
@@ -118,9 +138,7 @@ func (d *daemon) runOnce(ctx context.Context, a *app, hosts []string, start time
 	}
 	log := a.log.With("run", rep.RunID)
 	for _, h := range rep.Hosts {
-		if h.Err() == nil {
-			d.metrics.recordHost(h.Host, h.Size, h.Duration)
-		}
+		d.metrics.recordHost(h.Host, h.Size, h.Duration, h.Err() == nil)
 	}
 	failed := rep.Failed()
 	switch {
@@ -176,9 +194,9 @@ func (d *daemon) retention(ctx context.Context, a *app, stores []snapshot.Store,
 // hostResults converts a snapshot report for notifications and the status
 // file.
 func hostResults(rep *snapshot.Report) []notify.HostResult {
-	var out []notify.HostResult
+	out := []notify.HostResult{}
 	for _, h := range rep.Hosts {
-		hr := notify.HostResult{Host: h.Host, OK: h.OK(), Error: h.Error}
+		hr := notify.HostResult{Host: h.Host, OK: h.OK(), Error: h.Error, Stores: []notify.StoreResult{}}
 		for _, s := range h.Stores {
 			hr.Stores = append(hr.Stores, notify.StoreResult{Store: s.Store, Version: s.VersionID, StoredBytes: s.Stored, Error: s.Error})
 		}
@@ -259,21 +277,26 @@ func (d *daemon) pingEnd(ctx context.Context, a *app, ev notify.Event) {
 }
 
 // refreshFromRepos sets the per-host, per-store metrics that the
-// repositories hold: the newest version's time and the number of versions.
-func (d *daemon) refreshFromRepos(ctx context.Context, a *app) {
+// repositories hold: the newest version's time and the number of versions,
+// for every host stored and every one of hosts (the run's units). A store
+// that cannot be read keeps its earlier values; the others are read.
+func (d *daemon) refreshFromRepos(ctx context.Context, a *app, hosts []string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	stores, err := a.openStores(ctx)
+	stores, err := a.openReadable(ctx)
 	if err != nil {
 		a.log.Warn("cannot read the repositories for metrics", "err", err)
 		return
 	}
 	for _, s := range stores {
+		if s.Err != nil {
+			continue // logged by openReadable
+		}
 		vs, err := s.Repo.Versions(ctx)
 		if err != nil {
 			a.log.Warn("cannot list versions for metrics", "store", s.Name, "err", err)
 			continue
 		}
-		d.metrics.recordVersions(s.Name, vs)
+		d.metrics.recordVersions(s.Name, vs, hosts)
 	}
 }

@@ -49,35 +49,55 @@ func newDaemonMetrics() *daemonMetrics {
 	}
 }
 
-// recordRun sets the gauges of one run's outcome.
-func (m *daemonMetrics) recordRun(ev notify.Event, start time.Time) {
+// recordRun sets the gauges of one run's outcome. Every host of the run
+// gets a result in every configured store (stores): a host that failed, or
+// that a store did not receive, reads 0 there and added 0 bytes, so the
+// "last run failed" alert fires and no earlier run's numbers pass for
+// fresh. A run that failed as a whole stored nothing: every host and store
+// seen before reads 0.
+func (m *daemonMetrics) recordRun(ev notify.Event, start time.Time, stores []string) {
 	m.lastRun.Set(unixSeconds(start))
 	m.lastRunOK.Set(boolValue(ev.Result == "success"))
+	if len(ev.Hosts) == 0 && ev.Result != "success" {
+		m.lastResult.Each(func(labels []string, _ float64) {
+			m.lastResult.Set(0, labels...)
+			m.newBytes.Set(0, labels...)
+		})
+		return
+	}
 	for _, h := range ev.Hosts {
-		for _, s := range h.Stores {
-			m.lastResult.Set(boolValue(s.Error == "" && s.Version != ""), h.Host, s.Store)
-			if s.Error == "" {
-				m.newBytes.Set(float64(s.StoredBytes), h.Host, s.Store)
-			}
-		}
-		if h.Error != "" {
+		for _, name := range stores {
+			ok, stored := false, int64(0)
 			for _, s := range h.Stores {
-				m.lastResult.Set(0, h.Host, s.Store)
+				if s.Store == name && s.Error == "" && s.Version != "" {
+					ok, stored = true, s.StoredBytes
+				}
 			}
+			m.lastResult.Set(boolValue(ok), h.Host, name)
+			m.newBytes.Set(float64(stored), h.Host, name)
 		}
 	}
 }
 
-// recordHost sets the per-host gauges from a run's report.
-func (m *daemonMetrics) recordHost(host string, size int64, d time.Duration) {
-	m.size.Set(float64(size), host)
+// recordHost sets the per-host gauges from a run's report: the time the
+// host took, failed or not, and its size when it was read.
+func (m *daemonMetrics) recordHost(host string, size int64, d time.Duration, ok bool) {
+	if ok {
+		m.size.Set(float64(size), host)
+	}
 	m.duration.Set(d.Seconds(), host)
 }
 
-// recordVersions sets the gauges read from one store's versions.
-func (m *daemonMetrics) recordVersions(storeName string, vs []*store.Version) {
+// recordVersions sets the gauges read from one store's versions. Each of
+// hosts (the units of the last run) without a version in the store reads
+// 0 versions, newest at time 0, so that the stale alert fires for a unit
+// that was never backed up.
+func (m *daemonMetrics) recordVersions(storeName string, vs []*store.Version, hosts []string) {
 	count := map[string]int{}
 	newest := map[string]time.Time{}
+	for _, h := range hosts {
+		count[h] = 0
+	}
 	for _, v := range vs {
 		count[v.Host]++
 		if v.Time.After(newest[v.Host]) {
@@ -85,6 +105,11 @@ func (m *daemonMetrics) recordVersions(storeName string, vs []*store.Version) {
 		}
 	}
 	for h, n := range count {
+		if n == 0 {
+			m.versions.Set(0, h, storeName)
+			m.lastSuccess.Set(0, h, storeName)
+			continue
+		}
 		m.versions.Set(float64(n), h, storeName)
 		m.lastSuccess.Set(unixSeconds(newest[h]), h, storeName)
 	}

@@ -63,6 +63,12 @@ func TestRunStartUnderJournal(t *testing.T) {
 			t.Errorf("log lacks %q", want)
 		}
 	}
+	// The simulator's leader is on loopback, so it plays this machine.
+	d, _ := deviceOf(f.repo)
+	root, _ := deviceOf("/")
+	if strings.Contains(logs, "every store is on this leader's own disk") != (d == root) {
+		t.Errorf("leader disk warning shown %v, want %v", d != root, d == root)
+	}
 	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
 		if len(line) < 3 || line[0] != '<' || line[2] != '>' || !strings.Contains("3467", line[1:2]) {
 			t.Errorf("line without a syslog priority prefix: %q", line)

@@ -30,6 +30,8 @@ type statusFile struct {
 	Schedule    string     `json:"schedule"`
 	Zone        string     `json:"zone"`
 	MetricsAddr string     `json:"metrics_addr,omitempty"`
+	// WebAddr is where the web application listens.
+	WebAddr string `json:"web_addr,omitempty"`
 	// State is the scheduler's one-line status, as systemd shows it.
 	State   string     `json:"state,omitempty"`
 	Running bool       `json:"running"`

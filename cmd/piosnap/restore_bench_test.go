@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,13 +23,19 @@ import (
 )
 
 // BenchmarkRestoreLeaderDB restores the leader of a simulated cluster whose
-// database is $PIOSNAP_BENCH_DB_MIB MiB (default 1024) with --no-wait, and
-// reports piosnap's peak heap and peak RSS during the restore, the restore's
-// and the upload's time, and the time of a plain `curl -F archive=@file.zip`
-// upload of the same ZIP to the same leader. The simulator runs in its own
-// process (cmd/pioreactor-sim), so its memory is not counted.
+// database is $PIOSNAP_BENCH_DB_MIB MiB (default 1024) and compares, pair by
+// pair in turn, piosnap's upload (restore --no-wait --no-safety-snapshot,
+// with the default STORED archive and with --compress) with
+// `curl -F archive=@file.zip` to the same leader endpoint of the unit's
+// own export (leader.zip, DEFLATE level 6, as a user would send it) and of
+// the STORED archive piosnap sends (`export --stored`). Then it times
+// $PIOSNAP_BENCH_FULL (default 1) full default restores (safety snapshot,
+// upload, reboot wait, verification). Reported: medians of each, the ratios
+// of the medians, piosnap's peak heap and peak RSS during the upload-only
+// restores. The simulator runs in its own process (cmd/pioreactor-sim), so
+// its memory is not counted; it shares the machine's cores with piosnap.
 //
-//	go test ./cmd/piosnap -run '^$' -bench RestoreLeaderDB -benchtime 1x
+//	PIOSNAP_BENCH_DB_MIB=64 go test ./cmd/piosnap -run '^$' -bench RestoreLeaderDB -benchtime 5x
 func BenchmarkRestoreLeaderDB(b *testing.B) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
@@ -93,16 +101,30 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 	}
 	run("init")
 	run("backup")
-	zipPath := filepath.Join(dir, "leader1_dot_pioreactor.zip")
-	run("export", "--host", "leader1", "--at", "latest", "-o", zipPath)
-	st, err := os.Stat(zipPath)
-	if err != nil {
-		b.Fatal(err)
-	}
+	storedPath := filepath.Join(dir, "stored.zip")
+	run("export", "--stored", "--host", "leader1", "--at", "latest", "-o", storedPath)
 	cl, err := pioreactor.New(pioreactor.Config{Leader: leaderURL, Addresses: map[string]string{"leader1": strings.TrimPrefix(leaderURL, "http://")}})
 	if err != nil {
 		b.Fatal(err)
 	}
+	// leader.zip: the unit's own export, as a user would download it.
+	zipPath := filepath.Join(dir, "leader.zip")
+	exp, err := cl.ExportUnit(ctx, "leader1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(zipPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(f, exp.Body); err != nil {
+		b.Fatal(err)
+	}
+	exp.Body.Close()
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	zipSize, storedSize := fileSize(b, zipPath), fileSize(b, storedPath)
 	settle := func() {
 		// The import runs and the unit reboots after the 202; wait for both.
 		deadline := time.Now().Add(10 * time.Minute)
@@ -118,9 +140,20 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 		}
 		b.Fatal("leader1 did not reboot after the import within 10 minutes")
 	}
+	curlUpload := func(path string) time.Duration {
+		start := time.Now()
+		out, err := exec.CommandContext(ctx, curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+			"-F", "archive=@"+path, leaderURL+"/api/units/leader1/import_zipped_dot_pioreactor").CombinedOutput()
+		d := time.Since(start)
+		if err != nil || string(out) != "202" {
+			b.Fatalf("curl upload of %s: %v, HTTP %s", path, err, out)
+		}
+		settle()
+		return d
+	}
 
 	uploadRE := regexp.MustCompile(`uploaded .* in (\S+) \(`)
-	var restoreTime, uploadTime time.Duration
+	var restoreTimes, uploadTimes, compressTimes, curlTimes, curlStoredTimes []time.Duration
 	var peakHeap, peakRSS uint64
 	b.ResetTimer()
 	for range b.N {
@@ -131,7 +164,7 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		out := run("restore", "--host", "leader1", "--yes", "--no-safety-snapshot", "--no-wait")
-		restoreTime += time.Since(start)
+		restoreTimes = append(restoreTimes, time.Since(start))
 		b.StopTimer()
 		peakHeap = max(peakHeap, stop())
 		peakRSS = max(peakRSS, readPeakRSS(b))
@@ -140,25 +173,50 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 			b.Fatalf("no upload time in:\n%s", out)
 		}
 		d, _ := time.ParseDuration(m[1])
-		uploadTime += d
+		uploadTimes = append(uploadTimes, d)
 		settle()
+		start = time.Now()
+		run("restore", "--host", "leader1", "--yes", "--no-safety-snapshot", "--no-wait", "--compress")
+		compressTimes = append(compressTimes, time.Since(start))
+		settle()
+		curlTimes = append(curlTimes, curlUpload(zipPath))
+		curlStoredTimes = append(curlStoredTimes, curlUpload(storedPath))
 		b.StartTimer()
 	}
 	b.StopTimer()
-
-	start := time.Now()
-	out, err := exec.CommandContext(ctx, curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-		"-F", "archive=@"+zipPath, leaderURL+"/api/units/leader1/import_zipped_dot_pioreactor").CombinedOutput()
-	curlTime := time.Since(start)
-	if err != nil || string(out) != "202" {
-		b.Fatalf("curl upload: %v, HTTP %s", err, out)
+	nFull := 1
+	if s := os.Getenv("PIOSNAP_BENCH_FULL"); s != "" {
+		if nFull, err = strconv.Atoi(s); err != nil {
+			b.Fatalf("PIOSNAP_BENCH_FULL=%q: %v", s, err)
+		}
 	}
-	settle()
-	n := float64(b.N)
-	b.ReportMetric(float64(st.Size())/(1<<20), "zip-MiB")
-	b.ReportMetric(restoreTime.Seconds()/n, "restore-s")
-	b.ReportMetric(uploadTime.Seconds()/n, "upload-s")
-	b.ReportMetric(curlTime.Seconds(), "curl-s")
+	var fullTimes []time.Duration
+	for range nFull {
+		start := time.Now()
+		run("restore", "--host", "leader1", "--yes")
+		fullTimes = append(fullTimes, time.Since(start))
+	}
+	med := func(ds []time.Duration) float64 {
+		if len(ds) == 0 {
+			return 0
+		}
+		ds = slices.Clone(ds)
+		slices.Sort(ds)
+		return ds[len(ds)/2].Seconds()
+	}
+	b.ReportMetric(float64(zipSize)/(1<<20), "leader.zip-MiB")
+	b.ReportMetric(float64(storedSize)/(1<<20), "stored.zip-MiB")
+	b.ReportMetric(med(restoreTimes), "restore-s")
+	b.ReportMetric(med(uploadTimes), "upload-s")
+	b.ReportMetric(med(compressTimes), "restore-compress-s")
+	b.ReportMetric(med(curlTimes), "curl-s")
+	b.ReportMetric(med(curlStoredTimes), "curl-stored-s")
+	b.ReportMetric(med(restoreTimes)/med(curlTimes), "restore/curl")
+	b.ReportMetric(med(restoreTimes)/med(curlStoredTimes), "restore/curl-stored")
+	if nFull > 0 {
+		b.ReportMetric(med(fullTimes), "full-s")
+		b.ReportMetric(med(fullTimes)/med(restoreTimes), "full/restore")
+	}
 	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MiB")
 }

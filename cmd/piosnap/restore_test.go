@@ -1,16 +1,21 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/archive/pioreactor/simulator"
@@ -272,12 +277,13 @@ func TestRestoreAndUndo(t *testing.T) {
 	mustContain(t, "list", r.mustRun("list"), "safety (before a restore)")
 	mustContain(t, "stdout", out, "piosnap restore --host worker1 --version "+safety.ShortID)
 
-	// Undo: restore the safety snapshot (without a second safety snapshot).
-	code, out, errs = r.run("restore", "--host", "worker1", "--version", safety.ShortID, "--yes", "--no-safety-snapshot")
+	// Undo: restore the safety snapshot (without a second safety snapshot),
+	// this time as a DEFLATE archive.
+	code, out, errs = r.run("restore", "--host", "worker1", "--version", safety.ShortID, "--yes", "--no-safety-snapshot", "--compress")
 	if code != exitOK {
 		t.Fatalf("undo: exit %d\n%s\n%s", code, out, errs)
 	}
-	mustContain(t, "stdout", out, "restored and verified")
+	mustContain(t, "stdout", out, "every chunk checked", "restored and verified")
 	mustContain(t, "stderr", errs, "no safety snapshot")
 	compareTrees(t, changed, readTree(t, w1.Dir()))
 	if n := len(r.versions()); n != 2 {
@@ -313,7 +319,7 @@ func TestRestoreRefused(t *testing.T) {
 				}
 				return func() { _ = w1.SetSentinel(false) }
 			},
-			code: exitFailure, want: []string{"worker1 cannot take an import now", "DISALLOW_UI_FILE_SYSTEM", "nothing was uploaded"}},
+			code: exitUsage, want: []string{"worker1 cannot take an import now", "DISALLOW_UI_FILE_SYSTEM", "nothing was uploaded"}},
 		{name: "unit unreachable", args: []string{"--host", "worker1", "--yes"},
 			setup: func() func() {
 				if err := w1.SetOffline(true); err != nil {
@@ -640,7 +646,7 @@ func TestVerifyRestoreDiffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := verifyRestore(ctx, cl, repo, vs[0], "worker1")
+	d, err := verifyRestore(ctx, cl, repo, vs[0], "worker1", nil)
 	if err != nil || !d.empty() {
 		t.Fatalf("unchanged unit: diff %v, err %v; want none", d, err)
 	}
@@ -662,7 +668,7 @@ func TestVerifyRestoreDiffers(t *testing.T) {
 	if err := os.WriteFile(cfgPath, append(cfgText, "\n[piosnap_test]\nk=v\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, err = verifyRestore(ctx, cl, repo, vs[0], "worker1")
+	d, err = verifyRestore(ctx, cl, repo, vs[0], "worker1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -680,7 +686,7 @@ func TestVerifyRestoreDiffers(t *testing.T) {
 	if err := w1.SetOffline(true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verifyRestore(ctx, cl, repo, vs[0], "worker1"); err == nil {
+	if _, err := verifyRestore(ctx, cl, repo, vs[0], "worker1", nil); err == nil {
 		t.Error("verifying an unreachable unit succeeded")
 	}
 }
@@ -711,11 +717,16 @@ func TestZipSourceReplace(t *testing.T) {
 	if _, err := checkRestorable(ctx, repo, vs[0], "worker2", false); err == nil || !strings.Contains(err.Error(), "--rewrite-hostname") {
 		t.Errorf("checkRestorable without rewrite = %v, want a refusal naming --rewrite-hostname", err)
 	}
-	for _, rep := range []map[string][]byte{nil, replace} {
-		src, err := newZipSource(repo, vs[0], rep)
+	for _, c := range []struct {
+		rep     map[string][]byte
+		deflate bool
+	}{{nil, false}, {replace, false}, {nil, true}, {replace, true}} {
+		rep := c.rep
+		src, err := newZipSource(ctx, repo, vs[0], rep, c.deflate)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer src.close()
 		size := src.size()
 		var out1, out2 bytes.Buffer
 		for _, out := range []*bytes.Buffer{&out1, &out2} {
@@ -732,6 +743,15 @@ func TestZipSourceReplace(t *testing.T) {
 		}
 		if rep != nil && !bytes.Contains(out1.Bytes(), []byte(pioreactor.MetadataFile)) {
 			t.Error("rewritten archive lacks the metadata entry")
+		}
+		zr, err := zip.NewReader(bytes.NewReader(out1.Bytes()), int64(out1.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range zr.File {
+			if want := map[bool]uint16{false: zip.Store, true: zip.Deflate}[c.deflate && !f.FileInfo().IsDir()]; f.Method != want {
+				t.Errorf("deflate %v: %s has method %d, want %d", c.deflate, f.Name, f.Method, want)
+			}
 		}
 	}
 }
@@ -773,20 +793,47 @@ func TestRestoreDamagedRepository(t *testing.T) {
 	if err != nil || len(vs) != 1 {
 		t.Fatalf("versions = %d, %v", len(vs), err)
 	}
-	var last store.ChunkID
-	var largest int64
-	for _, e := range vs[0].Entries {
-		if e.Size > largest {
-			last, largest = e.Chunks[len(e.Chunks)-1], e.Size
+	// Damage a frame of page-tree nodes (a pack's header, at its end, says
+	// where they are): the metadata stays readable, the database does not.
+	var pack string
+	_ = filepath.WalkDir(filepath.Join(r.repoDir, "packs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			pack = p
 		}
-	}
-	p := filepath.Join(r.repoDir, "chunks", last.String()[:2], last.String())
-	if err := os.WriteFile(p, []byte("damaged"), 0o600); err != nil {
+		return err
+	})
+	data, err := os.ReadFile(pack)
+	if err != nil {
 		t.Fatal(err)
 	}
+	hlen := int(binary.LittleEndian.Uint32(data[len(data)-4:]))
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, err := dec.DecodeAll(data[len(data)-4-hlen:len(data)-4], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := false
+	for i := 0; i+49 <= len(hdr) && !damaged; i += 49 {
+		if hdr[i] == 1 { // a tree node
+			off, n := binary.LittleEndian.Uint32(hdr[i+33:]), binary.LittleEndian.Uint32(hdr[i+37:])
+			copy(data[off+n/4:off+n/2], bytes.Repeat([]byte("damaged"), int(n)))
+			damaged = true
+		}
+	}
+	if !damaged {
+		t.Fatal("the pack holds no page-tree node")
+	}
+	if err := os.WriteFile(pack, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	last := filepath.Base(pack)
 	w1 := r.cluster.Unit("worker1")
 	for _, args := range [][]string{
 		{"--dry-run"},
+		{"--yes", "--compress"},
 		{"--yes", "--no-safety-snapshot"},
 		{"--yes"},
 	} {
@@ -794,8 +841,10 @@ func TestRestoreDamagedRepository(t *testing.T) {
 		if code != exitFailure {
 			t.Fatalf("restore %v: exit %d, want %d\n%s\n%s", args, code, exitFailure, out, errs)
 		}
-		mustContain(t, "stderr", errs, last.String(), "damaged", "check --read-data")
-		if args[0] != "--dry-run" {
+		mustContain(t, "stderr", errs, last, "damaged", "check --read-data")
+		if args[0] == "--dry-run" || slices.Contains(args, "--compress") {
+			mustContain(t, "stderr", errs, "nothing was uploaded")
+		} else {
 			mustContain(t, "stderr", errs, "imported nothing")
 		}
 	}

@@ -63,13 +63,20 @@ func (d *restoreDiff) String() string {
 // with the version's. Allowed differences: the metadata file, config.ini
 // (compared by its settings, since the import rewrites it), and ui/ and
 // hardware/ that the import keeps when the archive has none.
-func verifyRestore(ctx context.Context, cl *pioreactor.Client, repo *store.Repository, v *store.Version, unit string) (*restoreDiff, error) {
+//
+// progress, when not nil, is called with the size of every piece of the
+// export as it arrives.
+func verifyRestore(ctx context.Context, cl *pioreactor.Client, repo *store.Repository, v *store.Version, unit string, progress func(int64)) (*restoreDiff, error) {
 	exp, err := cl.ExportUnit(ctx, unit)
 	if err != nil {
 		return nil, err
 	}
 	defer exp.Body.Close()
-	zr := archive.NewReader(exp.Body, archive.Limits{})
+	var body io.Reader = exp.Body
+	if progress != nil {
+		body = &countingReader{r: exp.Body, add: progress}
+	}
+	zr := archive.NewReader(body, archive.Limits{})
 	var gotConfig []byte
 	for {
 		h, err := zr.Next()

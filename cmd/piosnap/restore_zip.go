@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -65,28 +66,74 @@ func checkRestorable(ctx context.Context, repo *store.Repository, v *store.Versi
 }
 
 // zipSource rebuilds a version's archive from the repository, with the
-// content of some entries replaced. Entries are STORED, so the archive's
-// exact length is known from the manifest before anything is read, and it
-// is produced in one pass as it is sent (see store.StoredZip).
+// content of some entries replaced. By default entries are STORED, so the
+// archive's exact length is known from the manifest before anything is
+// read, and it is produced in one pass as it is sent (see store.StoredZip).
+// A DEFLATE archive (--compress) is about a quarter of the size for a
+// database; its length is only known once it is compressed, so it is
+// compressed once into an unlinked temporary file, which is then sent.
 type zipSource struct {
-	zip *store.StoredZip
+	write  func(ctx context.Context, w io.Writer) error
+	length int64
+	// checked is set when producing the length already read and verified
+	// every chunk.
+	checked bool
+	// close releases the temporary file, if any.
+	close func() error
 }
 
-func newZipSource(repo *store.Repository, v *store.Version, replace map[string][]byte) (zipSource, error) {
-	z, err := repo.StoredZip(v, replace)
+// newZipSource lays out the archive; with deflate, it writes the archive to
+// a temporary file in $TMPDIR, reading and verifying every chunk. Call close
+// when done.
+func newZipSource(ctx context.Context, repo *store.Repository, v *store.Version, replace map[string][]byte, deflate bool) (zipSource, error) {
+	if !deflate {
+		sz, err := repo.StoredZip(v, replace)
+		if err != nil {
+			return zipSource{}, err
+		}
+		return zipSource{write: sz.WriteTo, length: sz.Size(), close: func() error { return nil }}, nil
+	}
+	f, err := os.CreateTemp("", "piosnap-restore-*.zip")
 	if err != nil {
+		return zipSource{}, fmt.Errorf("temporary file for the compressed archive: %w", err)
+	}
+	// Unlinked at once: the space is freed when the file is closed, even if
+	// piosnap is killed.
+	os.Remove(f.Name())
+	bw := bufio.NewWriterSize(f, 1<<20)
+	err = repo.WriteZipWith(ctx, bw, v, replace)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		f.Close()
 		return zipSource{}, err
 	}
-	return zipSource{zip: z}, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return zipSource{}, err
+	}
+	length := st.Size()
+	return zipSource{
+		write: func(ctx context.Context, w io.Writer) error {
+			_, err := io.Copy(w, store.ContextReader(ctx, io.NewSectionReader(f, 0, length)))
+			return err
+		},
+		length: length, checked: true, close: f.Close,
+	}, nil
 }
 
 // size returns the archive's exact length.
-func (z zipSource) size() int64 { return z.zip.Size() }
+func (z zipSource) size() int64 { return z.length }
 
 // check rebuilds the archive without keeping it, which reads and verifies
-// every chunk.
+// every chunk, unless that was done already.
 func (z zipSource) check(ctx context.Context) error {
-	return z.zip.WriteTo(ctx, io.Discard)
+	if z.checked {
+		return nil
+	}
+	return z.write(ctx, io.Discard)
 }
 
 // stream returns a reader of the archive, produced as it is read in
@@ -96,7 +143,7 @@ func (z zipSource) stream(ctx context.Context) (io.ReadCloser, func() error) {
 	done := make(chan error, 1)
 	go func() {
 		bw := bufio.NewWriterSize(pw, 256<<10)
-		err := z.zip.WriteTo(ctx, bw)
+		err := z.write(ctx, bw)
 		if err == nil {
 			err = bw.Flush()
 		}

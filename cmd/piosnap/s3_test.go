@@ -25,6 +25,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/pioreactor/simulator"
 	"github.com/piosnap/piosnap/store"
+	localstore "github.com/piosnap/piosnap/store/local"
 	"github.com/piosnap/piosnap/store/s3"
 	"github.com/piosnap/piosnap/store/storetest"
 )
@@ -389,8 +390,9 @@ func TestS3TwoStoresCopyAndNewLeader(t *testing.T) {
 		}
 		return *res.Report
 	}
-	chunks0, bytes0 := localChunks(t, h.localPath("local"))
-	// One host first, then the rest: together they send every chunk once.
+	fb := h.bucket("copy", "")
+	blobs0 := localBlobs(t, h.localPath("local"))
+	// One host first, then the rest: together they send every blob once.
 	worker := copyOnce("--host", "worker1")
 	if len(worker.Copied) != 1 || worker.Present != 0 || worker.Chunks == 0 {
 		t.Errorf("copy --host worker1: %+v; want worker1's one version", worker)
@@ -400,12 +402,11 @@ func TestS3TwoStoresCopyAndNewLeader(t *testing.T) {
 		t.Errorf("first full copy: copied %v, %d present; want leader1's version copied, worker1's present", rep.Copied, rep.Present)
 	}
 	sentChunks, sentBytes := worker.Chunks+rep.Chunks, worker.Bytes+rep.Bytes
-	if want := bytes0 + localManifests(t, h.localPath("local"), append(worker.Copied, rep.Copied...)); sentChunks != len(chunks0) || sentBytes != want {
-		t.Errorf("the two copies sent %d chunks, %d bytes; want all %d chunks once, %d bytes", sentChunks, sentBytes, len(chunks0), want)
+	if want := repoBytes(t, fb); sentChunks != len(blobs0) || sentBytes != want {
+		t.Errorf("the two copies sent %d blobs, %d bytes; want all %d blobs once, %d bytes (what the bucket holds)", sentChunks, sentBytes, len(blobs0), want)
 	}
-	fb := h.bucket("copy", "")
-	if got := bucketChunks(t, fb); !maps.Equal(got, chunks0) {
-		t.Errorf("fresh bucket holds %d chunks, local %d; want the same set and sizes", len(got), len(chunks0))
+	if got := repoBlobs(t, fb); !maps.Equal(got, blobs0) {
+		t.Errorf("fresh bucket holds %d blobs, local %d; want the same set and sizes", len(got), len(blobs0))
 	}
 
 	// A change reaches only the local store; the next copy sends only it.
@@ -413,21 +414,20 @@ func TestS3TwoStoresCopyAndNewLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.mustMain(cfg, "backup", "--store", "local")
-	chunks1, _ := localChunks(t, h.localPath("local"))
+	blobs1 := localBlobs(t, h.localPath("local"))
 	var newCount int
-	var newBytes int64
-	for c, s := range chunks1 {
-		if _, ok := chunks0[c]; !ok {
+	for c := range blobs1 {
+		if _, ok := blobs0[c]; !ok {
 			newCount++
-			newBytes += s
 		}
 	}
+	before := repoBytes(t, fb)
 	rep = copyOnce()
 	if len(rep.Copied) != 2 || rep.Present != 2 {
 		t.Errorf("second copy: copied %d, %d present; want 2 and 2", len(rep.Copied), rep.Present)
 	}
-	if want := newBytes + localManifests(t, h.localPath("local"), rep.Copied); rep.Chunks != newCount || rep.Bytes != want {
-		t.Errorf("second copy sent %d chunks, %d bytes; want exactly the %d new chunks, %d bytes", rep.Chunks, rep.Bytes, newCount, want)
+	if want := repoBytes(t, fb) - before; rep.Chunks != newCount || rep.Bytes != want {
+		t.Errorf("second copy sent %d blobs, %d bytes; want exactly the %d new blobs, %d bytes", rep.Chunks, rep.Bytes, newCount, want)
 	}
 	if rep = copyOnce(); len(rep.Copied) != 0 || rep.Chunks != 0 || rep.Present != 4 {
 		t.Errorf("third copy: %+v; want nothing sent, 4 present", rep)
@@ -483,57 +483,43 @@ func TestS3TwoStoresCopyAndNewLeader(t *testing.T) {
 	}
 }
 
-// localChunks lists a local repository's chunk files and their total size.
-func localChunks(t *testing.T, dir string) (map[string]int64, int64) {
+// localBlobs lists the blobs of a local repository with their sizes.
+func localBlobs(t *testing.T, dir string) map[store.ChunkID]int64 {
 	t.Helper()
-	m := map[string]int64{}
-	var total int64
-	err := filepath.WalkDir(filepath.Join(dir, "chunks"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		m[d.Name()] = fi.Size()
-		total += fi.Size()
-		return nil
-	})
+	b, err := localstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m, total
+	return repoBlobs(t, b)
 }
 
-func localManifests(t *testing.T, dir string, ids []string) int64 {
+// repoBlobs lists the blobs of the repository on b with their sizes.
+func repoBlobs(t *testing.T, b store.Backend) map[store.ChunkID]int64 {
 	t.Helper()
-	var n int64
-	for _, id := range ids {
-		fi, err := os.Stat(filepath.Join(dir, "versions", id+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += fi.Size()
+	r, err := store.Open(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return n
-}
-
-// bucketChunks lists the chunks in a bucket with their sizes.
-func bucketChunks(t *testing.T, b *s3.Backend) map[string]int64 {
-	t.Helper()
-	m := map[string]int64{}
-	err := b.List(context.Background(), "chunks/", func(name string, size int64) error {
-		m[name[strings.LastIndexByte(name, '/')+1:]] = size
-		return nil
-	})
+	m, err := r.Chunks(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
 }
 
-// uploading waits until piosnap has stored at least n bytes of chunks in b:
+// repoBytes sums the sizes of the packs, index objects and manifests on b.
+func repoBytes(t *testing.T, b store.Backend) int64 {
+	t.Helper()
+	var n int64
+	for _, prefix := range []string{"packs/", "index/", "versions/"} {
+		if err := b.List(context.Background(), prefix, func(_ string, size int64) error { n += size; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+// uploading waits until piosnap has stored at least n bytes of packs in b:
 // it is then in the middle of the leader's database. It fails the test if
 // the run ends first.
 func (h *s3Harness) uploading(b *s3.Backend, done <-chan int, n int64) {
@@ -546,7 +532,7 @@ func (h *s3Harness) uploading(b *s3.Backend, done <-chan int, n int64) {
 		default:
 		}
 		var total int64
-		_ = b.List(context.Background(), "chunks/", func(_ string, size int64) error {
+		_ = b.List(context.Background(), "packs/", func(_ string, size int64) error {
 			total += size
 			return nil
 		})

@@ -20,10 +20,15 @@ import (
 func (a *app) backend(ctx context.Context, s *config.Store, create bool) (store.Backend, error) {
 	switch s.Type {
 	case "local":
+		open := local.Open
 		if create {
-			return local.Create(s.Path)
+			open = local.Create
 		}
-		return local.Open(s.Path)
+		b, err := open(s.Path)
+		if err != nil {
+			return nil, a.permissionHint(s.Path, err)
+		}
+		return b, nil
 	case "s3":
 		creds, warning, err := s3.LoadCredentials(a.env.Getenv, s.CredentialsFile)
 		if err != nil {
@@ -68,6 +73,9 @@ func (a *app) openEach(ctx context.Context, names []string) ([]snapshot.Store, e
 		b, err := a.backend(ctx, s, false)
 		if err == nil {
 			st.Repo, err = store.Open(ctx, b)
+			if err != nil && s.Type == "local" {
+				err = a.permissionHint(s.Path, err)
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {

@@ -89,7 +89,7 @@ type Event struct {
 	// a whole).
 	Result string `json:"result"`
 	// Error says why the run failed as a whole, if it did.
-	Error string `json:"error,omitempty"`
+	Error string `json:"error"`
 	// Hosts is the outcome per host.
 	Hosts []HostResult `json:"hosts"`
 }
@@ -101,9 +101,9 @@ type HostResult struct {
 	// OK is true when every store received the host.
 	OK bool `json:"ok"`
 	// Error says why the host failed, if it did.
-	Error string `json:"error,omitempty"`
+	Error string `json:"error"`
 	// Stores is the outcome per store.
-	Stores []StoreResult `json:"stores,omitempty"`
+	Stores []StoreResult `json:"stores"`
 }
 
 // StoreResult is one host's outcome in one store.
@@ -111,16 +111,30 @@ type StoreResult struct {
 	// Store is the store's configured name.
 	Store string `json:"store"`
 	// Version is the new version's ID, if one was stored.
-	Version string `json:"version,omitempty"`
+	Version string `json:"version"`
 	// StoredBytes is how much the version added to the store.
 	StoredBytes int64 `json:"stored_bytes"`
 	// Error says why the store did not receive the host, if it did not.
-	Error string `json:"error,omitempty"`
+	Error string `json:"error"`
+}
+
+// withLists returns ev with empty lists where it has none, so that the
+// body has "hosts": [] and "stores": [] rather than null.
+func (ev Event) withLists() Event {
+	hosts := make([]HostResult, 0, len(ev.Hosts))
+	for _, h := range ev.Hosts {
+		if h.Stores == nil {
+			h.Stores = []StoreResult{}
+		}
+		hosts = append(hosts, h)
+	}
+	ev.Hosts = hosts
+	return ev
 }
 
 // Send posts ev as JSON.
 func (w *Webhook) Send(ctx context.Context, ev Event) error {
-	body, err := json.Marshal(ev)
+	body, err := json.Marshal(ev.withLists())
 	if err != nil {
 		return fmt.Errorf("webhook: encode event: %w", err)
 	}

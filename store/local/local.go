@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/piosnap/piosnap/store"
 )
@@ -27,7 +28,10 @@ type Backend struct {
 	root string
 }
 
-var _ store.Backend = (*Backend)(nil)
+var (
+	_ store.Backend     = (*Backend)(nil)
+	_ store.TempRemover = (*Backend)(nil)
+)
 
 // Open returns a Backend rooted at dir, which must be an existing
 // directory. A missing directory is an error that wraps fs.ErrNotExist and
@@ -210,6 +214,31 @@ func (b *Backend) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	return f, nil
 }
 
+// GetRange opens length bytes of the object's file from offset.
+func (b *Backend) GetRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	if offset < 0 || length < 0 {
+		return nil, fmt.Errorf("get %s: bad range %d+%d: %w", name, offset, length, fs.ErrInvalid)
+	}
+	rc, err := b.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	f := rc.(*os.File)
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("get: %w", err)
+	}
+	if offset+length > fi.Size() {
+		_ = f.Close()
+		return nil, fmt.Errorf("get %s: range %d+%d runs past the object's %d bytes", name, offset, length, fi.Size())
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, offset, length), f}, nil
+}
+
 // Stat returns the size of the object's file. A directory counts as
 // missing.
 func (b *Backend) Stat(ctx context.Context, name string) (int64, error) {
@@ -303,4 +332,54 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(name string, 
 		return fmt.Errorf("list %q in %s: %w", prefix, b.root, err)
 	}
 	return nil
+}
+
+// RemoveStaleTemp removes the temporary files of unfinished Puts in and
+// below the directory that holds the names starting with prefix that were
+// last written more than olderThan ago: left behind by a process killed
+// during a Put. A Put in progress keeps writing its file, so a file idle
+// that long has no live writer. It returns how many it removed.
+func (b *Backend) RemoveStaleTemp(ctx context.Context, prefix string, olderThan time.Duration) (int, error) {
+	start := b.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		if err := checkName(prefix[:i]); err != nil {
+			return 0, fmt.Errorf("remove stale temporary files: prefix %q: %w", prefix, err)
+		}
+		start = filepath.Join(b.root, filepath.FromSlash(prefix[:i]))
+	}
+	cutoff := time.Now().Add(-olderThan)
+	n := 0
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // the folder is missing, or went away meanwhile
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(d.Name(), tempPrefix) || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // its Put finished or failed meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.ModTime().Before(cutoff) {
+			return nil
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("remove stale temporary files in %s: %w", start, err)
+	}
+	return n, nil
 }

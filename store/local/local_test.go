@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/piosnap/piosnap/store"
 	"github.com/piosnap/piosnap/store/storetest"
@@ -145,5 +146,53 @@ func TestFileInTheWay(t *testing.T) {
 	}
 	if err := b.Put(context.Background(), "blocked/x", bytes.NewReader([]byte("1")), 1); err == nil {
 		t.Errorf("Put with a file in the way succeeded; want an error")
+	}
+}
+
+// RemoveStaleTemp removes old temporary files in and below the folder the
+// prefix names, and nothing else.
+func TestRemoveStaleTemp(t *testing.T) {
+	ctx := context.Background()
+	b, err := Create(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	files := map[string]bool{ // path below the root: removed?
+		"locks/.tmp-old":        true,
+		"locks/.tmp-new":        false,
+		"locks/a.json":          false,
+		"locks/sub/.tmp-deeper": true,
+		".tmp-top":              false,
+	}
+	for rel := range files {
+		p := filepath.Join(b.root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if rel != "locks/.tmp-new" {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	n, err := b.RemoveStaleTemp(ctx, "locks/", time.Minute)
+	if err != nil || n != 2 {
+		t.Fatalf("RemoveStaleTemp = %d, %v; want 2, nil", n, err)
+	}
+	for rel, removed := range files {
+		_, err := os.Stat(filepath.Join(b.root, rel))
+		if gone := errors.Is(err, fs.ErrNotExist); gone != removed {
+			t.Errorf("%s: removed = %v, want %v", rel, gone, removed)
+		}
+	}
+	if n, err := b.RemoveStaleTemp(ctx, "missing/", time.Minute); err != nil || n != 0 {
+		t.Errorf("missing folder: %d, %v; want 0, nil", n, err)
+	}
+	if _, err := b.RemoveStaleTemp(ctx, "../x/", time.Minute); !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("prefix outside the root: %v, want fs.ErrInvalid", err)
 	}
 }

@@ -128,7 +128,7 @@ func planCases() []planCase {
 		{
 			name: "restic-golden-all-within", zone: "UTC",
 			versions: func(t testing.TB, _ *time.Location) []Version { return resticSeries(t, "leader") },
-			policy: Policy{Within: d("1h"), WithinHourly: d("1d"), WithinDaily: d("7d"), WithinWeekly: d("1m"),
+			policy: Policy{Within: d("1h"), WithinHourly: d("1d"), WithinDaily: d("7d"), WithinWeekly: d("1mo"),
 				WithinMonthly: d("1y"), WithinYearly: d("9999y")},
 			now: "2016-02-01 00:00",
 		},

@@ -13,9 +13,9 @@ func TestParseDuration(t *testing.T) {
 		str  string
 	}{
 		{"7d", Duration{Days: 7}, "7d"},
-		{"1y6m", Duration{Years: 1, Months: 6}, "1y6m"},
+		{"1y6mo", Duration{Years: 1, Months: 6}, "1y6mo"},
 		{"36h", Duration{Hours: 36}, "36h"},
-		{"1y2m3d4h", Duration{1, 2, 3, 4}, "1y2m3d4h"},
+		{"1y2mo3d4h", Duration{1, 2, 3, 4}, "1y2mo3d4h"},
 		{"4h3d", Duration{Days: 3, Hours: 4}, "3d4h"},
 		{"0d", Duration{}, "0d"},
 		{"007d", Duration{Days: 7}, "7d"},
@@ -44,14 +44,16 @@ func TestParseDurationErrors(t *testing.T) {
 	tests := []struct {
 		in, want string
 	}{
-		{"", `retention duration is empty: write it as NyNmNdNh, e.g. "7d" or "1y6m"`},
-		{"1w", `retention duration "1w": unit "w" unknown; use y, m, d or h`},
-		{"7", `retention duration "7": number 7 has no unit; use y, m, d or h`},
-		{"d", `retention duration "d": expected a number at "d"; write it as NyNmNdNh, e.g. "7d"`},
-		{"-1d", `retention duration "-1d": expected a number at "-1d"; write it as NyNmNdNh, e.g. "7d"`},
-		{"1d2d", `retention duration "1d2d": unit "d" given twice; write each unit once, e.g. "1y6m"`},
-		{"1dd", `retention duration "1dd": unit "dd" unknown; use y, m, d or h`},
-		{"1 d", `retention duration "1 d": unit " d" unknown; use y, m, d or h`},
+		{"", `retention duration is empty: write it as NyNmoNdNh, e.g. "7d" or "1y6mo"`},
+		{"30m", `retention duration "30m": "30m" is ambiguous (months in restic, minutes in lock_wait and jitter): write "30mo" for 30 months`},
+		{"1y6m", `retention duration "1y6m": "6m" is ambiguous (months in restic, minutes in lock_wait and jitter): write "6mo" for 6 months`},
+		{"1w", `retention duration "1w": unit "w" unknown; use y, mo, d or h`},
+		{"7", `retention duration "7": number 7 has no unit; use y, mo, d or h`},
+		{"d", `retention duration "d": expected a number at "d"; write it as NyNmoNdNh, e.g. "7d"`},
+		{"-1d", `retention duration "-1d": expected a number at "-1d"; write it as NyNmoNdNh, e.g. "7d"`},
+		{"1d2d", `retention duration "1d2d": unit "d" given twice; write each unit once, e.g. "1y6mo"`},
+		{"1dd", `retention duration "1dd": unit "dd" unknown; use y, mo, d or h`},
+		{"1 d", `retention duration "1 d": unit " d" unknown; use y, mo, d or h`},
 		{"99999999999999999999d", `retention duration "99999999999999999999d": number 99999999999999999999 is too large`},
 	}
 	for _, tt := range tests {
@@ -76,7 +78,7 @@ func TestDurationBefore(t *testing.T) {
 		d    string
 		want time.Time
 	}{
-		{"1m", time.Date(2026, 3, 3, 12, 0, 0, 0, time.UTC)}, // 31 Feb normalises to 3 Mar
+		{"1mo", time.Date(2026, 3, 3, 12, 0, 0, 0, time.UTC)}, // 31 Feb normalises to 3 Mar
 		{"7d", time.Date(2026, 3, 24, 12, 0, 0, 0, time.UTC)},
 		{"36h", time.Date(2026, 3, 30, 0, 0, 0, 0, time.UTC)},
 		{"1y1d", time.Date(2025, 3, 30, 12, 0, 0, 0, time.UTC)},

@@ -67,7 +67,8 @@ func resticFlags(p Policy) []string {
 	}
 	for _, w := range p.withins() {
 		if !w.d.Zero() {
-			out = append(out, "--"+strings.ReplaceAll(w.key, "_", "-"), w.d.String())
+			// restic writes months as "m" where piosnap asks for "mo".
+			out = append(out, "--"+strings.ReplaceAll(w.key, "_", "-"), strings.Replace(w.d.String(), "mo", "m", 1))
 		}
 	}
 	return out
@@ -139,7 +140,7 @@ func resticScenarios(t *testing.T, now time.Time) []resticScenario {
 		{host: "isoweek", zone: "UTC", versions: rehost("isoweek", nightly(t, "isoweek", utc, "2022-12-25", "2023-01-03", "12:00")),
 			policies: []resticPolicy{
 				{p: Policy{Weekly: 3, Yearly: 2}},
-				{p: Policy{WithinWeekly: d("1m"), WithinMonthly: d("1y")}},
+				{p: Policy{WithinWeekly: d("1mo"), WithinMonthly: d("1y")}},
 			}},
 		{host: "outage", zone: "UTC", versions: outage, policies: []resticPolicy{
 			{p: Policy{Daily: 7}, guard: []string{heldID}},

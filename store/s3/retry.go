@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/piosnap/piosnap/store"
 )
 
 // Retry bounds how transient failures are retried: waits start at
@@ -100,7 +101,7 @@ func (b *Backend) retryUnder(ctx context.Context, policy Retry, op, name string,
 				down.Format(time.TimeOnly), b.retryHint(err))
 			return b.wrap(op, name, hint, err)
 		}
-		jittered := wait/2 + rand.N(wait/2+1)
+		jittered := store.Jitter(wait)
 		if attempt >= policy.Attempts || time.Since(start)+jittered > policy.Total {
 			b.setDown(start)
 			hint := fmt.Sprintf("gave up after %d attempts in %v; %s",
@@ -109,12 +110,8 @@ func (b *Backend) retryUnder(ctx context.Context, policy Retry, op, name string,
 		}
 		b.log.Warn("retrying s3 request", "op", op, "name", name, "attempt", attempt,
 			"wait", jittered, "err", b.redact(err.Error()))
-		t := time.NewTimer(jittered)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return b.wrap(op, name, "", ctx.Err())
-		case <-t.C:
+		if err := store.Sleep(ctx, jittered); err != nil {
+			return b.wrap(op, name, "", err)
 		}
 		wait = min(2*wait, policy.Max)
 	}

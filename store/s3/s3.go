@@ -292,6 +292,43 @@ func (b *Backend) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	return rc, nil
 }
 
+// GetRange opens length bytes of the object from offset with a ranged GET.
+// The request is retried until the response starts.
+func (b *Backend) GetRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	key, err := b.key("get", name)
+	if err != nil {
+		return nil, err
+	}
+	if offset < 0 || length < 0 {
+		return nil, fmt.Errorf("get %s: bad range %d+%d: %w", name, offset, length, fs.ErrInvalid)
+	}
+	if length == 0 {
+		if _, err := b.Stat(ctx, name); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	var rc io.ReadCloser
+	err = b.do(ctx, "get", name, func(ctx context.Context) error {
+		var opts minio.GetObjectOptions
+		if err := opts.SetRange(offset, offset+length-1); err != nil {
+			return err
+		}
+		var info minio.ObjectInfo
+		var err error
+		rc, info, _, err = b.core.GetObject(ctx, b.bucket, key, opts)
+		if err == nil && info.Size != length {
+			rc.Close()
+			return fmt.Errorf("range %d+%d: server sent %d bytes", offset, length, info.Size)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
 // Stat returns the object's size.
 func (b *Backend) Stat(ctx context.Context, name string) (int64, error) {
 	key, err := b.key("stat", name)

@@ -31,10 +31,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Backend) {
 		{"Overwrite", testOverwrite},
 		{"WrongSize", testWrongSize},
 		{"Missing", testMissing},
+		{"GetRange", testGetRange},
 		{"Delete", testDelete},
 		{"List", testList},
 		{"ListStops", testListStops},
 		{"Concurrent", testConcurrent},
+		{"PutThenList", testPutThenList},
 		{"Cancelled", testCancelled},
 		{"CancelDuringPut", testCancelDuringPut},
 		{"InvalidNames", testInvalidNames},
@@ -229,6 +231,39 @@ func testMissing(t *testing.T, b store.Backend) {
 	wantMissing(t, b, "dir/sub/obj2")
 }
 
+func testGetRange(t *testing.T, b store.Backend) {
+	ctx := context.Background()
+	p := data(7, 1<<20+17)
+	put(t, b, "packs/ab/range", p)
+	for _, r := range [][2]int64{{0, 1}, {0, int64(len(p))}, {5, 4096}, {int64(len(p)) - 17, 17}, {1000, 0}} {
+		rc, err := b.GetRange(ctx, "packs/ab/range", r[0], r[1])
+		if err != nil {
+			t.Fatalf("GetRange(%d, %d): %v", r[0], r[1], err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("GetRange(%d, %d): read: %v", r[0], r[1], err)
+		}
+		if !bytes.Equal(got, p[r[0]:r[0]+r[1]]) {
+			t.Errorf("GetRange(%d, %d) returned %d bytes that differ from the object's", r[0], r[1], len(got))
+		}
+	}
+	if rc, err := b.GetRange(ctx, "packs/ab/missing", 0, 10); !errors.Is(err, fs.ErrNotExist) {
+		if err == nil {
+			rc.Close()
+		}
+		t.Errorf("GetRange of a missing object = %v; want an error wrapping fs.ErrNotExist", err)
+	}
+	if rc, err := b.GetRange(ctx, "packs/ab/range", int64(len(p))-5, 10); err == nil {
+		_, err = io.ReadAll(rc)
+		rc.Close()
+		if err == nil {
+			t.Error("GetRange past the end succeeded; want an error")
+		}
+	}
+}
+
 func testDelete(t *testing.T, b store.Backend) {
 	ctx := context.Background()
 	if err := b.Delete(ctx, "never/existed"); err != nil {
@@ -349,6 +384,46 @@ func testConcurrent(t *testing.T, b store.Backend) {
 	}
 	if !bytes.Equal(get(t, b, "conc/shared"), data(7, 2048)) {
 		t.Errorf("conc/shared has wrong content")
+	}
+}
+
+// testPutThenList checks the consistency the repository lock relies on:
+// a List started after a Put returned shows the object. Two writers each
+// Put an object and then List; whatever the timing, at least one of them
+// must see the other's object.
+func testPutThenList(t *testing.T, b store.Backend) {
+	const rounds = 20
+	ctx := context.Background()
+	for r := range rounds {
+		prefix := fmt.Sprintf("ptl/%d/", r)
+		var saw [2]map[string]bool
+		var errs [2]error
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Go(func() {
+				p := data(uint64(r*2+w), 16)
+				if errs[w] = b.Put(ctx, fmt.Sprintf("%s%d", prefix, w), bytes.NewReader(p), int64(len(p))); errs[w] != nil {
+					return
+				}
+				saw[w] = map[string]bool{}
+				errs[w] = b.List(ctx, prefix, func(name string, _ int64) error {
+					saw[w][name] = true
+					return nil
+				})
+			})
+		}
+		wg.Wait()
+		for w := range 2 {
+			if errs[w] != nil {
+				t.Fatalf("round %d, writer %d: %v", r, w, errs[w])
+			}
+			if own := fmt.Sprintf("%s%d", prefix, w); !saw[w][own] {
+				t.Errorf("round %d: List after Put(%q) returned does not show it", r, own)
+			}
+		}
+		if !saw[0][prefix+"1"] && !saw[1][prefix+"0"] {
+			t.Errorf("round %d: each writer's List missed the other's object, so both would take the lock", r)
+		}
 	}
 }
 

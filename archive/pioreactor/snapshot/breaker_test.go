@@ -13,7 +13,7 @@ import (
 	"github.com/piosnap/piosnap/store/storetest"
 )
 
-// countingBackend is a real backend that counts the chunk uploads it is
+// countingBackend is a real backend that counts the pack uploads it is
 // asked for and calls onPut before the first one.
 type countingBackend struct {
 	store.Backend
@@ -23,7 +23,7 @@ type countingBackend struct {
 }
 
 func (b *countingBackend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
-	if strings.HasPrefix(name, "chunks/") {
+	if strings.HasPrefix(name, "packs/") {
 		b.mu.Lock()
 		b.puts++
 		if b.onPut != nil {
@@ -41,7 +41,7 @@ func (b *countingBackend) count() int {
 	return b.puts
 }
 
-// Once a store has failed in a run (here: MinIO stopped as the first chunk
+// Once a store has failed in a run (here: MinIO stopped as the first pack
 // goes up), the hosts after it do not try it again: they fail there at once,
 // naming the earlier failure, and the other store gets every host.
 func TestDeadStoreIsNotRetriedHostAfterHost(t *testing.T) {
@@ -73,7 +73,7 @@ func TestDeadStoreIsNotRetriedHostAfterHost(t *testing.T) {
 		t.Fatalf("%d hosts reported, want 3", len(rep.Hosts))
 	}
 	if n := cb.count(); n != 1 {
-		t.Errorf("%d chunk uploads tried against the stopped server; want 1 (the first, which found it down)", n)
+		t.Errorf("%d pack uploads tried against the stopped server; want 1 (the first, which found it down)", n)
 	}
 	skipped := 0
 	for _, h := range rep.Hosts {

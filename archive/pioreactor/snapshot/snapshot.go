@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -60,15 +61,18 @@ type Options struct {
 	Now func() time.Time
 	// RunID names the run in logs and the report; empty means a new one.
 	RunID string
+	// Progress, when set, is called with the size of every piece of the
+	// archives read from the cluster as it arrives, for a progress display.
+	Progress func(n int64)
 }
 
 // StoreResult is a host's outcome in one store.
 type StoreResult struct {
 	Store     string `json:"store"`
-	VersionID string `json:"version,omitempty"`
+	VersionID string `json:"version"`
 	// Stored is the bytes this version added to the store.
 	Stored int64  `json:"stored_bytes"`
-	Error  string `json:"error,omitempty"`
+	Error  string `json:"error"`
 	err    error
 }
 
@@ -76,16 +80,16 @@ type StoreResult struct {
 type HostReport struct {
 	Host string `json:"host"`
 	// Via is "broadcast" or "direct".
-	Via string `json:"via,omitempty"`
+	Via string `json:"via"`
 	// Size is the host's total content size.
 	Size int64 `json:"size_bytes"`
 	// Duration is how long pulling and storing the host took (for a
 	// broadcast, the whole cluster archive).
 	Duration   time.Duration `json:"duration_ns"`
-	AppVersion string        `json:"app_version,omitempty"`
+	AppVersion string        `json:"app_version"`
 	Stores     []StoreResult `json:"stores"`
 	// Error is why no store received the host.
-	Error string `json:"error,omitempty"`
+	Error string `json:"error"`
 	err   error
 }
 
@@ -113,7 +117,7 @@ type Report struct {
 	Units []string      `json:"units"`
 	Hosts []*HostReport `json:"hosts"`
 	// BroadcastError says why the cluster archive could not be used.
-	BroadcastError string `json:"broadcast_error,omitempty"`
+	BroadcastError string `json:"broadcast_error"`
 }
 
 // Failed lists the hosts that some store did not receive.
@@ -157,6 +161,7 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 	log := opts.Log.With("run", rep.RunID)
 
 	units, err := opts.Client.Units(ctx)
+	listed := err == nil // units is the leader's list, not the names asked for
 	if err != nil {
 		if len(hosts) == 0 {
 			return rep, fmt.Errorf("ask the leader at %s for its units: %w", opts.Client.LeaderAddress(), err)
@@ -212,7 +217,17 @@ func Run(ctx context.Context, opts Options, stores []Store, hosts []string) (*Re
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
+		if listed && !slices.Contains(units, unit) {
+			// Pulling it would fail with a DNS error that hides the cause.
+			r.fail(&HostReport{Host: unit, Via: "direct"}, fmt.Errorf("%s is not a unit of this cluster: the leader lists %s; check the name", unit, strings.Join(units, ", ")))
+			continue
+		}
 		r.direct(ctx, unit)
+	}
+	if err := ctx.Err(); err != nil {
+		// Cancelled while the last host was committed: its stores
+		// report the cancellation; the run as a whole was interrupted.
+		return rep, err
 	}
 	slices.SortFunc(rep.Hosts, func(a, b *HostReport) int { return strings.Compare(a.Host, b.Host) })
 	return rep, nil
@@ -236,12 +251,12 @@ func (r *runner) broadcast(ctx context.Context, units []string) ([]string, error
 		return nil, err
 	}
 	defer exp.Body.Close()
-	br := bufio.NewReaderSize(exp.Body, 64<<10)
+	br := bufio.NewReaderSize(r.counted(exp.Body), 64<<10)
 	layout := exp.Layout
 	if layout == pioreactor.LayoutUnknown {
 		layout = detectLayout(br, units)
 	}
-	opts := ingest.Options{Layout: ingest.Aggregate, Limits: r.opts.Limits}
+	opts := ingest.Options{Layout: ingest.Aggregate, Limits: r.opts.Limits, Units: units}
 	if layout == pioreactor.LayoutSingle {
 		opts.Layout = ingest.Single
 		if len(units) == 1 {
@@ -261,6 +276,28 @@ func (r *runner) broadcast(ctx context.Context, units []string) ([]string, error
 	return settled, nil
 }
 
+// counted returns body, reporting what is read from it to opts.Progress.
+func (r *runner) counted(body io.Reader) io.Reader {
+	if r.opts.Progress == nil {
+		return body
+	}
+	return &countingReader{r: body, add: r.opts.Progress}
+}
+
+// countingReader passes each read's size to add.
+type countingReader struct {
+	r   io.Reader
+	add func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.add(int64(n))
+	}
+	return n, err
+}
+
 // direct pulls one unit straight from the unit.
 func (r *runner) direct(ctx context.Context, unit string) {
 	start := time.Now()
@@ -272,7 +309,7 @@ func (r *runner) direct(ctx context.Context, unit string) {
 		return
 	}
 	defer exp.Body.Close()
-	hosts, err := ingest.Read(ctx, bufio.NewReaderSize(exp.Body, 64<<10), r.w, ingest.Options{Layout: ingest.Single, Host: unit, Limits: r.opts.Limits})
+	hosts, err := ingest.Read(ctx, bufio.NewReaderSize(r.counted(exp.Body), 64<<10), r.w, ingest.Options{Layout: ingest.Single, Host: unit, Limits: r.opts.Limits})
 	if err != nil {
 		r.fail(hr, fmt.Errorf("archive from %s: %w", unit, err))
 		return
@@ -282,13 +319,13 @@ func (r *runner) direct(ctx context.Context, unit string) {
 		return
 	}
 	hr.AppVersion = hosts[0].AppVersion
+	hr.Duration = time.Since(start) // for the log; the deferred update adds the commit
 	r.finish(ctx, hosts[0], hr)
 }
 
 func (r *runner) fail(hr *HostReport, err error) {
 	hr.Stores = []StoreResult{}
-	hr.err = err
-	hr.Error = err.Error()
+	hr.Fail(err)
 	r.rep.Hosts = append(r.rep.Hosts, hr)
 	r.log.Error("host not backed up", "host", hr.Host, "err", err)
 }
@@ -299,29 +336,43 @@ func (r *runner) finish(ctx context.Context, h *ingest.Host, hr *HostReport) {
 		r.fail(hr, h.Err)
 		return
 	}
-	hr.Size = h.Pending.Size()
-	results := h.Pending.Commit(ctx, store.Version{
+	CommitHost(ctx, h.Pending, store.Version{
 		Time: r.rep.Time, Zone: r.opts.Zone, Kind: r.opts.Kind, Source: "pioreactor",
 		AppVersion: h.AppVersion, Metadata: h.MetadataJSON(), Note: r.opts.Note,
-	})
+	}, hr, r.stores, r.broken, r.log)
+	r.rep.Hosts = append(r.rep.Hosts, hr)
+}
+
+// CommitHost commits a pending version into the run's healthy stores (in
+// the order the Writer was given them) and records each store's outcome in
+// hr, broken stores (that could not be opened) included. Other source kinds
+// use it to report like the cluster's units.
+func CommitHost(ctx context.Context, p *store.Pending, v store.Version, hr *HostReport, healthy, broken []Store, log *slog.Logger) {
+	hr.Size = p.Size()
+	results := p.Commit(ctx, v)
 	for i, res := range results {
-		sr := StoreResult{Store: r.stores[i].Name, Stored: res.Stored, err: res.Err}
+		sr := StoreResult{Store: healthy[i].Name, Stored: res.Stored, err: res.Err}
 		if res.Err != nil {
 			sr.Error = res.Err.Error()
 			if res.Stored > 0 {
 				sr.Error += fmt.Sprintf(" (the %d bytes of chunks written before the failure belong to no version; `piosnap check` counts them as unused and the next `piosnap forget` removes them)", res.Stored)
 			}
-			r.log.Error("store did not receive host", "host", hr.Host, "store", sr.Store, "err", res.Err)
+			log.Error("store did not receive host", "host", hr.Host, "store", sr.Store, "err", res.Err)
 		} else {
 			sr.VersionID = res.Version.ID
-			r.log.Info("stored", "host", hr.Host, "store", sr.Store, "version", res.Version.ShortID(), "new_bytes", res.Stored, "size", hr.Size)
+			log.Info("stored", "host", hr.Host, "store", sr.Store, "version", res.Version.ShortID(), "new_bytes", res.Stored, "size", hr.Size, "took", hr.Duration.Round(time.Millisecond))
 		}
 		hr.Stores = append(hr.Stores, sr)
 	}
-	for _, s := range r.broken {
+	for _, s := range broken {
 		hr.Stores = append(hr.Stores, StoreResult{Store: s.Name, Error: s.Err.Error(), err: s.Err})
 	}
-	r.rep.Hosts = append(r.rep.Hosts, hr)
+}
+
+// Fail marks a host as failed as a whole with err.
+func (h *HostReport) Fail(err error) {
+	h.err = err
+	h.Error = err.Error()
 }
 
 // detectLayout peeks at the first entry's name: under a known unit's folder

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -249,9 +250,9 @@ func TestFailingStoreDoesNotCostOthers(t *testing.T) {
 	c := startCluster(t, "worker1")
 	good := newStore(t, "good")
 	bad := newStore(t, "bad")
-	// Make the bad store's chunk directory unwritable.
+	// Make the bad store's pack directory unwritable.
 	loc := bad.Repo.Location()
-	if err := os.WriteFile(filepath.Join(loc, "chunks"), []byte("not a directory"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(loc, "packs"), []byte("not a directory"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := Run(ctx, Options{Client: client(t, c), Pull: PullBroadcast, Zone: "UTC"}, []Store{good, bad}, nil)
@@ -269,5 +270,53 @@ func TestFailingStoreDoesNotCostOthers(t *testing.T) {
 	vs, _ := good.Repo.Versions(ctx)
 	if len(vs) != 2 {
 		t.Errorf("good store has %d versions", len(vs))
+	}
+}
+
+// TestHostNotInCluster checks that a named host the leader does not list is
+// reported as such, not as the DNS failure pulling it would give, and that
+// the other named hosts are still backed up.
+func TestHostNotInCluster(t *testing.T) {
+	ctx := context.Background()
+	c := startCluster(t, "worker1")
+	st := newStore(t, "local")
+	rep, err := Run(ctx, Options{Client: client(t, c), Pull: PullBroadcast, Zone: "UTC"}, []Store{st}, []string{"worker1", "worker9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed := strings.Join(rep.Failed(), ","); failed != "worker9" {
+		t.Fatalf("failed = %q, want worker9", failed)
+	}
+	for _, h := range rep.Hosts {
+		if h.Host == "worker9" && h.Error != "worker9 is not a unit of this cluster: the leader lists leader1, worker1; check the name" {
+			t.Errorf("worker9: %q", h.Error)
+		}
+	}
+	if vs, _ := st.Repo.Versions(ctx); len(vs) != 1 || vs[0].Host != "worker1" {
+		t.Errorf("versions %v, want worker1's only", vs)
+	}
+}
+
+// TestProgressCountsArchiveBytes checks that Options.Progress sees the bytes
+// of every archive read, in both pull modes.
+func TestProgressCountsArchiveBytes(t *testing.T) {
+	ctx := context.Background()
+	c := startCluster(t, "worker1")
+	for _, pull := range []string{PullBroadcast, PullPerUnit} {
+		var n atomic.Int64
+		st := newStore(t, "local")
+		rep, err := Run(ctx, Options{Client: client(t, c), Pull: pull, Zone: "UTC", Progress: func(k int64) { n.Add(k) }}, []Store{st}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var size int64
+		for _, h := range rep.Hosts {
+			size += h.Size
+		}
+		// The archives hold every byte of content, compressed: at least
+		// some of it, and more than nothing.
+		if n.Load() == 0 || len(rep.Failed()) != 0 {
+			t.Errorf("%s: progress saw %d bytes for %d bytes of content; failed %v", pull, n.Load(), size, rep.Failed())
+		}
 	}
 }

@@ -1,0 +1,326 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/piosnap/piosnap/scheduler/web"
+	"github.com/piosnap/piosnap/store"
+)
+
+// unitsTTL is how long the leader's unit list is reused by the pages, so
+// that a leader that does not answer slows one page load, not every one.
+const unitsTTL = 30 * time.Second
+
+// daemonWeb implements the web application's Source, Backupper and
+// Restorer with the daemon's configuration in force.
+type daemonWeb struct {
+	d *daemon
+
+	mu        sync.Mutex
+	manifests map[string]*store.Version // by store name + "/" + ID; manifests never change
+	units     []string
+	unitsErr  error
+	unitsAt   time.Time
+}
+
+// startWeb serves the web application on cfg.Web.Listen until ctx ends;
+// jobsCtx bounds the backups and restores it starts. It returns the
+// address it listens on and a function that stops it.
+func (d *daemon) startWeb(ctx, jobsCtx context.Context) (string, func(), error) {
+	cfg, log := d.current()
+	ln, err := net.Listen("tcp", cfg.Web.Listen)
+	if err != nil {
+		return "", nil, fmt.Errorf("web.listen = %q: %w: choose a free port, or leave web.listen empty", cfg.Web.Listen, err)
+	}
+	dw := &daemonWeb{d: d, manifests: map[string]*store.Version{}}
+	srv, err := web.New(jobsCtx, web.Config{
+		PasswordFile: cfg.Web.PasswordFile, PublicStatus: cfg.Web.PublicStatus,
+		SessionTimeout: cfg.Web.SessionTimeout.Duration, Zone: cfg.Location(), Log: log,
+	}, dw, dw, dw)
+	if err != nil {
+		ln.Close()
+		return "", nil, err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() { _ = hs.Serve(ln) }()
+	addr := ln.Addr().String()
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		srv.Wait()
+	}
+	if _, err := os.Stat(cfg.Web.PasswordFile); err != nil {
+		log.Warn("the web application has no password yet: nobody can log in until one is set with `piosnap web passwd`", "password_file", cfg.Web.PasswordFile)
+	}
+	log.Info("serving the web application", "addr", "http://"+addr+"/")
+	return addr, stop, nil
+}
+
+// Versions implements web.Source, reading only the manifests it has not
+// read before.
+func (w *daemonWeb) Versions(ctx context.Context) ([]web.StoreVersions, error) {
+	a := w.d.runApp()
+	stores, err := a.openEach(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]web.StoreVersions, 0, len(stores))
+	for _, s := range stores {
+		sv := web.StoreVersions{Store: s.Name, Repo: s.Repo, Err: s.Err}
+		if s.Repo != nil {
+			sv.Versions, sv.Err = w.storeVersions(ctx, s.Name, s.Repo)
+		}
+		out = append(out, sv)
+	}
+	return out, nil
+}
+
+func (w *daemonWeb) storeVersions(ctx context.Context, name string, repo *store.Repository) ([]*store.Version, error) {
+	ids, err := repo.VersionIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vs := make([]*store.Version, 0, len(ids))
+	live := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		key := name + "/" + id
+		live[key] = true
+		w.mu.Lock()
+		v := w.manifests[key]
+		w.mu.Unlock()
+		if v == nil {
+			v, err = repo.LoadVersion(ctx, id)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted by a concurrent forget
+			}
+			if err != nil {
+				return nil, err
+			}
+			w.mu.Lock()
+			w.manifests[key] = v
+			w.mu.Unlock()
+		}
+		vs = append(vs, v)
+	}
+	w.mu.Lock()
+	for key := range w.manifests {
+		if strings.HasPrefix(key, name+"/") && !live[key] {
+			delete(w.manifests, key)
+		}
+	}
+	w.mu.Unlock()
+	store.SortVersions(vs)
+	return vs, nil
+}
+
+// leaderUnits asks the leader for its units, at most every unitsTTL.
+func (w *daemonWeb) leaderUnits(ctx context.Context, a *app) ([]string, error) {
+	w.mu.Lock()
+	if time.Since(w.unitsAt) < unitsTTL {
+		defer w.mu.Unlock()
+		return w.units, w.unitsErr
+	}
+	w.mu.Unlock()
+	var units []string
+	cl, err := a.client()
+	if err == nil {
+		uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		units, err = cl.Units(uctx)
+		cancel()
+	}
+	w.mu.Lock()
+	w.units, w.unitsErr, w.unitsAt = units, err, time.Now()
+	w.mu.Unlock()
+	return units, err
+}
+
+// StatusJSON implements web.Source: `piosnap status --json`, from the
+// daemon's own state and the cached manifests.
+func (w *daemonWeb) StatusJSON(ctx context.Context) ([]byte, error) {
+	a := w.d.runApp()
+	vs, err := w.Versions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	versions := map[string][]*store.Version{}
+	var storeErrs []string
+	for _, s := range vs {
+		if s.Err != nil {
+			storeErrs = append(storeErrs, fmt.Sprintf("store %q: %v", s.Store, s.Err))
+			continue
+		}
+		versions[s.Store] = s.Versions
+	}
+	units, unitsErr := w.leaderUnits(ctx, a)
+	w.d.mu.Lock()
+	sf := w.d.status
+	w.d.mu.Unlock()
+	rep := buildStatus(time.Now(), w.d.statusPath, &sf, nil, true, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
+	rep.StoreErrors = storeErrs
+	return json.Marshal(rep)
+}
+
+// Notices implements web.Source: the last restore of this machine, which
+// the page that started it lost in the reboot.
+func (w *daemonWeb) Notices(context.Context) []string {
+	a := w.d.runApp()
+	sr, err := readSelfRestore(a.cfg.StateDir)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var b strings.Builder
+	printSelfRestore(&b, sr, a.cfg.Location())
+	if s := strings.TrimSpace(b.String()); s != "" {
+		return []string{s}
+	}
+	return nil
+}
+
+// ListJSON implements web.Source: `piosnap list --json [--host H]`.
+func (w *daemonWeb) ListJSON(ctx context.Context, host string) ([]byte, error) {
+	vs, err := w.Versions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows := []listedVersion{}
+	for _, s := range vs {
+		if s.Err != nil {
+			return nil, fmt.Errorf("store %q: %w", s.Store, s.Err)
+		}
+		for _, v := range s.Versions {
+			if host == "" || v.Host == host {
+				rows = append(rows, listedRow(s.Store, v))
+			}
+		}
+	}
+	return json.Marshal(rows)
+}
+
+// BackupNow implements web.Backupper: the daemon's job, as at a scheduled
+// slot, for every unit.
+func (w *daemonWeb) BackupNow(ctx context.Context, say func(string)) error {
+	say("backing up every unit into every store (waiting for the repositories if another piosnap holds them)")
+	failed, err := w.d.job(ctx, nil)
+	w.d.mu.Lock()
+	ev := w.d.status.LastRun
+	w.d.mu.Unlock()
+	if ev != nil {
+		say(fmt.Sprintf("run %s: %s", ev.RunID, ev.Result))
+		for _, h := range ev.Hosts {
+			if h.Error != "" {
+				say(fmt.Sprintf("%s: FAILED: %s", h.Host, h.Error))
+				continue
+			}
+			for _, s := range h.Stores {
+				if s.Error != "" {
+					say(fmt.Sprintf("%s: store %s FAILED: %s", h.Host, s.Store, s.Error))
+				} else {
+					say(fmt.Sprintf("%s: ok, store %s, version %.8s, new %s", h.Host, s.Store, s.Version, humanBytes(s.StoredBytes)))
+				}
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d unit(s) not backed up: %s", len(failed), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// restoreApp is an app whose output goes to the web job line by line.
+func (w *daemonWeb) restoreApp(say func(web.Event)) (*app, *lineWriter) {
+	a := w.d.runApp()
+	lw := &lineWriter{say: func(line string) { say(web.Event{Line: line}) }}
+	a.env.Stdout, a.env.Stderr = lw, lw
+	a.restoreEvents = say
+	return a, lw
+}
+
+// DryRun implements web.Restorer: `piosnap restore --dry-run`.
+func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Plan, error) {
+	plan := &web.Plan{}
+	a, lw := w.restoreApp(func(ev web.Event) {
+		if ev.Line != "" {
+			plan.Lines = append(plan.Lines, ev.Line)
+		}
+	})
+	var names []string
+	if req.Store != "" {
+		names = []string{req.Store}
+	}
+	stores, err := a.openStores(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	s, v, err := a.pickVersion(ctx, stores, req.Unit, req.Version, req.At, false)
+	if err != nil {
+		return nil, err
+	}
+	plan.Store, plan.Version, plan.Time, plan.Kind = s.Name, v.ID, v.Time, v.Kind
+	err = a.restore(ctx, restoreOptions{host: req.Unit, id: v.ID, storeName: s.Name, dryRun: true, lockWait: time.Minute})
+	lw.Flush()
+	return plan, err
+}
+
+// Restore implements web.Restorer: `piosnap restore --yes` of one exact
+// version, waiting up to lock_wait for an import already running.
+func (w *daemonWeb) Restore(ctx context.Context, req web.RestoreRequest, ev func(web.Event)) error {
+	a, lw := w.restoreApp(ev)
+	release, err := w.d.acquire(ctx, func() {
+		ev(web.Event{Line: "a backup is running; the restore starts when it has finished"})
+	})
+	if err != nil {
+		return err
+	}
+	defer release()
+	err = a.restore(ctx, restoreOptions{host: req.Unit, id: req.Version, storeName: req.Store, yes: true, lockWait: a.cfg.LockWait.Duration})
+	lw.Flush()
+	return err
+}
+
+// lineWriter passes what is written to it on line by line.
+type lineWriter struct {
+	say func(string)
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	for {
+		line, err := l.buf.ReadString('\n')
+		if err != nil {
+			l.buf.WriteString(line) // incomplete: keep for the next write
+			return len(p), nil
+		}
+		if s := strings.TrimRight(line, "\r\n"); strings.TrimSpace(s) != "" {
+			l.say(s)
+		}
+	}
+}
+
+// Flush passes on a last line without a newline.
+func (l *lineWriter) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := strings.TrimSpace(l.buf.String()); s != "" {
+		l.say(s)
+	}
+	l.buf.Reset()
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/dbdump"
+	"github.com/piosnap/piosnap/archive/dir"
+	"github.com/piosnap/piosnap/archive/hooks"
+	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/store"
+)
+
+// dirSource turns a configured directory source into the archive's.
+func (a *app) dirSource(cs *config.Source) (*dir.Source, error) {
+	h := cs.Hooks
+	t := h.Timeout.Duration
+	src := &dir.Source{
+		Name: cs.Name, Paths: cs.Paths, Excludes: cs.Excludes,
+		Stop:            hooks.Hook{Name: "stop", Argv: h.Stop, Timeout: t},
+		Start:           hooks.Hook{Name: "start", Argv: h.Start, Timeout: t},
+		ReadyCheck:      hooks.Hook{Name: "ready_check", Argv: h.ReadyCheck, Timeout: t},
+		RequireUnlocked: h.RequireUnlocked,
+		Log:             a.log,
+	}
+	if d := cs.Database; d != nil {
+		o := dbdump.Options{
+			Engine: d.Engine, Name: d.Name, OptionsFile: d.OptionsFile,
+			User: d.User, Host: d.Host, Port: d.Port, Socket: d.Socket,
+			Dump: d.Dump, Load: d.Load, Timeout: d.Timeout.Duration,
+		}
+		if d.Credential != "" {
+			p, err := dbdump.CredentialPath(a.env.Getenv, d.Credential)
+			if err != nil {
+				return nil, fmt.Errorf("source %q: database: %w", cs.Name, err)
+			}
+			o.OptionsFile = p
+		}
+		db, err := dbdump.New(o)
+		if err != nil {
+			return nil, fmt.Errorf("source %q: database: %w", cs.Name, err)
+		}
+		src.DB = db
+	}
+	return src, nil
+}
+
+// splitHosts separates --host names that are directory sources from
+// Pioreactor units.
+func (a *app) splitHosts(hosts []string) (units, sources []string) {
+	for _, h := range hosts {
+		if a.cfg.Source(h) != nil {
+			sources = append(sources, h)
+		} else {
+			units = append(units, h)
+		}
+	}
+	return units, sources
+}
+
+// backupDirs takes a version of each directory source named in names (all
+// when names is nil) into the stores and adds their reports to rep.
+func (a *app) backupDirs(ctx context.Context, stores []snapshot.Store, names []string, kind, note string, rep *snapshot.Report) error {
+	var healthy, broken []snapshot.Store
+	var repos []*store.Repository
+	for _, s := range stores {
+		if s.Err != nil || s.Repo == nil {
+			broken = append(broken, s)
+			continue
+		}
+		healthy = append(healthy, s)
+		repos = append(repos, s.Repo)
+	}
+	if kind == "" {
+		kind = store.KindBackup
+	}
+	log := a.log.With("run", rep.RunID)
+	for i := range a.cfg.Sources {
+		cs := &a.cfg.Sources[i]
+		if names != nil && !slices.Contains(names, cs.Name) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hr := &snapshot.HostReport{Host: cs.Name, Via: "dir"}
+		rep.Hosts = append(rep.Hosts, hr)
+		start := time.Now()
+		src, err := a.dirSource(cs)
+		if err == nil && len(repos) == 0 {
+			err = fmt.Errorf("no store can be written")
+		}
+		if err != nil {
+			hr.Fail(err)
+			log.Error("source not backed up", "source", cs.Name, "err", err)
+			continue
+		}
+		src.Log = log
+		w, err := store.NewWriter(ctx, repos...)
+		if err != nil {
+			hr.Fail(err)
+			continue
+		}
+		taken, err := dir.Take(ctx, w, src)
+		hr.Duration = time.Since(start)
+		if err != nil {
+			hr.Fail(err)
+			log.Error("source not backed up", "source", cs.Name, "err", err)
+			continue
+		}
+		v := taken.Version
+		v.Time, v.Zone, v.Kind, v.Note = start, a.cfg.ZoneName(), kind, note
+		snapshot.CommitHost(ctx, taken.Pending, v, hr, healthy, broken, log)
+		if taken.StartErr != nil {
+			hr.Fail(fmt.Errorf("the version was stored, but %w", taken.StartErr))
+		}
+	}
+	return nil
+}
+
+// sourceWarnings checks what `config check` can check of the directory
+// sources without stopping anything: the folders exist and the database
+// credentials can be used.
+func (a *app) sourceWarnings(cfg *config.Config) []string {
+	var out []string
+	for i := range cfg.Sources {
+		cs := &cfg.Sources[i]
+		for _, p := range cs.Paths {
+			if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+				out = append(out, fmt.Sprintf("source %q: %s is not a folder here: a backup would fail", cs.Name, p))
+			}
+		}
+		if _, err := a.dirSource(cs); err != nil {
+			out = append(out, err.Error())
+		}
+	}
+	return out
+}

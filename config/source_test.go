@@ -1,0 +1,98 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const storeTOML = "[[store]]\npath = \"/tmp/repo\"\n"
+
+func TestSourceParses(t *testing.T) {
+	c, err := Parse(storeTOML + `
+[[source]]
+kind = "dir"
+name = "cells"
+paths = ["/var/cells", "/srv/datasource"]
+excludes = ["data/.minio.sys/tmp", "**/*.tmp"]
+[source.hooks]
+stop = ["systemctl", "stop", "cells"]
+start = ["systemctl", "start", "cells"]
+require_unlocked = ["**/*.db"]
+[source.database]
+engine = "mariadb"
+name = "cells"
+credential = "cells-db.cnf"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Source("cells")
+	if s == nil || len(s.Paths) != 2 || s.Hooks.Timeout.Duration != DefaultHookTimeout || s.Database.Timeout.Duration != time.Minute {
+		t.Errorf("source = %+v", s)
+	}
+	if c.PioreactorEnabled() {
+		t.Error("a configuration with sources and no [pioreactor] backs up a cluster")
+	}
+	c, err = Parse(storeTOML + "[pioreactor]\nleader = \"pio.local\"\n[[source]]\nkind = \"dir\"\nname = \"cells\"\npaths = [\"/var/cells\"]\n")
+	if err != nil || !c.PioreactorEnabled() {
+		t.Errorf("with [pioreactor]: %v, enabled %v", err, c != nil && c.PioreactorEnabled())
+	}
+	c, _ = Parse(storeTOML)
+	if !c.PioreactorEnabled() {
+		t.Error("a configuration without sources must back up the cluster")
+	}
+}
+
+func TestSourceErrors(t *testing.T) {
+	for _, tc := range []struct{ toml, want string }{
+		{"kind = \"dir\"\npaths = [\"/a\"]", "give each source a name"},
+		{"kind = \"zfs\"\nname = \"x\"\npaths = [\"/a\"]", `kind = "zfs"`},
+		{"kind = \"dir\"\nname = \"x\"", "paths is empty"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"var/cells\"]", "absolute"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/\"]", "other than /"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/var/cells\", \"/var/cells/data\"]", "overlaps"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\nexcludes = [\"/abs\"]", "relative"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\nexcludes = [\"[\"]", "pattern"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.hooks]\nstop = [\"true\"]", "go together"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.hooks]\nrequire_unlocked = [\"*.db\"]", "set hooks.stop"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.database]\nengine = \"oracle\"", `engine = "oracle"`},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.database]\nengine = \"mariadb\"", "name is empty"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.database]\nengine = \"mariadb\"\nname = \"c\"\noptions_file = \"/a\"\ncredential = \"b\"", "not both"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.database]\nengine = \"command\"", "needs dump"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.database]\nengine = \"mariadb\"\nname = \"c\"\npassword = \"x\"", "unknown key"},
+	} {
+		_, err := Parse(storeTOML + "[[source]]\n" + tc.toml + "\n")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.toml, err, tc.want)
+		}
+	}
+	if _, err := Parse(storeTOML + "[[source]]\nkind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[[source]]\nkind = \"dir\"\nname = \"x\"\npaths = [\"/b\"]\n"); err == nil || !strings.Contains(err.Error(), "unique") {
+		t.Errorf("duplicate names: %v", err)
+	}
+}
+
+// TestExampleSourceParses uncomments the example's [[source]] block.
+func TestExampleSourceParses(t *testing.T) {
+	i := strings.Index(Example, "# [[source]]")
+	if i < 0 {
+		t.Fatal("the example has no [[source]] block")
+	}
+	block, _, _ := strings.Cut(Example[i:], "\n\n")
+	var b strings.Builder
+	for _, line := range strings.Split(block, "\n") {
+		line = strings.TrimPrefix(line, "# ")
+		if strings.HasPrefix(line, "# ") {
+			continue
+		}
+		b.WriteString(line + "\n")
+	}
+	c, err := Parse(storeTOML + b.String())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	s := c.Source("cells")
+	if s == nil || s.Database == nil || len(s.Excludes) != 3 || len(s.Hooks.RequireUnlocked) != 2 {
+		t.Errorf("source = %+v", s)
+	}
+}

@@ -1,0 +1,157 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+)
+
+// Frame cache bounds of a blobReader: a database restored after many nights
+// reads its pages from frames of many packs in turn, each frame in
+// ascending page order, so a few dozen frames cover every stream at once.
+const (
+	cacheFrames = 32
+	cacheBytes  = 24 << 20
+)
+
+// blobReader reads blobs of one repository, keeping the most recently used
+// decompressed frames so that neighbouring pages cost one read.
+type blobReader struct {
+	repo   *Repository
+	frames []cachedFrame
+	tick   uint64
+	raw    []byte
+}
+
+type cachedFrame struct {
+	pack  ChunkID
+	off   uint32
+	plain []byte
+	used  uint64
+}
+
+func (r *Repository) newBlobReader() *blobReader { return &blobReader{repo: r} }
+
+// read appends the verified content of blob id to buf. A blob in no index
+// is looked for among the format-1 chunks. A missing blob gives an error
+// wrapping fs.ErrNotExist, a damaged one ErrDamaged.
+func (b *blobReader) read(ctx context.Context, id ChunkID, buf []byte) ([]byte, error) {
+	x, err := b.repo.currentIndex(ctx)
+	if err != nil {
+		return buf, err
+	}
+	for attempt := 0; ; attempt++ {
+		out, err := b.readIndexed(ctx, x, id, buf)
+		if errors.Is(err, errNotIndexed) {
+			out, err = b.repo.ReadChunk(ctx, id, buf)
+			if errors.Is(err, fs.ErrNotExist) {
+				err = fmt.Errorf("blob %s is in no pack and no chunk: %w", id, fs.ErrNotExist)
+			}
+		}
+		if err == nil || attempt > 0 || !errors.Is(err, fs.ErrNotExist) {
+			return out, err
+		}
+		// A forget may have repacked the blob since the index was read:
+		// read the index again and retry once.
+		if x, err = b.repo.reloadIndex(ctx); err != nil {
+			return buf, err
+		}
+		b.frames = b.frames[:0]
+	}
+}
+
+// blobLen returns a blob's plain length as the index records it, or 4096
+// when the index does not know it (a format-1 chunk or a missing blob:
+// reading it will tell).
+func (r *Repository) blobLen(ctx context.Context, id ChunkID) uint32 {
+	x, err := r.currentIndex(ctx)
+	if err == nil {
+		if i := x.find(id); i >= 0 {
+			return x.entries[i].len
+		}
+	}
+	return 4096
+}
+
+// readIndexed reads a blob the index x knows; errNotIndexed if it does not.
+func (b *blobReader) readIndexed(ctx context.Context, x *index, id ChunkID, buf []byte) ([]byte, error) {
+	i := x.find(id)
+	if i < 0 {
+		return buf, errNotIndexed
+	}
+	e := &x.entries[i]
+	pack := x.packs[e.pack]
+	frame, err := b.frame(ctx, pack, e.frameOff, e.frameLen)
+	if err != nil {
+		return buf, fmt.Errorf("read blob %s: %w", id, err)
+	}
+	if uint64(e.off)+uint64(e.len) > uint64(len(frame)) {
+		return buf, fmt.Errorf("read blob %s: index places it past the end of its frame in pack %s (%w)", id, pack, ErrDamaged)
+	}
+	data := frame[e.off : e.off+e.len]
+	if HashChunk(data) != id {
+		return buf, fmt.Errorf("read blob %s: content in pack %s does not match its hash (%w)", id, pack, ErrDamaged)
+	}
+	return append(buf, data...), nil
+}
+
+// frame returns a frame's plain content, from the cache or the backend.
+func (b *blobReader) frame(ctx context.Context, pack ChunkID, off, length uint32) ([]byte, error) {
+	b.tick++
+	for i := range b.frames {
+		if f := &b.frames[i]; f.pack == pack && f.off == off {
+			f.used = b.tick
+			return f.plain, nil
+		}
+	}
+	rc, err := b.repo.backend.GetRange(ctx, packName(pack), int64(off), int64(length))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || ctx.Err() != nil {
+			return nil, err
+		}
+		// A range past the end of the pack is damage (a truncated or
+		// replaced pack), not a failure of the storage.
+		if size, serr := b.repo.backend.Stat(ctx, packName(pack)); serr == nil && size < int64(off)+int64(length) {
+			return nil, fmt.Errorf("pack %s holds %d bytes, but the index places a frame at %d+%d (%w)", pack, size, off, length, ErrDamaged)
+		}
+		return nil, err
+	}
+	defer rc.Close()
+	if cap(b.raw) < int(length) {
+		b.raw = make([]byte, length)
+	}
+	raw := b.raw[:length]
+	if _, err := io.ReadFull(ContextReader(ctx, rc), raw); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("pack %s ends inside a frame (%w)", pack, ErrDamaged)
+		}
+		return nil, err
+	}
+	// Reuse the least recently used slot once the cache is full.
+	var reuse []byte
+	total := 0
+	for _, f := range b.frames {
+		total += cap(f.plain)
+	}
+	if len(b.frames) >= cacheFrames || total > cacheBytes {
+		old := 0
+		for i := range b.frames {
+			if b.frames[i].used < b.frames[old].used {
+				old = i
+			}
+		}
+		reuse = b.frames[old].plain[:0]
+		b.frames = append(b.frames[:old], b.frames[old+1:]...)
+		if cap(reuse) > 2*frameSize {
+			reuse = nil // a large chunk's frame: let it go
+		}
+	}
+	plain, err := b.repo.decodeAll(raw, reuse)
+	if err != nil {
+		return nil, fmt.Errorf("frame at %d of pack %s cannot be decompressed: %v (%w)", off, pack, err, ErrDamaged)
+	}
+	b.frames = append(b.frames, cachedFrame{pack: pack, off: off, plain: plain, used: b.tick})
+	return plain, nil
+}
