@@ -87,6 +87,8 @@ func TestSelfRestoreFinishedByDaemon(t *testing.T) {
 	})
 	_, out, _ = runMain(t, "-c", f.cfgPath, "status")
 	mustContain(t, "status", out, "restore of this machine (leader1)", "restored and verified")
+	_, out, _ = runMain(t, "-c", f.cfgPath, "status", "--json")
+	mustContain(t, "status --json", out, `"self_restore": {`, `"unit": "leader1"`, `"verified": true`)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
