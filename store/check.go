@@ -124,6 +124,7 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 	used := make([]bool, len(x.entries))
 	usedLoose := make(map[ChunkID]bool)
 	missing := make(map[ChunkID]bool)
+	walked := make(map[ChunkID]bool) // tree nodes walked, below which all is marked
 	br := r.newBlobReader()
 	ids, err := r.VersionIDs(ctx)
 	if err != nil {
@@ -143,10 +144,13 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 		}
 		rep.Versions++
 		err = walkVersion(ctx, br, v, func(id ChunkID, typ uint8) bool {
-			if i := x.find(id); i >= 0 {
-				if used[i] {
+			if typ == blobTree {
+				if walked[id] {
 					return false
 				}
+				walked[id] = true
+			}
+			if i := x.find(id); i >= 0 {
 				used[i] = true
 				if _, ok := st.packs[x.packs[x.entries[i].pack]]; ok {
 					return true

@@ -155,15 +155,18 @@ func (c *copier) version(ctx context.Context, v *Version, manifest []byte) (err 
 		if failed != nil {
 			return false
 		}
+		if typ == blobBase {
+			typ = blobTree
+		}
 		if c.known.has(id) {
-			// A node the target holds has its whole subtree there too:
-			// writers store children before their parents, and index
-			// both at once.
+			// Walk on below a node the target holds: forget keeps a
+			// delta leaf's base node but may drop pages only the base
+			// names, so a node does not promise its pages.
 			if !c.present[id] {
 				c.present[id] = true
 				rep.ChunksPresent++
 			}
-			return false
+			return true
 		}
 		c.buf, failed = c.br.read(ctx, id, c.buf[:0])
 		if failed != nil {

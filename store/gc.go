@@ -91,15 +91,19 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 	if err != nil {
 		return rep, err
 	}
+	walked := make(map[ChunkID]bool) // tree nodes walked, below which all is marked
 	br := r.newBlobReader()
 	for _, id := range vids {
 		v, err := r.LoadVersion(ctx, id)
 		if err == nil {
 			err = walkVersion(ctx, br, v, func(id ChunkID, typ uint8) bool {
-				if i := x.find(id); i >= 0 {
-					if used[i] {
+				if typ == blobTree {
+					if walked[id] {
 						return false
 					}
+					walked[id] = true
+				}
+				if i := x.find(id); i >= 0 {
 					used[i] = true
 					return true
 				}

@@ -18,6 +18,9 @@ const (
 	blobData = 0
 	// blobTree is a node of an entry's page tree.
 	blobTree = 1
+	// blobBase is how walkVersion reports a tree node read only as the
+	// base of a delta leaf; it is stored as a blobTree.
+	blobBase = 2
 )
 
 // Pack layout limits.

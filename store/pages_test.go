@@ -493,3 +493,95 @@ func TestForgetAfterInterruptedForget(t *testing.T) {
 		})
 	}
 }
+
+// TestDeltaLeaves backs up a database night after night: changed leaves
+// are stored as deltas against the previous night's, chains stay bounded,
+// and forgetting every older version keeps the bases the newest needs, in
+// the repository and in a copy.
+func TestDeltaLeaves(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	s := newSQLiteDB(t, 4096, 40000, false)
+	var nights [][]byte
+	var ids []string
+	var treeBytes []int64
+	for night := 0; night < 20; night++ {
+		if night > 0 {
+			s.append(150)
+			s.update(15)
+		}
+		db := s.bytes()
+		res := pageBackup(t, repo, "leader1", []file{{"storage/pioreactor.sqlite", db}})
+		nights = append(nights, db)
+		ids = append(ids, res.Version.ID)
+		depths, err := store.LeafDepths(ctx, repo, *entry(t, res.Version, "storage/pioreactor.sqlite").Tree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deltas := 0
+		for i, d := range depths {
+			if d > 8+i%9 {
+				t.Errorf("night %d: leaf %d at delta depth %d, over its bound %d", night, i, d, 8+i%9)
+			}
+			if d > 0 {
+				deltas++
+			}
+		}
+		if night > 1 && deltas == 0 {
+			t.Errorf("night %d: no leaf of %d is a delta", night, len(depths))
+		}
+		treeBytes = append(treeBytes, res.Stored)
+	}
+	for _, i := range []int{0, 9, 19} {
+		v, err := repo.LoadVersion(ctx, ids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(exported(t, repo, v)["storage/pioreactor.sqlite"], nights[i]) {
+			t.Errorf("night %d rebuilt wrongly", i)
+		}
+	}
+	// Keep only the newest: its leaves' bases stay, the pages only they
+	// named go.
+	l, err := repo.Lock(ctx, "forget", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := repo.Forget(ctx, ids[:19])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Unlock(ctx)
+	if rep.ChunksDeleted == 0 {
+		t.Errorf("forget freed nothing: %+v", rep)
+	}
+	if chk, err := repo.Check(ctx, true); err != nil || !chk.OK() {
+		t.Fatalf("check after forget = %+v, %v", chk, err)
+	}
+	last, err := repo.LoadVersion(ctx, ids[19])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(exported(t, repo, last)["storage/pioreactor.sqlite"], nights[19]) {
+		t.Error("the newest night is not rebuilt after forget")
+	}
+	dst, _ := newRepo(t)
+	if _, err := store.CopyVersions(ctx, repo, dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	if chk, err := dst.Check(ctx, true); err != nil || !chk.OK() {
+		t.Fatalf("check of the copy = %+v, %v", chk, err)
+	}
+	if !bytes.Equal(exported(t, dst, last)["storage/pioreactor.sqlite"], nights[19]) {
+		t.Error("the newest night is not rebuilt from the copy")
+	}
+	// The next night, on top of a base whose own base is gone, still works.
+	s.append(150)
+	s.update(15)
+	db := s.bytes()
+	res := pageBackup(t, repo, "leader1", []file{{"storage/pioreactor.sqlite", db}})
+	if !bytes.Equal(exported(t, repo, res.Version)["storage/pioreactor.sqlite"], db) {
+		t.Error("a night after forget is rebuilt wrongly")
+	}
+	t.Logf("stored per night: %v", treeBytes)
+}

@@ -130,10 +130,14 @@ func (c *treeCursor) push(ctx context.Context, id ChunkID) error {
 		return err
 	}
 	var n cursorNode
-	if _, err := parseNode(node, func(it treeItem) error {
+	level, err := parseNode(node, func(it treeItem) error {
 		n.items = append(n.items, it)
 		return nil
-	}); err != nil {
+	})
+	if err == nil && level == 0 && len(n.items) > 0 && n.items[0].kind == itemBase {
+		n.items, _, err = resolveLeaf(node, func(id ChunkID) ([]byte, error) { return c.blobs.read(ctx, id, nil) }, 0)
+	}
+	if err != nil {
 		return fmt.Errorf("tree node %s: %w", id, err)
 	}
 	c.stack = append(c.stack, n)

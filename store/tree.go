@@ -19,6 +19,8 @@ const (
 	itemRef    = 1      // then a 32-byte data blob ID
 	itemInline = 2      // then a uvarint length and that many bytes
 	itemChild  = 3      // then a 32-byte node ID and a uvarint content size
+	itemCopy   = 5      // then uvarint start and count: items start..start+count-1 of the base leaf
+	itemBase   = 6      // first in a delta leaf: a 32-byte base leaf ID and the uvarint delta depth
 	// treeFanout is the most items a node holds.
 	treeFanout = 256
 )
@@ -28,7 +30,14 @@ type treeItem struct {
 	kind   byte
 	id     ChunkID
 	inline []byte // for itemInline; aliases the node's bytes
-	size   int64  // for itemChild: content bytes below it
+	size   int64  // for itemChild: content bytes below it; for itemBase: depth
+	start  int    // for itemCopy
+	count  int    // for itemCopy
+}
+
+// sameItem reports whether two leaf items stand for the same content.
+func sameItem(a, b treeItem) bool {
+	return a.kind == b.kind && a.id == b.id && bytes.Equal(a.inline, b.inline)
 }
 
 // parseNode decodes a tree node, calling fn for each item in order.
@@ -42,7 +51,7 @@ func parseNode(node []byte, fn func(treeItem) error) (level int, err error) {
 	for len(rest) > 0 {
 		it := treeItem{kind: rest[0]}
 		rest = rest[1:]
-		if (it.kind == itemChild) != (level > 0) {
+		if (it.kind == itemChild) != (level > 0) || (it.kind == itemBase && len(node)-len(rest) != len(treeMagic)+2) {
 			return level, fmt.Errorf("tree node of level %d holds an item of kind %d (%w)", level, it.kind, ErrDamaged)
 		}
 		switch it.kind {
@@ -59,6 +68,26 @@ func parseNode(node []byte, fn func(treeItem) error) (level int, err error) {
 				}
 				it.size, rest = int64(v), rest[n:]
 			}
+		case itemBase:
+			if len(rest) < 32 {
+				return level, fmt.Errorf("tree node ends inside an ID (%w)", ErrDamaged)
+			}
+			copy(it.id[:], rest)
+			v, n := binary.Uvarint(rest[32:])
+			if n <= 0 {
+				return level, fmt.Errorf("tree node has a bad depth (%w)", ErrDamaged)
+			}
+			it.size, rest = int64(v), rest[32+n:]
+		case itemCopy:
+			a, n := binary.Uvarint(rest)
+			if n <= 0 {
+				return level, fmt.Errorf("tree node has a bad copy start (%w)", ErrDamaged)
+			}
+			c, m := binary.Uvarint(rest[n:])
+			if m <= 0 || a > treeFanout || c > treeFanout {
+				return level, fmt.Errorf("tree node has a bad copy count (%w)", ErrDamaged)
+			}
+			it.start, it.count, rest = int(a), int(c), rest[n+m:]
 		case itemInline:
 			v, n := binary.Uvarint(rest)
 			if n <= 0 || v > uint64(len(rest)-n) {
@@ -81,7 +110,18 @@ type treeBuilder struct {
 	levels []treeLevel
 	// store saves a finished node and returns its ID.
 	store func(node []byte) (ChunkID, error)
+	// base, if set, returns leaf n of the tree of the entry's previous
+	// version, resolved, and its delta depth; ok is false when there is
+	// none.
+	base   func(n int) (id ChunkID, depth int, items []treeItem, ok bool)
+	leaves int        // leaves finished so far
+	items  []treeItem // the open leaf's items (inline bytes copied)
 }
+
+// maxDepth bounds the chain of delta leaves at leaf n: between 8 and 16,
+// so that leaves are rewritten in full on different nights rather than all
+// on one.
+func maxDepth(n int) int { return 8 + n%9 }
 
 type treeLevel struct {
 	buf   []byte
@@ -109,8 +149,8 @@ func (b *treeBuilder) level(i int) *treeLevel {
 // addRef appends a reference to a data blob of size bytes.
 func (b *treeBuilder) addRef(id ChunkID, size int) error {
 	lv := b.level(0)
-	lv.buf = append(lv.buf, itemRef)
-	lv.buf = append(lv.buf, id[:]...)
+	lv.buf = appendItem(lv.buf, treeItem{kind: itemRef, id: id})
+	b.items = append(b.items, treeItem{kind: itemRef, id: id})
 	lv.items++
 	lv.size += int64(size)
 	return b.full(0)
@@ -119,12 +159,22 @@ func (b *treeBuilder) addRef(id ChunkID, size int) error {
 // addInline appends bytes stored in the tree itself.
 func (b *treeBuilder) addInline(p []byte) error {
 	lv := b.level(0)
-	lv.buf = append(lv.buf, itemInline)
-	lv.buf = binary.AppendUvarint(lv.buf, uint64(len(p)))
-	lv.buf = append(lv.buf, p...)
+	it := treeItem{kind: itemInline, inline: bytes.Clone(p)}
+	lv.buf = appendItem(lv.buf, it)
+	b.items = append(b.items, it)
 	lv.items++
 	lv.size += int64(len(p))
 	return b.full(0)
+}
+
+// appendItem encodes a leaf item.
+func appendItem(buf []byte, it treeItem) []byte {
+	buf = append(buf, it.kind)
+	if it.kind == itemInline {
+		buf = binary.AppendUvarint(buf, uint64(len(it.inline)))
+		return append(buf, it.inline...)
+	}
+	return append(buf, it.id[:]...)
 }
 
 func (b *treeBuilder) full(i int) error {
@@ -135,10 +185,71 @@ func (b *treeBuilder) full(i int) error {
 	return err
 }
 
+// storeLeaf stores the open leaf: the same leaf as the previous version's
+// when nothing in it changed, else as a delta against that leaf when that
+// is smaller and the chain not too long, else in full.
+func (b *treeBuilder) storeLeaf() (ChunkID, error) {
+	lv := &b.levels[0]
+	n := b.leaves
+	b.leaves++
+	items := b.items
+	b.items = b.items[:0]
+	if b.base == nil {
+		return b.store(lv.buf)
+	}
+	baseID, depth, base, ok := b.base(n)
+	if !ok {
+		return b.store(lv.buf)
+	}
+	if len(base) == len(items) {
+		same := true
+		for j := range items {
+			if !sameItem(items[j], base[j]) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return baseID, nil
+		}
+	}
+	if depth+1 > maxDepth(n) {
+		return b.store(lv.buf)
+	}
+	d := append([]byte(treeMagic), 0, itemBase)
+	d = append(d, baseID[:]...)
+	d = binary.AppendUvarint(d, uint64(depth+1))
+	for j := 0; j < len(items); {
+		if j < len(base) && sameItem(items[j], base[j]) {
+			k := j
+			for k < len(items) && k < len(base) && sameItem(items[k], base[k]) {
+				k++
+			}
+			d = append(d, itemCopy)
+			d = binary.AppendUvarint(d, uint64(j))
+			d = binary.AppendUvarint(d, uint64(k-j))
+			j = k
+			continue
+		}
+		d = appendItem(d, items[j])
+		j++
+	}
+	if len(d) >= len(lv.buf) {
+		return b.store(lv.buf)
+	}
+	return b.store(d)
+}
+
 // close stores the open node of level i and adds it to level i+1.
 func (b *treeBuilder) close(i int) (ChunkID, error) {
 	lv := b.level(i)
-	id, err := b.store(lv.buf)
+	var id ChunkID
+	var err error
+	if i == 0 {
+		id, err = b.storeLeaf()
+	} else {
+		id, err = b.store(lv.buf)
+	}
 	if err != nil {
 		return id, err
 	}
@@ -164,8 +275,10 @@ func (b *treeBuilder) finish() (ChunkID, error) {
 			if i > 0 && lv.items == 1 {
 				return lv.last, nil
 			}
-			id, err := b.store(lv.buf)
-			return id, err
+			if i == 0 {
+				return b.storeLeaf()
+			}
+			return b.store(lv.buf)
 		}
 		if lv.items > 0 {
 			if _, err := b.close(i); err != nil {
@@ -173,4 +286,54 @@ func (b *treeBuilder) finish() (ChunkID, error) {
 			}
 		}
 	}
+}
+
+// resolveLeaf returns the items of a leaf, a delta leaf's applied to its
+// base's (read with read), and the leaf's delta depth (0 for a full leaf).
+func resolveLeaf(node []byte, read func(ChunkID) ([]byte, error), guard int) ([]treeItem, int, error) {
+	var items []treeItem
+	level, err := parseNode(node, func(it treeItem) error {
+		items = append(items, it)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if level != 0 {
+		return nil, 0, fmt.Errorf("tree node of level %d where a leaf belongs (%w)", level, ErrDamaged)
+	}
+	if len(items) == 0 || items[0].kind != itemBase {
+		for _, it := range items {
+			if it.kind == itemCopy {
+				return nil, 0, fmt.Errorf("tree leaf copies from no base (%w)", ErrDamaged)
+			}
+		}
+		return items, 0, nil
+	}
+	if guard > 64 {
+		return nil, 0, fmt.Errorf("chain of delta leaves longer than 64 (%w)", ErrDamaged)
+	}
+	baseNode, err := read(items[0].id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("base leaf %s: %w", items[0].id, err)
+	}
+	base, _, err := resolveLeaf(baseNode, read, guard+1)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]treeItem, 0, treeFanout)
+	for _, it := range items[1:] {
+		switch it.kind {
+		case itemCopy:
+			if it.start+it.count > len(base) {
+				return nil, 0, fmt.Errorf("delta leaf copies items %d+%d of a base of %d (%w)", it.start, it.count, len(base), ErrDamaged)
+			}
+			out = append(out, base[it.start:it.start+it.count]...)
+		case itemBase:
+			return nil, 0, fmt.Errorf("delta leaf names two bases (%w)", ErrDamaged)
+		default:
+			out = append(out, it)
+		}
+	}
+	return out, int(items[0].size), nil
 }

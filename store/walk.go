@@ -6,10 +6,12 @@ import (
 )
 
 // walkVersion calls visit for every blob v uses: each entry's chunks, and
-// for an entry stored page by page every tree node and page. visit returns
-// whether to descend into a tree node; returning false for a node seen
-// before skips a subtree already walked. An unreadable tree node stops the
-// walk with an error naming the entry.
+// for an entry stored page by page every tree node and page. The nodes of
+// a delta leaf's base chain are visited as blobBase: the leaf needs them
+// to be read, but not the pages only they name. visit returns whether to
+// descend into a tree node; returning false for a node walked before skips
+// a subtree already walked (its return for other types is ignored). An
+// unreadable tree node stops the walk with an error naming the entry.
 func walkVersion(ctx context.Context, br *blobReader, v *Version, visit func(id ChunkID, typ uint8) bool) error {
 	for i := range v.Entries {
 		e := &v.Entries[i]
@@ -39,21 +41,30 @@ func walkTree(ctx context.Context, br *blobReader, id ChunkID, depth int, visit 
 	if err != nil {
 		return fmt.Errorf("tree node: %w", err)
 	}
-	var children []ChunkID
-	if _, err := parseNode(node, func(it treeItem) error {
+	var items []treeItem
+	level, err := parseNode(node, func(it treeItem) error {
+		items = append(items, it)
+		return nil
+	})
+	if err == nil && level == 0 && len(items) > 0 && items[0].kind == itemBase {
+		// A delta leaf: its base chain is needed to read it (the nodes
+		// only), and its content is the resolved items.
+		items, _, err = resolveLeaf(node, func(b ChunkID) ([]byte, error) {
+			visit(b, blobBase)
+			return br.read(ctx, b, nil)
+		}, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("tree node %s: %w", id, err)
+	}
+	for _, it := range items {
 		switch it.kind {
 		case itemRef:
 			visit(it.id, blobData)
 		case itemChild:
-			children = append(children, it.id)
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("tree node %s: %w", id, err)
-	}
-	for _, c := range children {
-		if err := walkTree(ctx, br, c, depth+1, visit); err != nil {
-			return err
+			if err := walkTree(ctx, br, it.id, depth+1, visit); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -30,6 +30,9 @@ type Writer struct {
 	chunker *chunker.Chunker
 	buf     []byte
 	br      *bufio.Reader
+	// bases maps host and entry name to the page tree of the newest
+	// version holding it, loaded at the first database; nil until then.
+	bases map[string]ChunkID
 }
 
 // blobSet is the set of blobs a repository holds: its index at the start of
@@ -214,6 +217,9 @@ func (p *Pending) addPages(ctx context.Context, e *Entry, r io.Reader, layout, p
 		id := HashChunk(node)
 		return id, p.putBlob(ctx, blobTree, id, node)
 	})
+	if layout == layoutDB {
+		tb.base = p.baseLeaves(ctx, e.Name)
+	}
 	if cap(p.page) < pageSize {
 		p.page = make([]byte, pageSize)
 	}
@@ -293,6 +299,116 @@ func (p *Pending) addPages(ctx context.Context, e *Entry, r io.Reader, layout, p
 	}
 	e.Tree = &root
 	return nil
+}
+
+// baseLeaves returns the leaves of the page tree of the same entry in the
+// host's newest version, one after the other, for the tree builder to
+// store changed leaves as deltas; nil when there is none that every
+// healthy repository holds. A base that cannot be read ends the deltas for
+// the entry (its leaves are then stored in full), never the backup.
+func (p *Pending) baseLeaves(ctx context.Context, name string) func(int) (ChunkID, int, []treeItem, bool) {
+	w := p.w
+	first := -1
+	for i := range w.repos {
+		if p.errs[i] == nil {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	if w.bases == nil {
+		w.bases = make(map[string]ChunkID)
+		vs, err := w.repos[first].Versions(ctx)
+		if err != nil {
+			return nil
+		}
+		for _, v := range vs { // newest first
+			for _, e := range v.Entries {
+				key := v.Host + "\x00" + e.Name
+				if _, seen := w.bases[key]; !seen && e.Tree != nil {
+					w.bases[key] = *e.Tree
+				}
+			}
+		}
+	}
+	root, ok := w.bases[p.host+"\x00"+name]
+	if !ok {
+		return nil
+	}
+	for i := range w.repos {
+		if p.errs[i] == nil && !w.known[i].has(root) {
+			return nil
+		}
+	}
+	br := w.repos[first].newBlobReader()
+	read := func(id ChunkID) ([]byte, error) { return br.read(ctx, id, nil) }
+	type level struct {
+		children []ChunkID
+		pos      int
+	}
+	var stack []level
+	started, failed := false, false
+	next := 0
+	// leaf returns the next leaf of the base tree and its bytes.
+	leaf := func() (ChunkID, []byte, bool) {
+		var id ChunkID
+		if !started {
+			started = true
+			id = root
+		} else {
+			for len(stack) > 0 && stack[len(stack)-1].pos == len(stack[len(stack)-1].children) {
+				stack = stack[:len(stack)-1]
+			}
+			if len(stack) == 0 {
+				return id, nil, false
+			}
+			top := &stack[len(stack)-1]
+			id = top.children[top.pos]
+			top.pos++
+		}
+		for depth := 0; depth < 16; depth++ {
+			node, err := read(id)
+			if err != nil {
+				return id, nil, false
+			}
+			var kids []ChunkID
+			level0, err := parseNode(node, func(it treeItem) error {
+				if it.kind == itemChild {
+					kids = append(kids, it.id)
+				}
+				return nil
+			})
+			if err != nil || (level0 > 0 && len(kids) == 0) {
+				return id, nil, false
+			}
+			if level0 == 0 {
+				return id, node, true
+			}
+			stack = append(stack, level{children: kids[1:]})
+			id = kids[0]
+		}
+		return id, nil, false
+	}
+	return func(n int) (ChunkID, int, []treeItem, bool) {
+		if failed || n != next {
+			failed = true
+			return ChunkID{}, 0, nil, false
+		}
+		next++
+		id, node, ok := leaf()
+		if !ok {
+			failed = true
+			return id, 0, nil, false
+		}
+		items, depth, err := resolveLeaf(node, read, 0)
+		if err != nil {
+			failed = true
+			return id, 0, nil, false
+		}
+		return id, depth, items, true
+	}
 }
 
 // putBlob packs a blob into every healthy repository that lacks it.

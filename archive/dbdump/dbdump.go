@@ -22,9 +22,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/piosnap/piosnap/archive/hooks"
 )
 
 // Engines.
@@ -132,7 +132,7 @@ func (d *DB) Dump(ctx context.Context, consume func(io.Reader) error) error {
 	c := d.dumpCommand()
 	argv := c.argv
 	cmd := d.command(ctx, c)
-	var stderr tail
+	var stderr hooks.Tail
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -141,7 +141,7 @@ func (d *DB) Dump(ctx context.Context, consume func(io.Reader) error) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("dump database %s: %w%s", d.o.Name, err, installHint(err))
 	}
-	var end tail
+	var end hooks.Tail
 	r := io.TeeReader(StripSandbox(out), &end)
 	cerr := consume(r)
 	if cerr != nil {
@@ -154,10 +154,10 @@ func (d *DB) Dump(ctx context.Context, consume func(io.Reader) error) error {
 	case cerr != nil:
 		return fmt.Errorf("%s: %w", what, cerr)
 	case werr != nil:
-		return fmt.Errorf("%s: %w%s", what, werr, stderr.quote())
+		return fmt.Errorf("%s: %w%s", what, werr, stderr.Quote())
 	}
-	if t := trailers[d.o.Engine]; t != "" && !bytes.Contains(end.b, []byte(t)) {
-		return fmt.Errorf("%s: the dump does not end with %q, so it is incomplete%s", what, t, stderr.quote())
+	if t := trailers[d.o.Engine]; t != "" && !bytes.Contains(end.Bytes(), []byte(t)) {
+		return fmt.Errorf("%s: the dump does not end with %q, so it is incomplete%s", what, t, stderr.Quote())
 	}
 	return nil
 }
@@ -196,10 +196,10 @@ type cmdline struct{ argv, env []string }
 func (d *DB) runLoad(ctx context.Context, r io.Reader, c cmdline) error {
 	cmd := d.command(ctx, c)
 	cmd.Stdin = r
-	var stderr tail
+	var stderr hooks.Tail
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("load dump into database %s with %s: %w%s%s", d.o.Name, c.argv[0], err, stderr.quote(), installHint(err))
+		return fmt.Errorf("load dump into database %s with %s: %w%s%s", d.o.Name, c.argv[0], err, stderr.Quote(), installHint(err))
 	}
 	return nil
 }
@@ -210,13 +210,13 @@ func (d *DB) run(ctx context.Context, c cmdline) error {
 	defer cancel()
 	cmd := d.command(ctx, c)
 	argv := c.argv
-	var out tail
+	var out hooks.Tail
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: no answer within %s", argv[0], d.o.Timeout)
 		}
-		return fmt.Errorf("%s: %w%s%s", argv[0], err, out.quote(), installHint(err))
+		return fmt.Errorf("%s: %w%s%s", argv[0], err, out.Quote(), installHint(err))
 	}
 	return nil
 }
@@ -230,12 +230,7 @@ func installHint(err error) string {
 }
 
 func (d *DB) command(ctx context.Context, c cmdline) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
-	cmd.Env = append(os.Environ(), c.env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	return cmd
+	return hooks.Command(ctx, c.argv, c.env)
 }
 
 func (d *DB) dumpCommand() cmdline {
@@ -340,23 +335,4 @@ func StripSandbox(r io.Reader) io.Reader {
 		return io.MultiReader() // the whole input was that one line
 	}
 	return br
-}
-
-// tail keeps the last 2 KiB written to it.
-type tail struct{ b []byte }
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 2048 {
-		t.b = append(t.b[:0], t.b[len(t.b)-2048:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) quote() string {
-	s := strings.TrimSpace(string(t.b))
-	if s == "" {
-		return ""
-	}
-	return ": " + s
 }

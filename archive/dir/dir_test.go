@@ -92,10 +92,16 @@ func (f *fixture) startHook(mysql string) []string {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	// Under `make arm64`/`make armv7` the test binary is not native: run it
+	// through the same emulator as `go test -exec` runs this one.
+	exec := ""
+	if wrap := os.Getenv("PIOSNAP_TEST_EXEC"); wrap != "" {
+		exec = "'" + wrap + "' "
+	}
 	pid := standin.PidFile(f.root)
-	script := fmt.Sprintf(`STANDIN_DIR='%s' STANDIN_MYSQL='%s' setsid '%s' -test.run='^$' >>'%s.log' 2>&1 </dev/null &
+	script := fmt.Sprintf(`STANDIN_DIR='%s' STANDIN_MYSQL='%s' setsid %s'%s' -test.run='^$' >>'%s.log' 2>&1 </dev/null &
 i=0; while [ ! -f '%s' ]; do sleep 0.05; i=$((i+1)); if [ $i -gt 200 ]; then cat '%s.log' >&2; exit 1; fi; done`,
-		f.root, mysql, bin, f.root, pid, f.root)
+		f.root, mysql, exec, bin, f.root, pid, f.root)
 	return []string{"sh", "-c", script}
 }
 
@@ -313,11 +319,11 @@ func TestDumpFailureLeavesNoVersion(t *testing.T) {
 func TestHangingHookTimesOut(t *testing.T) {
 	f := newFixture(t, false)
 	marker := filepath.Join(t.TempDir(), "started")
-	f.src.Stop = hooks.Hook{Name: "stop", Argv: []string{"sh", "-c", "echo stopping; sleep 60"}, Timeout: 500 * time.Millisecond}
+	f.src.Stop = hooks.Hook{Name: "stop", Argv: []string{"sh", "-c", "echo stopping; sleep 60"}, Timeout: 2 * time.Second}
 	f.src.Start = hooks.Hook{Name: "start", Argv: []string{"touch", marker}, Timeout: time.Second}
 	start := time.Now()
 	_, _, err := f.take()
-	if !errors.Is(err, hooks.ErrTimeout) || !strings.Contains(err.Error(), "did not finish within 500ms") || !strings.Contains(err.Error(), "stopping") {
+	if !errors.Is(err, hooks.ErrTimeout) || !strings.Contains(err.Error(), "did not finish within 2s") || !strings.Contains(err.Error(), "stopping") {
 		t.Fatalf("err = %v", err)
 	}
 	if el := time.Since(start); el > 10*time.Second {

@@ -50,6 +50,10 @@ func (w *walker) addTree(ctx context.Context, root string) error {
 	if err != nil {
 		return fmt.Errorf("back up %s: %w", root, err)
 	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		real, _ := filepath.EvalSymlinks(root)
+		return fmt.Errorf("back up %s: it is a symbolic link to %s, and links are stored, not followed: list %s in paths instead", root, real, real)
+	}
 	if !fi.IsDir() {
 		return fmt.Errorf("back up %s: not a directory", root)
 	}

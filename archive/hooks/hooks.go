@@ -1,5 +1,7 @@
 // Package hooks runs the commands that stop and start an application
-// around a backup or a restore, each bounded by a timeout.
+// around a backup or a restore, each bounded by a timeout, and provides
+// the process handling (process groups, output for error messages) that
+// other external commands share.
 package hooks
 
 import (
@@ -7,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -42,12 +45,9 @@ func (h Hook) Run(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
 		defer cancel()
 	}
-	cmd := exec.CommandContext(ctx, h.Argv[0], h.Argv[1:]...)
-	var out tailBuffer
+	cmd := Command(ctx, h.Argv, nil)
+	var out Tail
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	err := cmd.Run()
 	if err == nil {
@@ -56,25 +56,46 @@ func (h Hook) Run(ctx context.Context) error {
 	what := fmt.Sprintf("%s hook %q", h.Name, strings.Join(h.Argv, " "))
 	if ctx.Err() != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && h.Timeout > 0 && time.Since(start) >= h.Timeout {
-			return fmt.Errorf("%s did not finish within %s and was killed%s (%w)", what, h.Timeout, out.quote(), ErrTimeout)
+			return fmt.Errorf("%s did not finish within %s and was killed%s (%w)", what, h.Timeout, out.Quote(), ErrTimeout)
 		}
 		return fmt.Errorf("%s interrupted: %w", what, ctx.Err())
 	}
-	return fmt.Errorf("%s failed: %w%s", what, err, out.quote())
+	return fmt.Errorf("%s failed: %w%s", what, err, out.Quote())
 }
 
-// tailBuffer keeps the last maxOutput bytes written to it.
-type tailBuffer struct{ b []byte }
+// Command returns a command that runs in its own process group, with env
+// added to piosnap's environment. When ctx ends, the whole group is
+// killed, so a hook's children do not outlive it.
+func Command(ctx context.Context, argv, env []string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+// Tail keeps the last 2 KiB written to it: a command's output, quoted in
+// error messages.
+type Tail struct{ b []byte }
+
+// Write keeps the end of what was written.
+func (t *Tail) Write(p []byte) (int, error) {
 	t.b = append(t.b, p...)
 	if len(t.b) > maxOutput {
-		t.b = t.b[len(t.b)-maxOutput:]
+		t.b = append(t.b[:0], t.b[len(t.b)-maxOutput:]...)
 	}
 	return len(p), nil
 }
 
-func (t *tailBuffer) quote() string {
+// Bytes returns what is kept.
+func (t *Tail) Bytes() []byte { return t.b }
+
+// Quote returns ": <output>" for an error message, or "" when there was
+// no output.
+func (t *Tail) Quote() string {
 	s := string(bytes.TrimSpace(t.b))
 	if s == "" {
 		return ""

@@ -197,6 +197,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 			continue
 		}
 		if err != nil {
+			dropSelfRestore(a.cfg.StateDir, sr) // the unit imported nothing
 			return withUndo(err, undo)
 		}
 		if o.noWait {
@@ -224,6 +225,9 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 			continue
 		}
 		if err != nil {
+			if errors.Is(err, pioreactor.ErrImportFailed) {
+				dropSelfRestore(a.cfg.StateDir, sr) // the unit kept its files
+			}
 			return withUndo(fmt.Errorf("restore of version %s onto %s: %w", v.ShortID(), target, err), undo)
 		}
 		fmt.Fprintf(out, "%s imported the archive, rebooted and answers again after %s; verifying by exporting it\n", outcome.Unit, waited)

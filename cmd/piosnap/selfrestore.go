@@ -78,6 +78,15 @@ func writeSelfRestore(stateDir string, sr *selfRestore) error {
 	return err
 }
 
+// dropSelfRestore forgets a pending restore of this machine that did not
+// happen (the upload or the import failed), so that the daemon does not
+// verify it. sr nil means there is none.
+func dropSelfRestore(stateDir string, sr *selfRestore) {
+	if sr != nil {
+		_ = os.Remove(selfRestorePath(stateDir))
+	}
+}
+
 // readSelfRestore returns the saved restore of this machine, or nil.
 func readSelfRestore(stateDir string) (*selfRestore, error) {
 	b, err := os.ReadFile(selfRestorePath(stateDir))

@@ -87,6 +87,8 @@ func TestSelfRestoreFinishedByDaemon(t *testing.T) {
 	})
 	_, out, _ = runMain(t, "-c", f.cfgPath, "status")
 	mustContain(t, "status", out, "restore of this machine (leader1)", "restored and verified")
+	_, out, _ = runMain(t, "-c", f.cfgPath, "status", "--json")
+	mustContain(t, "status --json", out, `"self_restore": {`, `"unit": "leader1"`, `"verified": true`)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -121,5 +123,23 @@ func TestSelfRestoreVerifiedInProcess(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(f.stateDir, selfRestoreFileName)); !os.IsNotExist(err) {
 		t.Errorf("restoring a worker saved %s: %v", selfRestoreFileName, err)
+	}
+}
+
+// TestSelfRestoreImportFails: when the leader's import fails, the leader
+// kept its files, and nothing is left for the daemon to verify.
+func TestSelfRestoreImportFails(t *testing.T) {
+	f := newDaemonFixture(t)
+	f.writeConfig(t, f.config("", "keep_last = 5"))
+	if code, _, errs := runMain(t, "-c", f.cfgPath, "backup"); code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, errs)
+	}
+	f.cluster.Unit("leader1").FailNextImport("disk full")
+	code, out, errs := runMain(t, "-c", f.cfgPath, "restore", "--host", "leader1", "--yes")
+	if code == 0 {
+		t.Fatalf("restore with a failing import: exit 0\n%s\n%s", out, errs)
+	}
+	if sr, err := readSelfRestore(f.stateDir); err != nil || sr != nil {
+		t.Errorf("after a failed import, %s holds %+v (%v); want none", selfRestoreFileName, sr, err)
 	}
 }

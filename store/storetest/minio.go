@@ -147,7 +147,10 @@ func waitLive(ran <-chan struct{}, url string, timeout time.Duration) error {
 		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// MinIO answers 200 before its object layer is up, and says
+			// so only in this header; requests made then fail with
+			// XMinioServerNotInitialized (seen on a loaded machine).
+			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "offline" {
 				return nil
 			}
 		}
