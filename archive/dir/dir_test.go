@@ -92,10 +92,16 @@ func (f *fixture) startHook(mysql string) []string {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	// Under `make arm64`/`make armv7` the test binary is not native: run it
+	// through the same emulator as `go test -exec` runs this one.
+	exec := ""
+	if wrap := os.Getenv("PIOSNAP_TEST_EXEC"); wrap != "" {
+		exec = "'" + wrap + "' "
+	}
 	pid := standin.PidFile(f.root)
-	script := fmt.Sprintf(`STANDIN_DIR='%s' STANDIN_MYSQL='%s' setsid '%s' -test.run='^$' >>'%s.log' 2>&1 </dev/null &
+	script := fmt.Sprintf(`STANDIN_DIR='%s' STANDIN_MYSQL='%s' setsid %s'%s' -test.run='^$' >>'%s.log' 2>&1 </dev/null &
 i=0; while [ ! -f '%s' ]; do sleep 0.05; i=$((i+1)); if [ $i -gt 200 ]; then cat '%s.log' >&2; exit 1; fi; done`,
-		f.root, mysql, bin, f.root, pid, f.root)
+		f.root, mysql, exec, bin, f.root, pid, f.root)
 	return []string{"sh", "-c", script}
 }
 

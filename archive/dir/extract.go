@@ -106,13 +106,10 @@ type extractor struct {
 	ownerErrs int
 }
 
-// extract writes t into dst, which must not exist, with modes, owners and
+// extract writes t into dst, a new empty folder, with modes, owners and
 // times; folders get theirs last, so writing into them does not change
 // them.
 func (x *extractor) extract(ctx context.Context, t *tree, dst string) error {
-	if err := os.Mkdir(dst, 0o700); err != nil {
-		return err
-	}
 	prefix := EntryName(t.path) + "/"
 	var dirs []struct {
 		path string

@@ -158,6 +158,10 @@ func Restore(ctx context.Context, o RestoreOptions) (res *RestoreResult, err err
 		x := &extractor{src: o.Repo, owners: os.Geteuid() == 0}
 		for i, t := range trees {
 			st := res.Targets[i] + ".piosnap-restore-" + stamp
+			if err := os.Mkdir(st, 0o700); err != nil {
+				cleanStaged()
+				return nil, fmt.Errorf("nothing was changed: staging %s: %w", t.path, err)
+			}
 			staged = append(staged, st)
 			if err := x.extract(ctx, t, st); err != nil {
 				cleanStaged()

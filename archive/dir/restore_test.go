@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/dbdump"
 	"github.com/piosnap/piosnap/archive/dir"
+	"github.com/piosnap/piosnap/archive/hooks"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -281,4 +283,76 @@ func TestRestoreRefusesUnsafeNames(t *testing.T) {
 			t.Errorf("%v: err = %v", entries[len(entries)-1].Name, err)
 		}
 	}
+}
+
+// TestRestoreFailsBeforeChanging: failures before the swap leave the
+// folder and the database as they were, remove the staging folder and
+// start the application again.
+func TestRestoreFailsBeforeChanging(t *testing.T) {
+	f := newFixture(t, false)
+	dbFile := filepath.Join(t.TempDir(), "db.sql")
+	if err := os.WriteFile(dbFile, []byte("v1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.src.DB, _ = dbdump.New(dbdump.Options{Engine: dbdump.Command, Name: "cells", Dump: []string{"cat", dbFile}, Load: []string{"sh", "-c", "cat > " + dbFile}})
+	v, _, err := f.take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := f.src.DB
+	now := time.Date(2026, 5, 3, 9, 15, 2, 0, time.UTC)
+	stamp := "20260503T091502Z"
+	welcome := filepath.Join(f.root, "data/pydiods1/welcome.txt")
+	if err := os.WriteFile(welcome, []byte("current"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	taken := f.root + ".piosnap-restore-" + stamp
+	if err := os.WriteFile(taken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, err error, want string) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "nothing was changed") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q and nothing was changed", name, err, want)
+		}
+		if b, _ := os.ReadFile(welcome); string(b) != "current" {
+			t.Errorf("%s: the folder was changed", name)
+		}
+		if b, _ := os.ReadFile(dbFile); string(b) != "v1\n" {
+			t.Errorf("%s: the database was changed", name)
+		}
+		left, _ := filepath.Glob(f.root + ".p*-*") // .piosnap-restore-*, .pre-restore-*
+		if name == "staging" {
+			left = slices.DeleteFunc(left, func(p string) bool { return p == taken })
+		}
+		if len(left) != 0 {
+			t.Errorf("%s: left behind: %v", name, left)
+		}
+		if !f.running() {
+			t.Errorf("%s: the application is not running", name)
+		}
+	}
+
+	// The staging folder cannot be made (here: its name is taken; a full
+	// disk fails the same way, while the application still runs). What
+	// holds the name is not piosnap's and is left alone.
+	_, _, err = f.restore(dir.RestoreOptions{Version: v, Now: func() time.Time { return now }})
+	if _, serr := os.Stat(taken); serr != nil {
+		t.Errorf("the file in the staging folder's way was removed: %v", serr)
+	}
+	os.Remove(taken)
+	check("staging", err, "staging")
+
+	// The stop hook fails.
+	stop := f.src.Stop
+	f.src.Stop = hooks.Hook{Name: "stop", Argv: []string{"sh", "-c", "echo unit not loaded >&2; exit 5"}}
+	_, _, err = f.restore(dir.RestoreOptions{Version: v})
+	f.src.Stop = stop
+	check("stop hook", err, "unit not loaded")
+
+	// The safety dump of the current database fails.
+	f.src.DB, _ = dbdump.New(dbdump.Options{Engine: dbdump.Command, Name: "cells", Dump: []string{"sh", "-c", "echo gone >&2; exit 1"}, Load: []string{"sh", "-c", "cat > " + dbFile}})
+	_, _, err = f.restore(dir.RestoreOptions{Version: v})
+	f.src.DB = good
+	check("safety dump", err, "safety dump")
 }

@@ -26,6 +26,9 @@ type statusReport struct {
 	LeaderError string `json:"leader_error,omitempty"`
 	// StoreErrors lists stores that could not be read.
 	StoreErrors []string `json:"store_errors,omitempty"`
+	// SelfRestore is the last restore of the machine piosnap runs on,
+	// pending or verified after its reboot.
+	SelfRestore *selfRestore `json:"self_restore,omitempty"`
 }
 
 // daemonStatus is the daemon part of statusReport.
@@ -106,17 +109,16 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	}
 	rep := buildStatus(time.Now(), path, sf, sfErr, alive, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
 	rep.StoreErrors = storeErrs
+	if rep.SelfRestore, err = readSelfRestore(a.cfg.StateDir); err != nil {
+		fmt.Fprintf(a.env.Stderr, "warning: %v\n", err)
+	}
 	if *asJSON {
 		if err := writeJSON(a.env.Stdout, rep); err != nil {
 			return err
 		}
 	} else {
 		printStatus(a.env.Stdout, rep, a.cfg.Location())
-		if sr, err := readSelfRestore(a.cfg.StateDir); err != nil {
-			fmt.Fprintf(a.env.Stderr, "warning: %v\n", err)
-		} else {
-			printSelfRestore(a.env.Stdout, sr, a.cfg.Location())
-		}
+		printSelfRestore(a.env.Stdout, rep.SelfRestore, a.cfg.Location())
 	}
 	return statusVerdict(rep)
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
@@ -125,20 +126,30 @@ func (w *daemonWeb) storeVersions(ctx context.Context, name string, repo *store.
 	return vs, nil
 }
 
-// leaderUnits asks the leader for its units, at most every unitsTTL.
-func (w *daemonWeb) leaderUnits(ctx context.Context, a *app) ([]string, error) {
+// currentHosts are the hosts that belong to the configuration now, as
+// `piosnap status` counts them: the leader's units, asked at most every
+// unitsTTL, and the directory sources.
+func (w *daemonWeb) currentHosts(ctx context.Context, a *app) ([]string, error) {
 	w.mu.Lock()
 	if time.Since(w.unitsAt) < unitsTTL {
 		defer w.mu.Unlock()
 		return w.units, w.unitsErr
 	}
 	w.mu.Unlock()
-	var units []string
-	cl, err := a.client()
+	units := []string{}
+	var err error
+	if a.cfg.PioreactorEnabled() {
+		var cl *pioreactor.Client
+		if cl, err = a.client(); err == nil {
+			uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			units, err = cl.Units(uctx)
+			cancel()
+		}
+	}
 	if err == nil {
-		uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		units, err = cl.Units(uctx)
-		cancel()
+		for _, s := range a.cfg.Sources {
+			units = append(units, s.Name) // directory sources are current hosts too
+		}
 	}
 	w.mu.Lock()
 	w.units, w.unitsErr, w.unitsAt = units, err, time.Now()
@@ -163,12 +174,15 @@ func (w *daemonWeb) StatusJSON(ctx context.Context) ([]byte, error) {
 		}
 		versions[s.Store] = s.Versions
 	}
-	units, unitsErr := w.leaderUnits(ctx, a)
+	units, unitsErr := w.currentHosts(ctx, a)
 	w.d.mu.Lock()
 	sf := w.d.status
 	w.d.mu.Unlock()
 	rep := buildStatus(time.Now(), w.d.statusPath, &sf, nil, true, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
 	rep.StoreErrors = storeErrs
+	if rep.SelfRestore, err = readSelfRestore(a.cfg.StateDir); err != nil {
+		a.log.Warn("cannot read the record of a restore of this machine", "err", err)
+	}
 	return json.Marshal(rep)
 }
 

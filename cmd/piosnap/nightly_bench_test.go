@@ -39,7 +39,7 @@ import (
 // Per night it records: bytes the backup stored, the limit (the night's
 // changed pages of the leader database, found by comparing the file with
 // the previous night's page by page and zstd-compressed together as one
-// stream at the store's level), objects written into the repository, the
+// stream at the store's zstd level), objects written into the repository, the
 // backup's wall time and its peak RSS (GNU time). After the last night it
 // compares the repository's size with one export ZIP per host per night
 // and with restic backing up the same unzipped trees every night.
@@ -244,16 +244,16 @@ func nightlyReport(cfg nightlyCfg, rows []nightRow, withRestic bool) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Leader database %s to start, leader + 3 workers, %d nights (night 0 is the first, full backup); each night appends %.2g %% and updates %.2g %% of rows.\n\n",
 		mibString(rows[0].dbBytes), cfg.nights, 100*orDefault(cfg.night.Growth, simulator.DefaultNightGrowth), 100*orDefault(cfg.night.Updates, simulator.DefaultNightUpdates))
-	sb.WriteString("| night | DB MiB | pages changed | limit (zstd of changed pages) | stored | stored / limit | stored / zstd of DB | objects written | backup s | peak RSS MiB |")
+	sb.WriteString("| night | DB MiB | pages changed | limit (zstd of changed pages) | stored | stored / limit | stored / zstd of DB | repository grew by | objects written | backup s | peak RSS MiB |")
 	if withRestic {
 		sb.WriteString(" restic added |")
 	}
-	sb.WriteString("\n|---|---|---|---|---|---|---|---|---|---|")
+	sb.WriteString("\n|---|---|---|---|---|---|---|---|---|---|---|")
 	if withRestic {
 		sb.WriteString("---|")
 	}
 	sb.WriteString("\n")
-	var zips, stored, limits int64
+	var zips, stored, limits, repoBefore int64
 	for _, r := range rows {
 		ratio := "–"
 		changed := "–"
@@ -270,8 +270,9 @@ func nightlyReport(cfg nightlyCfg, rows []nightRow, withRestic bool) string {
 			stored += r.stored
 			limits += r.limit
 		}
-		fmt.Fprintf(&sb, "| %d | %.1f | %s | %s | %s | %s | %.2f | %d | %.1f | %.1f |", r.night, mib(r.dbBytes), changed, limit, mb(r.stored), ratio,
-			float64(r.stored)/float64(r.dbZstd), r.objects, r.took.Seconds(), r.rssMiB)
+		fmt.Fprintf(&sb, "| %d | %.1f | %s | %s | %s | %s | %.2f | %s | %d | %.1f | %.1f |", r.night, mib(r.dbBytes), changed, limit, mb(r.stored), ratio,
+			float64(r.stored)/float64(r.dbZstd), mb(r.repoAfter-repoBefore), r.objects, r.took.Seconds(), r.rssMiB)
+		repoBefore = r.repoAfter
 		if withRestic {
 			fmt.Fprintf(&sb, " %s |", mb(r.resticAdded))
 		}
@@ -337,9 +338,10 @@ func (w *countWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// newStoreEncoder is a zstd encoder with the store's settings (store/repo.go).
+// newStoreEncoder is a zstd encoder with the store's settings (keep in
+// step with newRepository in store/repo.go: zstd's fastest level).
 func newStoreEncoder(w io.Writer) (*zstd.Encoder, error) {
-	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 }
 
 // changedPagesZstd compares two versions of the database page by page and

@@ -321,7 +321,7 @@ func (s *Server) backupStart(w http.ResponseWriter, r *http.Request, sess *sessi
 func (s *Server) jobPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	j := s.jobs.get(r.PathValue("id"))
 	if j == nil {
-		s.renderError(w, http.StatusNotFound, sess, "No such job", "This job is not known: the daemon keeps the last 50 jobs until it restarts.")
+		s.renderError(w, http.StatusNotFound, sess, "No such job", "This job is not known: the daemon keeps the last 50 jobs until it restarts. A restore of the leader restarts it: the overview shows that restore's result once the leader has verified itself.")
 		return
 	}
 	title := "Backup"
