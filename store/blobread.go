@@ -8,21 +8,27 @@ import (
 	"io/fs"
 )
 
-// Frame cache bounds of a blobReader: a database restored after many nights
-// reads its pages from frames of many packs in turn, each frame in
-// ascending page order, so a few dozen frames cover every stream at once.
+// Frame cache bounds of one reading of a repository: a database restored
+// after many nights reads its pages from frames of many packs in turn, each
+// frame in ascending page order, so a few dozen frames cover every stream at
+// once. Readers that work together (a readAhead's workers and its tree
+// walker) share these bounds, so that memory does not grow with the cores.
 const (
 	cacheFrames = 32
 	cacheBytes  = 24 << 20
+	// minCacheFrames is the least a reader sharing the bounds keeps.
+	minCacheFrames = 4
 )
 
 // blobReader reads blobs of one repository, keeping the most recently used
 // decompressed frames so that neighbouring pages cost one read.
 type blobReader struct {
-	repo   *Repository
-	frames []cachedFrame
-	tick   uint64
-	raw    []byte
+	repo      *Repository
+	maxFrames int // cache bounds
+	maxBytes  int
+	frames    []cachedFrame
+	tick      uint64
+	raw       []byte
 }
 
 type cachedFrame struct {
@@ -32,7 +38,14 @@ type cachedFrame struct {
 	used  uint64
 }
 
-func (r *Repository) newBlobReader() *blobReader { return &blobReader{repo: r} }
+func (r *Repository) newBlobReader() *blobReader { return r.newSharedBlobReader(1) }
+
+// newSharedBlobReader returns one of n blobReaders that work together: its
+// frame cache holds an n-th of the cache bounds, at least minCacheFrames
+// frames.
+func (r *Repository) newSharedBlobReader(n int) *blobReader {
+	return &blobReader{repo: r, maxFrames: max(minCacheFrames, cacheFrames/n), maxBytes: cacheBytes / n}
+}
 
 // read appends the verified content of blob id to buf. A blob in no index
 // is looked for among the format-1 chunks. A missing blob gives an error
@@ -142,7 +155,7 @@ func (b *blobReader) frame(ctx context.Context, pack ChunkID, off, length uint32
 	for _, f := range b.frames {
 		total += cap(f.plain)
 	}
-	if len(b.frames) >= cacheFrames || total > cacheBytes {
+	if len(b.frames) >= b.maxFrames || total > b.maxBytes {
 		old := 0
 		for i := range b.frames {
 			if b.frames[i].used < b.frames[old].used {

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 )
 
@@ -37,6 +38,7 @@ type fetch struct {
 	e     *Entry
 	items []treeItem // blob references and inline bytes, in order
 	last  bool       // the entry's last piece
+	size  int        // the content's length as the index records it
 	buf   []byte
 	err   error
 	done  chan struct{}
@@ -49,12 +51,16 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 	n := readAheadWorkers()
 	ra := &readAhead{ctx: ctx, cancel: cancel, order: make(chan *fetch, n), free: make(chan []byte, 2*n+1)}
 	work := make(chan *fetch)
+	// The workers and the tree walker share one frame-cache budget.
+	readers := n + 1
 	for range n {
 		ra.wg.Add(1)
 		go func() {
 			defer ra.wg.Done()
-			br := r.newBlobReader()
+			br := r.newSharedBlobReader(readers)
 			for f := range work {
+				// One allocation of the piece's size, not a doubling per page.
+				f.buf = slices.Grow(f.buf[:0], f.size)
 				for _, it := range f.items {
 					if f.err != nil {
 						break
@@ -93,11 +99,12 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 			}
 			return true
 		}
-		nodes := r.newBlobReader()
+		nodes := r.newSharedBlobReader(readers)
 		for _, e := range entries {
 			if e.Tree == nil {
 				for i, id := range e.Chunks {
-					if !send(&fetch{e: e, items: []treeItem{{kind: itemRef, id: id}}, last: i == len(e.Chunks)-1}) {
+					n, _ := r.blobPlace(ctx, id)
+					if !send(&fetch{e: e, items: []treeItem{{kind: itemRef, id: id}}, size: n, last: i == len(e.Chunks)-1}) {
 						return
 					}
 				}
@@ -135,6 +142,7 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 				}
 				f.items = append(f.items, it)
 				size += n
+				f.size = size
 				last = where
 			}
 			f.last = true
