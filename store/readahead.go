@@ -59,8 +59,9 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 			defer ra.wg.Done()
 			br := r.newSharedBlobReader(readers)
 			for f := range work {
-				// One allocation of the piece's size, not a doubling per page.
-				f.buf = slices.Grow(f.buf[:0], f.size)
+				// One allocation of the piece's size, not a doubling per
+				// page (bounded, should the index be wrong).
+				f.buf = slices.Grow(f.buf[:0], min(f.size, 64<<20))
 				for _, it := range f.items {
 					if f.err != nil {
 						break
