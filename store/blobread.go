@@ -62,17 +62,24 @@ func (b *blobReader) read(ctx context.Context, id ChunkID, buf []byte) ([]byte, 
 	}
 }
 
-// blobLen returns a blob's plain length as the index records it, or 4096
-// when the index does not know it (a format-1 chunk or a missing blob:
-// reading it will tell).
-func (r *Repository) blobLen(ctx context.Context, id ChunkID) uint32 {
+// frameKey names a frame: its pack and offset.
+type frameKey struct {
+	pack ChunkID
+	off  uint32
+}
+
+// blobPlace returns a blob's plain length and frame as the index records
+// them, or 4096 and no frame when the index does not know it (a format-1
+// chunk or a missing blob: reading it will tell).
+func (r *Repository) blobPlace(ctx context.Context, id ChunkID) (int, frameKey) {
 	x, err := r.currentIndex(ctx)
 	if err == nil {
 		if i := x.find(id); i >= 0 {
-			return x.entries[i].len
+			e := &x.entries[i]
+			return int(e.len), frameKey{x.packs[e.pack], e.frameOff}
 		}
 	}
-	return 4096
+	return 4096, frameKey{}
 }
 
 // readIndexed reads a blob the index x knows; errNotIndexed if it does not.

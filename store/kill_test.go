@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -119,7 +118,7 @@ func TestKillNineNeverDamages(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	next := 0
 	for round := 0; round < 8; round++ {
-		cmd := exec.Command(os.Args[0])
+		cmd := selfCommand()
 		cmd.Env = append(os.Environ(), "PIOSNAP_KILL_REPO="+dir, "PIOSNAP_KILL_FIRST="+strconv.Itoa(next))
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -115,7 +114,7 @@ func runLockRace(t *testing.T, env []string, procs, rounds int, period time.Dura
 	errs := make([]error, procs)
 	out := make([][]byte, procs)
 	for i := range procs {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd := selfCommand("-test.run=^$")
 		cmd.Env = append(os.Environ(), env...)
 		cmd.Env = append(cmd.Env,
 			raceEnvLog+"="+logPath,

@@ -111,6 +111,7 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 			cur := &treeCursor{blobs: nodes, root: *e.Tree}
 			f := &fetch{e: e}
 			size := 0
+			var last frameKey
 			for {
 				it, err := cur.nextItem(ctx)
 				if err == io.EOF {
@@ -120,18 +121,21 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 					f.err = err
 					break
 				}
-				f.items = append(f.items, it)
-				if it.kind == itemInline {
-					size += len(it.inline)
-				} else {
-					size += int(nodes.repo.blobLen(ctx, it.id))
+				n, where := len(it.inline), frameKey{}
+				if it.kind != itemInline {
+					n, where = nodes.repo.blobPlace(ctx, it.id)
 				}
-				if size >= aheadRun {
+				// Cut a run only where a frame ends, so that one worker
+				// decompresses each frame of the newest night.
+				if size >= aheadRun && where != last {
 					if !send(f) {
 						return
 					}
 					f, size = &fetch{e: e}, 0
 				}
+				f.items = append(f.items, it)
+				size += n
+				last = where
 			}
 			f.last = true
 			if f.err != nil {

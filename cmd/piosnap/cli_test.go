@@ -33,6 +33,7 @@ func cliCluster(t *testing.T, workers []string, extra string) (*simulator.Cluste
 	}
 	cfg := fmt.Sprintf(`zone = "UTC"
 lock_wait = "2s"
+state_dir = %q
 [pioreactor]
 leader = %q
 timeout = "5s"
@@ -43,7 +44,7 @@ name = "local"
 path = %q
 [store.retention]
 keep_last = 1
-%s`, c.LeaderURL(), addrs.String(), filepath.Join(dir, "repo"), extra)
+%s`, filepath.Join(dir, "state"), c.LeaderURL(), addrs.String(), filepath.Join(dir, "repo"), extra)
 	path := filepath.Join(dir, "piosnap.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -244,6 +244,9 @@ func (d *daemon) reload() {
 	if old.Metrics.Listen != cfg.Metrics.Listen {
 		newLog.Warn("metrics.listen changed: the new address takes effect when piosnap restarts", "in_use", old.Metrics.Listen, "configured", cfg.Metrics.Listen)
 	}
+	if old.Web != cfg.Web {
+		newLog.Warn("[web] changed: the web page keeps its settings until piosnap restarts (a new password needs no restart)", "in_use", old.Web.Listen, "configured", cfg.Web.Listen)
+	}
 	if old.StateDir != cfg.StateDir {
 		newLog.Warn("state_dir changed: the status file stays where it is until piosnap restarts", "in_use", old.StateDir, "configured", cfg.StateDir)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/piosnap/piosnap/archive/dir"
+	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
@@ -47,6 +50,9 @@ func (d *daemon) startWeb(ctx, jobsCtx context.Context) (string, func(), error) 
 	srv, err := web.New(jobsCtx, web.Config{
 		PasswordFile: cfg.Web.PasswordFile, PublicStatus: cfg.Web.PublicStatus,
 		SessionTimeout: cfg.Web.SessionTimeout.Duration, Zone: cfg.Location(), Log: log,
+		WriteTar: func(ctx context.Context, w io.Writer, repo *store.Repository, v *store.Version) error {
+			return dir.WriteTar(ctx, w, repo, v)
+		},
 	}, dw, dw, dw)
 	if err != nil {
 		ln.Close()
@@ -125,20 +131,30 @@ func (w *daemonWeb) storeVersions(ctx context.Context, name string, repo *store.
 	return vs, nil
 }
 
-// leaderUnits asks the leader for its units, at most every unitsTTL.
-func (w *daemonWeb) leaderUnits(ctx context.Context, a *app) ([]string, error) {
+// currentHosts are the hosts that belong to the configuration now, as
+// `piosnap status` counts them: the leader's units, asked at most every
+// unitsTTL, and the directory sources.
+func (w *daemonWeb) currentHosts(ctx context.Context, a *app) ([]string, error) {
 	w.mu.Lock()
 	if time.Since(w.unitsAt) < unitsTTL {
 		defer w.mu.Unlock()
 		return w.units, w.unitsErr
 	}
 	w.mu.Unlock()
-	var units []string
-	cl, err := a.client()
+	units := []string{}
+	var err error
+	if a.cfg.PioreactorEnabled() {
+		var cl *pioreactor.Client
+		if cl, err = a.client(); err == nil {
+			uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			units, err = cl.Units(uctx)
+			cancel()
+		}
+	}
 	if err == nil {
-		uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		units, err = cl.Units(uctx)
-		cancel()
+		for _, s := range a.cfg.Sources {
+			units = append(units, s.Name) // directory sources are current hosts too
+		}
 	}
 	w.mu.Lock()
 	w.units, w.unitsErr, w.unitsAt = units, err, time.Now()
@@ -163,12 +179,15 @@ func (w *daemonWeb) StatusJSON(ctx context.Context) ([]byte, error) {
 		}
 		versions[s.Store] = s.Versions
 	}
-	units, unitsErr := w.leaderUnits(ctx, a)
+	units, unitsErr := w.currentHosts(ctx, a)
 	w.d.mu.Lock()
 	sf := w.d.status
 	w.d.mu.Unlock()
 	rep := buildStatus(time.Now(), w.d.statusPath, &sf, nil, true, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
 	rep.StoreErrors = storeErrs
+	if rep.SelfRestore, err = readSelfRestore(a.cfg.StateDir); err != nil {
+		a.log.Warn("cannot read the record of a restore of this machine", "err", err)
+	}
 	return json.Marshal(rep)
 }
 
@@ -250,8 +269,18 @@ func (w *daemonWeb) restoreApp(say func(web.Event)) (*app, *lineWriter) {
 	return a, lw
 }
 
+// errWebDirRestore refuses a directory source's restore from the web: it
+// needs root (owners, stopping the application), which the daemon
+// normally lacks, and is run on the server.
+func errWebDirRestore(host string) error {
+	return fmt.Errorf("%s is a directory source: restore it on the server with `sudo piosnap restore --host %s --version ID --dry-run`, then without --dry-run (nothing was changed)", host, host)
+}
+
 // DryRun implements web.Restorer: `piosnap restore --dry-run`.
 func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Plan, error) {
+	if w.d.runApp().cfg.Source(req.Unit) != nil {
+		return nil, errWebDirRestore(req.Unit)
+	}
 	plan := &web.Plan{}
 	a, lw := w.restoreApp(func(ev web.Event) {
 		if ev.Line != "" {
@@ -280,6 +309,9 @@ func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Pl
 // version, waiting up to lock_wait for an import already running.
 func (w *daemonWeb) Restore(ctx context.Context, req web.RestoreRequest, ev func(web.Event)) error {
 	a, lw := w.restoreApp(ev)
+	if a.cfg.Source(req.Unit) != nil {
+		return errWebDirRestore(req.Unit)
+	}
 	release, err := w.d.acquire(ctx, func() {
 		ev(web.Event{Line: "a backup is running; the restore starts when it has finished"})
 	})

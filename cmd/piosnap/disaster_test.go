@@ -39,8 +39,12 @@ func TestDisasterRecoveryWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Step 3: only the off-site store, a fresh state directory.
+	// Step 3: only the off-site store, a fresh state directory (the
+	// package creates it).
 	fresh := h.config("new-leader", h.s3Store("offsite", "disaster", ""))
+	if err := os.MkdirAll(filepath.Join(h.dir, "state-new-leader"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	h.mustMain(fresh, "config", "check")
 	// Step 4: list from the bucket alone.
 	out := h.mustMain(fresh, "list")

@@ -86,8 +86,8 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 	}()
 
 	cfgPath := filepath.Join(dir, "piosnap.toml")
-	cfg := fmt.Sprintf("zone = \"UTC\"\n[log]\nlevel = \"warn\"\n[pioreactor]\nleader = %q\nreboot_timeout = \"5m\"\n[pioreactor.addresses]\nleader1 = %q\n[[store]]\nname = \"local\"\npath = %q\n",
-		leaderURL, strings.TrimPrefix(leaderURL, "http://"), filepath.Join(dir, "repo"))
+	cfg := fmt.Sprintf("zone = \"UTC\"\nstate_dir = %q\n[log]\nlevel = \"warn\"\n[pioreactor]\nleader = %q\nreboot_timeout = \"5m\"\n[pioreactor.addresses]\nleader1 = %q\n[[store]]\nname = \"local\"\npath = %q\n",
+		filepath.Join(dir, "state"), leaderURL, strings.TrimPrefix(leaderURL, "http://"), filepath.Join(dir, "repo"))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}

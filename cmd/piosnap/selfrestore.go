@@ -65,9 +65,6 @@ func writeSelfRestore(stateDir string, sr *selfRestore) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return err
-	}
 	_, err = writeFileAtomic(selfRestorePath(stateDir), func(f *os.File) error {
 		if err := f.Chmod(0o644); err != nil {
 			return err

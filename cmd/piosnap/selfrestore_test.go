@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -141,5 +142,50 @@ func TestSelfRestoreImportFails(t *testing.T) {
 	}
 	if sr, err := readSelfRestore(f.stateDir); err != nil || sr != nil {
 		t.Errorf("after a failed import, %s holds %+v (%v); want none", selfRestoreFileName, sr, err)
+	}
+}
+
+// TestSelfRestoreDiffersAtStart: when the leader does not match the version
+// at the daemon's start, the record and the log say so, with the undo
+// command, at priority error.
+func TestSelfRestoreDiffersAtStart(t *testing.T) {
+	f := newDaemonFixture(t)
+	f.writeConfig(t, f.config("", "keep_last = 5"))
+	if code, _, errs := runMain(t, "-c", f.cfgPath, "backup"); code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, errs)
+	}
+	v := f.versions(t)
+	var id string
+	for _, x := range v {
+		if x.Host == "leader1" {
+			id = x.ID
+		}
+	}
+	// The restore "happened", but the leader is not as the version.
+	if err := f.cluster.Unit("leader1").WriteCalibration("od90", "not-in-the-version", "x: 3\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSelfRestore(f.stateDir, &selfRestore{Unit: "leader1", Host: "leader1", Version: id, Store: "local", Started: time.Now().UTC(), Undo: "piosnap restore --host leader1 --version abcd1234"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(f.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	a := &app{cfg: cfg, env: Env{Getenv: func(string) string { return "" }}, log: newLogger(&logs, nil, "text", "info")}
+	a.finishSelfRestore(context.Background(), a.log)
+	sr, err := readSelfRestore(f.stateDir)
+	if err != nil || sr.Finished == nil || sr.Verified || !strings.Contains(sr.Result, "leader1 differs from version "+shortID(id)) {
+		t.Fatalf("record %+v (%v); want finished, not verified, the difference named", sr, err)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "abcd1234") {
+		t.Errorf("log lacks an error with the undo command:\n%s", logs.String())
+	}
+	// A finished record is not verified again.
+	logs.Reset()
+	a.finishSelfRestore(context.Background(), a.log)
+	if logs.Len() != 0 {
+		t.Errorf("a finished restore was verified again:\n%s", logs.String())
 	}
 }

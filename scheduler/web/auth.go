@@ -52,13 +52,19 @@ const (
 // WritePasswordFile stores password's bcrypt hash in path (mode 0600),
 // replacing the file atomically.
 func WritePasswordFile(path, password string) error {
+	return writePasswordFile(path, password, PasswordCost)
+}
+
+// writePasswordFile is WritePasswordFile with a given bcrypt cost (tests
+// use the lowest, which the race detector makes bearable).
+func writePasswordFile(path, password string, cost int) error {
 	switch {
 	case len(password) < MinPasswordLength:
 		return fmt.Errorf("the password is %d characters long; use at least %d", len(password), MinPasswordLength)
 	case len(password) > maxPasswordLength:
 		return fmt.Errorf("the password is %d bytes long; bcrypt takes at most %d", len(password), maxPasswordLength)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), PasswordCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
 		return fmt.Errorf("hash password: %w", err)
 	}

@@ -14,16 +14,49 @@ if dpkg-query -W -f='${Status}' piosnap 2>/dev/null | grep -q 'install ok'; then
 	echo "deb-test: a piosnap package is already installed here; not touching it (run this on a machine without one)" >&2
 	exit 1
 fi
-if getent passwd piosnap >/dev/null || [ -e /var/lib/piosnap ] || [ -e /etc/piosnap ]; then
-	echo "deb-test: a piosnap user, /var/lib/piosnap or /etc/piosnap exists here; not touching them" >&2
+if getent passwd piosnap >/dev/null || [ -e /etc/piosnap ]; then
+	echo "deb-test: a piosnap user or /etc/piosnap exists here; not touching them" >&2
 	exit 1
 fi
+# A /var/lib/piosnap without the package holds at most the state files of a
+# piosnap run by hand with the default state_dir; one with a directory in it
+# may hold a repository, which this test must not touch.
+aside=""
+if [ -e /var/lib/piosnap ]; then
+	if [ -n "$(find /var/lib/piosnap -mindepth 1 -type d -print -quit)" ]; then
+		echo "deb-test: /var/lib/piosnap holds directories (a repository?); not touching it" >&2
+		exit 1
+	fi
+	aside=$(mktemp -d)
+	mv /var/lib/piosnap "$aside/piosnap"
+	echo "deb-test: moved /var/lib/piosnap aside to $aside; it is put back at the end"
+fi
 fail() { echo "deb-test: FAIL: $*" >&2; exit 1; }
+# dpkg runs dpkg, waiting up to 2 minutes while another apt or dpkg (a
+# test-deps install on a shared machine) holds dpkg's lock.
+dpkg() {
+	local i out
+	for i in $(seq 60); do
+		if out=$(command dpkg "$@" 2>&1); then
+			printf '%s\n' "$out"
+			return 0
+		fi
+		case $out in
+		*"dpkg frontend lock"* | *"dpkg status database is locked"* | *"lock-frontend"*) sleep 2 ;;
+		*) printf '%s\n' "$out" >&2; return 1 ;;
+		esac
+	done
+	printf '%s\n' "$out" >&2
+	return 1
+}
 cleanup() {
 	dpkg --purge piosnap >/dev/null 2>&1 || true
 	rm -rf /var/lib/piosnap
 	userdel piosnap 2>/dev/null || true
 	groupdel piosnap 2>/dev/null || true
+	if [ -n "$aside" ]; then
+		mv "$aside/piosnap" /var/lib/piosnap && rmdir "$aside"
+	fi
 }
 trap cleanup EXIT
 

@@ -29,6 +29,12 @@
   function poll() {
     fetch("/api/jobs/" + encodeURIComponent(id), { credentials: "same-origin", cache: "no-store" })
       .then(function (r) {
+        if (r.status === 401 || r.status === 404) {
+          // The daemon restarted (a restore of the leader reboots it): the
+          // page says what is known now.
+          window.location.reload();
+          return new Promise(function () {});
+        }
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.json();
       })
