@@ -52,20 +52,28 @@ func ParseChunkID(s string) (ChunkID, error) {
 const chunkPrefix = "chunks/"
 
 // chunkName is the backend name of a chunk: chunks/<first two hex>/<hex>.
-func chunkName(id ChunkID) string {
-	h := id.String()
-	return chunkPrefix + h[:2] + "/" + h
-}
+func chunkName(id ChunkID) string { return shardedName(chunkPrefix, id) }
 
 // parseChunkName returns the ID of a backend name under chunks/, or false.
-func parseChunkName(name string) (ChunkID, bool) {
-	rest, ok := strings.CutPrefix(name, chunkPrefix)
+func parseChunkName(name string) (ChunkID, bool) { return parseShardedName(chunkPrefix, name) }
+
+// shardedName is the backend name of an object named by its ID under
+// prefix: <prefix><first two hex>/<hex>, so no directory grows too large.
+func shardedName(prefix string, id ChunkID) string {
+	h := id.String()
+	return prefix + h[:2] + "/" + h
+}
+
+// parseShardedName returns the ID of a name shardedName made under prefix,
+// or false.
+func parseShardedName(prefix, name string) (ChunkID, bool) {
+	rest, ok := strings.CutPrefix(name, prefix)
 	if !ok {
 		return ChunkID{}, false
 	}
 	i := strings.LastIndexByte(rest, '/')
 	id, err := ParseChunkID(rest[i+1:])
-	if err != nil || rest[:i] != rest[i+1:i+3] {
+	if err != nil || i != 2 || rest[:i] != rest[i+1:i+3] {
 		return ChunkID{}, false
 	}
 	return id, true

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 )
 
 // Blob types, as packs and indexes record them.
@@ -41,24 +40,10 @@ const (
 const packPrefix = "packs/"
 
 // packName is the backend name of a pack: packs/<first two hex>/<hex>.
-func packName(id ChunkID) string {
-	h := id.String()
-	return packPrefix + h[:2] + "/" + h
-}
+func packName(id ChunkID) string { return shardedName(packPrefix, id) }
 
 // parsePackName returns the ID of a backend name under packs/, or false.
-func parsePackName(name string) (ChunkID, bool) {
-	rest, ok := strings.CutPrefix(name, packPrefix)
-	if !ok {
-		return ChunkID{}, false
-	}
-	i := strings.LastIndexByte(rest, '/')
-	id, err := ParseChunkID(rest[i+1:])
-	if err != nil || rest[:i] != rest[i+1:i+3] {
-		return ChunkID{}, false
-	}
-	return id, true
-}
+func parsePackName(name string) (ChunkID, bool) { return parseShardedName(packPrefix, name) }
 
 // blobRecord locates one blob inside a pack.
 type blobRecord struct {

@@ -169,12 +169,8 @@ func waitStopped(ctx context.Context, s *Source) error {
 			}
 			return err
 		}
-		t := time.NewTimer(250 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := store.Sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/piosnap/piosnap/store"
 )
 
 // TaskState is the normalized state of a unit's background task.
@@ -178,7 +180,7 @@ func (c *Client) WaitImport(ctx context.Context, unit string, task *Task, opts W
 			return out, &Error{Kind: ErrProtocol, Unit: unit,
 				Msg: fmt.Sprintf("import task %s on %s is still pending after %s: check the unit's logs and whether it is importing", task.TaskID, unit, o.PendingTimeout)}
 		}
-		if err := sleep(ctx, o.PollInterval); err != nil {
+		if err := store.Sleep(ctx, o.PollInterval); err != nil {
 			return out, fmt.Errorf("pioreactor: wait for import into %s: %w", unit, err)
 		}
 	}
@@ -206,7 +208,7 @@ func (c *Client) waitReboot(ctx context.Context, out ImportOutcome, taskID strin
 			return out, &Error{Kind: ErrNoReboot, Unit: out.Unit,
 				Msg: fmt.Sprintf("%s imported the archive but did not reboot within %s: reboot %s to finish the import", out.Unit, o.RebootTimeout, out.Unit)}
 		}
-		if err := sleep(ctx, o.PollInterval); err != nil {
+		if err := store.Sleep(ctx, o.PollInterval); err != nil {
 			return out, fmt.Errorf("pioreactor: wait for %s to reboot: %w", out.Unit, err)
 		}
 	}
@@ -228,19 +230,8 @@ func (c *Client) waitComeBack(ctx context.Context, out ImportOutcome, o WaitOpti
 			return out, &Error{Kind: ErrNoComeback, Unit: out.Unit, Err: err,
 				Msg: fmt.Sprintf("%s did not come back within %s after the import; check its power and network", out.Unit, o.ComeBackTimeout)}
 		}
-		if err := sleep(ctx, o.PollInterval); err != nil {
+		if err := store.Sleep(ctx, o.PollInterval); err != nil {
 			return out, fmt.Errorf("pioreactor: wait for %s to come back: %w", out.Unit, err)
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/piosnap/piosnap/archive/dir"
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
 	"github.com/piosnap/piosnap/scheduler/web"
@@ -85,6 +86,10 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at, o.withSafety)
 	if err != nil {
 		return err
+	}
+	if v.Source == dir.SourceKind {
+		return fmt.Errorf("version %s of %s is a directory source's version, and the configuration has no [[source]] named %s: add it back (kind = \"dir\") to restore it, or unpack `piosnap export --host %s --version %s -o %s.tar` by hand (nothing was changed)",
+			v.ShortID(), v.Host, v.Host, v.Host, v.ShortID(), v.Host)
 	}
 	loc := a.cfg.Location()
 	fmt.Fprintf(out, "version %s of %s, taken %s (%s), store %s: %d entries, %s\n",

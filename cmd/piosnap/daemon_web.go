@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/piosnap/piosnap/archive/dir"
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
@@ -48,6 +50,9 @@ func (d *daemon) startWeb(ctx, jobsCtx context.Context) (string, func(), error) 
 	srv, err := web.New(jobsCtx, web.Config{
 		PasswordFile: cfg.Web.PasswordFile, PublicStatus: cfg.Web.PublicStatus,
 		SessionTimeout: cfg.Web.SessionTimeout.Duration, Zone: cfg.Location(), Log: log,
+		WriteTar: func(ctx context.Context, w io.Writer, repo *store.Repository, v *store.Version) error {
+			return dir.WriteTar(ctx, w, repo, v)
+		},
 	}, dw, dw, dw)
 	if err != nil {
 		ln.Close()
@@ -264,8 +269,18 @@ func (w *daemonWeb) restoreApp(say func(web.Event)) (*app, *lineWriter) {
 	return a, lw
 }
 
+// errWebDirRestore refuses a directory source's restore from the web: it
+// needs root (owners, stopping the application), which the daemon
+// normally lacks, and is run on the server.
+func errWebDirRestore(host string) error {
+	return fmt.Errorf("%s is a directory source: restore it on the server with `sudo piosnap restore --host %s --version ID --dry-run`, then without --dry-run (nothing was changed)", host, host)
+}
+
 // DryRun implements web.Restorer: `piosnap restore --dry-run`.
 func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Plan, error) {
+	if w.d.runApp().cfg.Source(req.Unit) != nil {
+		return nil, errWebDirRestore(req.Unit)
+	}
 	plan := &web.Plan{}
 	a, lw := w.restoreApp(func(ev web.Event) {
 		if ev.Line != "" {
@@ -294,6 +309,9 @@ func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Pl
 // version, waiting up to lock_wait for an import already running.
 func (w *daemonWeb) Restore(ctx context.Context, req web.RestoreRequest, ev func(web.Event)) error {
 	a, lw := w.restoreApp(ev)
+	if a.cfg.Source(req.Unit) != nil {
+		return errWebDirRestore(req.Unit)
+	}
 	release, err := w.d.acquire(ctx, func() {
 		ev(web.Event{Line: "a backup is running; the restore starts when it has finished"})
 	})

@@ -57,8 +57,13 @@ func newS3Harness(t testing.TB, dbSize int64, workers ...string) *s3Harness {
 
 // s3Store is the TOML of an s3 store on the harness's MinIO.
 func (h *s3Harness) s3Store(name, bucket, prefix string) string {
+	return s3StoreAt(h.minio.Endpoint, name, bucket, prefix)
+}
+
+// s3StoreAt is the TOML of an s3 store on the server at endpoint.
+func s3StoreAt(endpoint, name, bucket, prefix string) string {
 	return fmt.Sprintf("[[store]]\nname = %q\ntype = \"s3\"\nendpoint = %q\nbucket = %q\nprefix = %q\ntls = false\n\n",
-		name, h.minio.Endpoint, bucket, prefix)
+		name, endpoint, bucket, prefix)
 }
 
 // localStore is the TOML of a local store under the harness's directory.
@@ -519,29 +524,32 @@ func repoBytes(t *testing.T, b store.Backend) int64 {
 	return n
 }
 
-// uploading waits until piosnap has stored at least n bytes of packs in b:
-// it is then in the middle of the leader's database. It fails the test if
-// the run ends first.
-func (h *s3Harness) uploading(b *s3.Backend, done <-chan int, n int64) {
+// pausedAfterPack starts a gate in front of the harness's MinIO and the
+// returned configuration's s3 store behind it, with the gate set to hold
+// every request once a pack has been stored. Call it before the run; after
+// waitPaused, the run is paused in the middle: a pack is in the bucket,
+// more of the run is to come and no version is visible yet, however fast
+// or slow the machine is.
+func (h *s3Harness) pausedAfterPack(name string, stores func(s3 string) []string) (cfg string, g *storetest.Gate) {
 	h.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case code := <-done:
-			h.t.Fatalf("the backup ended (exit %d) before %d bytes were stored; the database is too small to stop MinIO in the middle", code, n)
-		default:
-		}
-		var total int64
-		_ = b.List(context.Background(), "packs/", func(_ string, size int64) error {
-			total += size
-			return nil
-		})
-		if total >= n {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
+	g = storetest.StartGate(h.t, h.minio)
+	cfg = h.config(name, stores(g.Endpoint)...)
+	h.mustMain(cfg, "init", "--create-bucket")
+	g.HoldAfter("/packs/")
+	return cfg, g
+}
+
+// waitPaused waits until g holds a request of the run, and fails the test
+// if the run ends first.
+func waitPaused(t testing.TB, g *storetest.Gate, done <-chan int) {
+	t.Helper()
+	select {
+	case <-g.Held():
+	case code := <-done:
+		t.Fatalf("the run ended (exit %d) before it stored a pack and went on", code)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the run stored no pack and went on within 2 minutes")
 	}
-	h.t.Fatalf("piosnap stored fewer than %d bytes in 60s", n)
 }
 
 // waitOutput waits until o contains s.
@@ -559,20 +567,25 @@ func waitOutput(t *testing.T, o *s3Output, s string) {
 // TestS3MinIOFaults stops MinIO while the leader's database is being
 // stored. Stopped for good (the run is then interrupted, as systemd or an
 // operator would), it leaves no visible version and the next run succeeds;
-// restarted, the run recovers through retries.
+// restarted, the run recovers through retries. A gate in front of MinIO
+// pauses each run after its first pack, so the fault always lands in the
+// middle of the run (the whole upload takes about a second, which a loaded
+// machine's scheduling can swallow).
 func TestS3MinIOFaults(t *testing.T) {
 	h := newS3Harness(t, 48<<20)
 	t.Run("stopped", func(t *testing.T) {
 		h.t = t
-		cfg := h.config("stopped", h.s3Store("offsite", "faults", "stopped"))
-		h.mustMain(cfg, "init", "--create-bucket")
+		cfg, g := h.pausedAfterPack("stopped", func(ep string) []string {
+			return []string{s3StoreAt(ep, "offsite", "faults", "stopped")}
+		})
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		var out, errOut s3Output
 		done := make(chan int, 1)
 		go func() { done <- h.mainTo(ctx, &out, &errOut, cfg, "backup") }()
-		h.uploading(h.bucket("faults", "stopped"), done, 2<<20)
+		waitPaused(t, g, done)
 		h.minio.Stop()
+		g.Release()
 		waitOutput(t, &errOut, "retrying s3 request")
 		cancel()
 		h.minio.Start() // lets the interrupted run release its lock
@@ -598,12 +611,13 @@ func TestS3MinIOFaults(t *testing.T) {
 		// The s3 store fails for good in the middle of the run; the local
 		// store still gets its version and the run reports the failure.
 		h.t = t
-		cfg := h.config("removed", h.localStore("local"), h.s3Store("offsite", "removed", ""))
-		h.mustMain(cfg, "init", "--create-bucket")
+		cfg, g := h.pausedAfterPack("removed", func(ep string) []string {
+			return []string{h.localStore("local"), s3StoreAt(ep, "offsite", "removed", "")}
+		})
 		var out, errOut s3Output
 		done := make(chan int, 1)
 		go func() { done <- h.mainTo(context.Background(), &out, &errOut, cfg, "backup") }()
-		h.uploading(h.bucket("removed", ""), done, 2<<20)
+		waitPaused(t, g, done)
 		mc, err := minio.New(h.minio.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(h.minio.AccessKey, h.minio.SecretKey, "")})
 		if err != nil {
 			t.Fatal(err)
@@ -611,6 +625,7 @@ func TestS3MinIOFaults(t *testing.T) {
 		if err := mc.RemoveBucketWithOptions(context.Background(), "removed", minio.RemoveBucketOptions{ForceDelete: true}); err != nil {
 			t.Fatal(err)
 		}
+		g.Release()
 		code := <-done
 		if code == exitOK {
 			t.Fatalf("backup with a removed bucket: exit 0; want a failure report\n%s", out.String())
@@ -628,15 +643,22 @@ func TestS3MinIOFaults(t *testing.T) {
 	})
 	t.Run("restarted", func(t *testing.T) {
 		h.t = t
-		cfg := h.config("restarted", h.s3Store("offsite", "faults", "restarted"))
-		h.mustMain(cfg, "init", "--create-bucket")
+		cfg, g := h.pausedAfterPack("restarted", func(ep string) []string {
+			return []string{s3StoreAt(ep, "offsite", "faults", "restarted")}
+		})
 		var out, errOut s3Output
 		done := make(chan int, 1)
 		go func() { done <- h.mainTo(context.Background(), &out, &errOut, cfg, "backup") }()
-		h.uploading(h.bucket("faults", "restarted"), done, 2<<20)
+		waitPaused(t, g, done)
 		h.minio.Stop()
+		g.Release()
 		waitOutput(t, &errOut, "retrying s3 request")
+		// The retries wait at the gate while MinIO starts, so the run's
+		// retry budget is not raced against how long a loaded machine
+		// takes to start it.
+		g.Hold()
 		h.minio.Start()
+		g.Release()
 		if code := <-done; code != exitOK {
 			t.Fatalf("backup across a MinIO restart: exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
 		}

@@ -306,14 +306,16 @@ func BenchmarkS3DeadStore(b *testing.B) {
 		h.mustMain(cfg, "backup")
 		healthy += time.Since(start)
 
-		cfg = h.config(fmt.Sprintf("dead%d", i), h.localStore(fmt.Sprintf("dead%d", i)), h.s3Store("offsite", "dead", fmt.Sprintf("dead%d", i)))
-		h.mustMain(cfg, "init", "--create-bucket")
+		cfg, g := h.pausedAfterPack(fmt.Sprintf("dead%d", i), func(ep string) []string {
+			return []string{h.localStore(fmt.Sprintf("dead%d", i)), s3StoreAt(ep, "offsite", "dead", fmt.Sprintf("dead%d", i))}
+		})
 		var out, errOut s3Output
 		done := make(chan int, 1)
 		start = time.Now()
 		go func() { done <- h.mainTo(context.Background(), &out, &errOut, cfg, "backup") }()
-		h.uploading(h.bucket("dead", fmt.Sprintf("dead%d", i)), done, 2<<20)
+		waitPaused(b, g, done)
 		h.minio.Stop()
+		g.Release()
 		if code := <-done; code != exitPartial {
 			b.Fatalf("backup with MinIO stopped mid-run: exit %d\n%s", code, out.String())
 		}

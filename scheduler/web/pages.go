@@ -12,6 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzhttp"
+
+	"github.com/piosnap/piosnap/store"
 )
 
 // perPage is how many versions a unit's page shows at once.
@@ -163,6 +167,10 @@ func (s *Server) unitPage(w http.ResponseWriter, r *http.Request, sess *session)
 	data := map[string]any{
 		"Title": unit, "CSRF": sess.csrf, "Unit": unit, "Days": days, "Count": len(hv),
 		"Page": page, "More": more, "StoreErrors": storeErrs, "Running": s.jobs.running(),
+		"CanTar": s.cfg.WriteTar != nil,
+	}
+	if isDirSource(hv) {
+		data["DirRestore"] = dirRestoreRefusal(unit)
 	}
 	if len(hv) > 0 {
 		data["Chart"] = sizeChart(hv)
@@ -171,45 +179,112 @@ func (s *Server) unitPage(w http.ResponseWriter, r *http.Request, sess *session)
 	s.render(w, http.StatusOK, "unit", data)
 }
 
-// download streams a version as the ZIP Pioreactor's import accepts.
-func (s *Server) download(w http.ResponseWriter, r *http.Request, sess *session) {
-	unit, storeName, id := r.PathValue("unit"), r.PathValue("store"), r.PathValue("id")
-	ctx := r.Context()
-	vs, err := s.src.Versions(ctx)
-	if err != nil {
-		s.renderError(w, http.StatusInternalServerError, sess, "Versions unavailable", err.Error())
-		return
-	}
-	for _, sv := range vs {
-		if sv.Store != storeName || sv.Repo == nil {
-			continue
-		}
-		for _, v := range sv.Versions {
-			if v.ID != id || v.Host != unit {
-				continue
-			}
-			hold, err := sv.Repo.Hold(ctx, "export", v.ID)
-			if err != nil {
-				s.renderError(w, http.StatusInternalServerError, sess, "Cannot hold the version", err.Error())
-				return
-			}
-			defer hold.Unlock(context.WithoutCancel(ctx))
-			name := fmt.Sprintf("%s_dot_pioreactor_%s.zip", unit, v.Time.In(s.cfg.Zone).Format("2006-01-02_1504"))
-			w.Header().Set("Content-Type", "application/zip")
-			w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
-			bw := bufio.NewWriterSize(w, 256<<10)
-			if err := sv.Repo.WriteZip(ctx, bw, v); err != nil {
-				// Abort the connection, so that the browser reports a failed
-				// download instead of keeping a truncated archive.
-				s.cfg.Log.Error("web: download failed midway; run `piosnap check --read-data`", "unit", unit, "version", v.ShortID(), "store", storeName, "err", err)
-				panic(http.ErrAbortHandler)
-			}
-			_ = bw.Flush()
-			s.cfg.Log.Info("web: version downloaded", "unit", unit, "version", v.ShortID(), "store", storeName, "client", clientAddr(r))
+// download streams a version as `piosnap export` writes it: a Pioreactor
+// unit's version as the ZIP Pioreactor's import accepts (tar false), a
+// directory source's as a tar (tar true). The other format is refused.
+func (s *Server) download(tar bool) authedHandler {
+	return func(w http.ResponseWriter, r *http.Request, sess *session) {
+		unit, storeName, id := r.PathValue("unit"), r.PathValue("store"), r.PathValue("id")
+		ctx := r.Context()
+		vs, err := s.src.Versions(ctx)
+		if err != nil {
+			s.renderError(w, http.StatusInternalServerError, sess, "Versions unavailable", err.Error())
 			return
 		}
+		for _, sv := range vs {
+			if sv.Store != storeName || sv.Repo == nil {
+				continue
+			}
+			for _, v := range sv.Versions {
+				if v.ID != id || v.Host != unit {
+					continue
+				}
+				s.writeDownload(w, r, sess, tar, storeName, sv.Repo, v)
+				return
+			}
+		}
+		s.renderError(w, http.StatusNotFound, sess, "No such version", fmt.Sprintf("Store %q has no version %q of %s.", storeName, id, unit))
 	}
-	s.renderError(w, http.StatusNotFound, sess, "No such version", fmt.Sprintf("Store %q has no version %q of %s.", storeName, id, unit))
+}
+
+func (s *Server) writeDownload(w http.ResponseWriter, r *http.Request, sess *session, tar bool, storeName string, repo *store.Repository, v *store.Version) {
+	ctx := r.Context()
+	dir := v.Source == dirSourceKind
+	switch {
+	case dir && !tar:
+		s.renderError(w, http.StatusNotFound, sess, "No ZIP of this version", fmt.Sprintf("Version %s of %s is a directory source's version: it downloads as a tar (the link on %s's page), not as a ZIP.", v.ShortID(), v.Host, v.Host))
+		return
+	case !dir && tar:
+		s.renderError(w, http.StatusNotFound, sess, "No tar of this version", fmt.Sprintf("Version %s of %s is a Pioreactor unit's version: it downloads as a ZIP (the link on %s's page), not as a tar.", v.ShortID(), v.Host, v.Host))
+		return
+	case tar && s.cfg.WriteTar == nil:
+		s.renderError(w, http.StatusNotFound, sess, "No download", fmt.Sprintf("This server cannot write a tar of version %s of %s: run `piosnap export --host %s --version %s -o %s.tar` on the server.", v.ShortID(), v.Host, v.Host, v.ShortID(), v.Host))
+		return
+	}
+	hold, err := repo.Hold(ctx, "export", v.ID)
+	if err != nil {
+		s.renderError(w, http.StatusInternalServerError, sess, "Cannot hold the version", err.Error())
+		return
+	}
+	defer hold.Unlock(context.WithoutCancel(ctx))
+	stamp := v.Time.In(s.cfg.Zone).Format("2006-01-02_1504")
+	name, ctype := fmt.Sprintf("%s_dot_pioreactor_%s.zip", v.Host, stamp), "application/zip"
+	write := func(bw *bufio.Writer) error { return repo.WriteZip(ctx, bw, v) }
+	if tar {
+		name, ctype = fmt.Sprintf("%s_%s.tar", v.Host, stamp), "application/x-tar"
+		write = func(bw *bufio.Writer) error { return s.cfg.WriteTar(ctx, bw, repo, v) }
+		// Mostly compressed data on a server's disk: not worth gzip's CPU.
+		w.Header().Set(gzhttp.HeaderNoCompression, "1")
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
+	bw := bufio.NewWriterSize(w, 256<<10)
+	if err := write(bw); err != nil {
+		// Abort the connection, so that the browser reports a failed
+		// download instead of keeping a truncated archive.
+		s.cfg.Log.Error("web: download failed midway; run `piosnap check --read-data`", "unit", v.Host, "version", v.ShortID(), "store", storeName, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	_ = bw.Flush()
+	s.cfg.Log.Info("web: version downloaded", "unit", v.Host, "version", v.ShortID(), "store", storeName, "format", ctype, "client", clientAddr(r))
+}
+
+// dirSourceKind is the Source of a directory source's versions (as
+// archive/dir names it): folders and a database on the server itself.
+const dirSourceKind = "dir"
+
+// isDirSource reports whether hv, a host's versions, are a directory
+// source's.
+func isDirSource(hv []*storedVersion) bool {
+	for _, sv := range hv {
+		if sv.v.Source == dirSourceKind {
+			return true
+		}
+	}
+	return false
+}
+
+// dirRestoreRefusal says why the pages do not restore a directory source
+// and what to run instead.
+func dirRestoreRefusal(unit string) string {
+	return fmt.Sprintf("%s is a directory source on the server, and this page restores Pioreactor units only. "+
+		"Restoring %s stops it, swaps its folders, reloads its database and sets file owners, which needs root: "+
+		"run it on the server, checking first: `sudo piosnap restore --host %s --version ID --dry-run`, "+
+		"then the same without --dry-run (`piosnap list --host %s` shows the versions).", unit, unit, unit, unit)
+}
+
+// refuseDirRestore renders the refusal and returns true when unit is a
+// directory source.
+func (s *Server) refuseDirRestore(w http.ResponseWriter, r *http.Request, sess *session, unit string) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), pageTimeout)
+	defer cancel()
+	hv, _, err := s.unitVersionsOf(ctx, unit)
+	if err != nil || !isDirSource(hv) {
+		return false // the restore reports what it cannot read
+	}
+	s.cfg.Log.Warn("web: restore of a directory source refused", "unit", unit, "client", clientAddr(r))
+	s.renderError(w, http.StatusBadRequest, sess, "Restore "+unit+" on the server", dirRestoreRefusal(unit)+" Nothing was changed.")
+	return true
 }
 
 func (s *Server) restorePage(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -223,6 +298,10 @@ func (s *Server) restorePage(w http.ResponseWriter, r *http.Request, sess *sessi
 	}
 	if len(hv) == 0 {
 		s.renderError(w, http.StatusNotFound, sess, "No such unit", fmt.Sprintf("There are no versions of %q in any store.", unit))
+		return
+	}
+	if isDirSource(hv) {
+		s.renderError(w, http.StatusBadRequest, sess, "Restore "+unit+" on the server", dirRestoreRefusal(unit))
 		return
 	}
 	const listed = 30
@@ -268,6 +347,9 @@ func (s *Server) restoreCheck(w http.ResponseWriter, r *http.Request, sess *sess
 		s.renderError(w, http.StatusBadRequest, sess, "Nothing to restore", err.Error())
 		return
 	}
+	if s.refuseDirRestore(w, r, sess, req.Unit) {
+		return
+	}
 	plan, err := s.restore.DryRun(r.Context(), req)
 	data := map[string]any{"Title": "Check restore of " + req.Unit, "CSRF": sess.csrf, "Unit": req.Unit, "Req": req, "Plan": plan, "Running": s.jobs.running()}
 	if err != nil {
@@ -282,6 +364,9 @@ func (s *Server) restoreCheck(w http.ResponseWriter, r *http.Request, sess *sess
 // name.
 func (s *Server) restoreStart(w http.ResponseWriter, r *http.Request, sess *session) {
 	unit := r.PathValue("unit")
+	if s.refuseDirRestore(w, r, sess, unit) {
+		return
+	}
 	req := RestoreRequest{Unit: unit, Store: r.PostFormValue("store"), Version: r.PostFormValue("version")}
 	if req.Store == "" || len(req.Version) != 64 {
 		s.renderError(w, http.StatusBadRequest, sess, "Restore refused", "The restore form lacks the checked version: start again from the unit's page.")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -130,6 +131,9 @@ type Config struct {
 	// Log receives one line per login, logout, backup and restore; never a
 	// secret.
 	Log *slog.Logger
+	// WriteTar writes a directory source's version as the tar `piosnap
+	// export` writes; nil: the pages offer no download of such versions.
+	WriteTar func(ctx context.Context, w io.Writer, repo *store.Repository, v *store.Version) error
 }
 
 // Server is the web application. Create it with New; it is an
@@ -192,7 +196,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /status", s.publicStatus)
 	m.HandleFunc("GET /{$}", s.authed(s.overview))
 	m.HandleFunc("GET /units/{unit}", s.authed(s.unitPage))
-	m.HandleFunc("GET /units/{unit}/versions/{store}/{id}/zip", s.authed(s.download))
+	m.HandleFunc("GET /units/{unit}/versions/{store}/{id}/zip", s.authed(s.download(false)))
+	m.HandleFunc("GET /units/{unit}/versions/{store}/{id}/tar", s.authed(s.download(true)))
 	m.HandleFunc("GET /units/{unit}/restore", s.authed(s.restorePage))
 	m.HandleFunc("POST /units/{unit}/restore/check", s.authed(s.restoreCheck))
 	m.HandleFunc("POST /units/{unit}/restore", s.authed(s.restoreStart))
@@ -204,8 +209,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/jobs/{id}", s.authed(s.apiJob))
 	m.HandleFunc("POST /api/backup", s.authed(s.apiBackup))
 	s.mux = m
-	// Pages and JSON shrink to a tenth on a phone's Wi-Fi; ZIP downloads
-	// are left alone (gzhttp skips compressed content types).
+	// Pages and JSON shrink to a tenth on a phone's Wi-Fi; downloads are
+	// left alone (gzhttp skips compressed content types such as ZIP, and
+	// the tar handler opts out).
 	s.handler = gzhttp.GzipHandler(m)
 }
 

@@ -654,3 +654,153 @@ func TestRestorePageOffersAnOldVersion(t *testing.T) {
 		t.Errorf("unit page:\n%s", page)
 	}
 }
+
+// TestDirSourcePages: a directory source's versions are offered as a tar
+// (when the server can write one) and never as a ZIP or a restore through
+// the Pioreactor path, which is refused, page by page and POST by POST.
+func TestDirSourcePages(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	w, err := store.NewWriter(ctx, r.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(host, source string) string {
+		p := w.Begin(host)
+		if _, err := p.Add(ctx, "a.txt", 0o644, time.Now(), strings.NewReader("alpha "+host)); err != nil {
+			t.Fatal(err)
+		}
+		res := p.Commit(ctx, store.Version{Time: time.Date(2026, 5, 2, 2, 0, 0, 0, time.UTC), Zone: "UTC", Kind: store.KindBackup, Source: source})
+		if res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+		return res[0].Version.ID
+	}
+	cells, unit := commit("cells", dirSourceKind), commit("worker1", "pioreactor")
+	c, token := r.loggedIn()
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		resp, err := c.Get(r.ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, body(t, resp)
+	}
+	refusal := "sudo piosnap restore --host cells"
+
+	resp, page := get("/units/cells")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("cells' page: %s\n%s", resp.Status, page)
+	}
+	for _, bad := range []string{"/zip", "/units/cells/restore", "Download ZIP", "Download tar"} {
+		if strings.Contains(page, bad) {
+			t.Errorf("cells' page offers %q (no WriteTar configured):\n%s", bad, page)
+		}
+	}
+	if !strings.Contains(page, `id="dir-restore"`) || !strings.Contains(page, refusal) || !strings.Contains(page, "needs root") {
+		t.Errorf("cells' page does not say how to restore it:\n%s", page)
+	}
+	// A Pioreactor unit keeps its ZIP and its restore.
+	if _, page := get("/units/worker1"); !strings.Contains(page, "/units/worker1/versions/local/"+unit+"/zip") || !strings.Contains(page, `href="/units/worker1/restore"`) {
+		t.Errorf("worker1's page lost its ZIP or restore:\n%s", page)
+	}
+
+	// The ZIP of a directory version, and the tar of a unit's, are refused;
+	// without WriteTar there is no tar at all.
+	for _, tc := range []struct{ path, want string }{
+		{"/units/cells/versions/local/" + cells + "/zip", "downloads as a tar"},
+		{"/units/worker1/versions/local/" + unit + "/tar", "downloads as a ZIP"},
+		{"/units/cells/versions/local/" + cells + "/tar", "piosnap export --host cells"},
+	} {
+		resp, page := get(tc.path)
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Disposition") != "" || !strings.Contains(page, tc.want) {
+			t.Errorf("GET %s: %s %q, want 404 saying %q:\n%s", tc.path, resp.Status, resp.Header.Get("Content-Disposition"), tc.want, page)
+		}
+	}
+
+	// Every way into a restore of cells is refused with the command to run.
+	resp, page = get("/units/cells/restore?store=local&version=" + cells)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, refusal) || strings.Contains(page, `name="confirm"`) {
+		t.Errorf("restore page of cells: %s\n%s", resp.Status, page)
+	}
+	for _, tc := range []struct {
+		path string
+		form url.Values
+	}{
+		{"/units/cells/restore/check", url.Values{"csrf": {token}, "store": {"local"}, "version": {cells}}},
+		{"/units/cells/restore/check", url.Values{"csrf": {token}, "date": {"2026-05-02"}}},
+		{"/units/cells/restore", url.Values{"csrf": {token}, "store": {"local"}, "version": {cells}, "confirm": {"cells"}}},
+	} {
+		resp, err := c.PostForm(r.ts.URL+tc.path, tc.form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := body(t, resp)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, refusal) || !strings.Contains(page, "this page restores Pioreactor units only") {
+			t.Errorf("POST %s %v: %s\n%s", tc.path, tc.form, resp.Status, page)
+		}
+	}
+	r.runner.mu.Lock()
+	n := len(r.runner.restores)
+	r.runner.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d restores reached the Restorer", n)
+	}
+	if jobs := r.srv.jobs.list(); len(jobs) != 0 {
+		t.Errorf("jobs started: %+v", jobs)
+	}
+	if !strings.Contains(r.logs.String(), "restore of a directory source refused") {
+		t.Errorf("the refusal is not logged:\n%s", r.logs.String())
+	}
+}
+
+// TestDirSourceTar: with WriteTar, a directory version downloads as a tar
+// under the unit's name, uncompressed in transit.
+func TestDirSourceTar(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	w, err := store.NewWriter(ctx, r.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := w.Begin("cells")
+	if _, err := p.Add(ctx, "a.txt", 0o644, time.Now(), strings.NewReader("alpha")); err != nil {
+		t.Fatal(err)
+	}
+	res := p.Commit(ctx, store.Version{Time: time.Date(2026, 5, 2, 2, 0, 0, 0, time.UTC), Zone: "UTC", Kind: store.KindBackup, Source: dirSourceKind})
+	if res[0].Err != nil {
+		t.Fatal(res[0].Err)
+	}
+	id := res[0].Version.ID
+	var wrote []string
+	r.srv.cfg.WriteTar = func(_ context.Context, w io.Writer, _ *store.Repository, v *store.Version) error {
+		wrote = append(wrote, v.ID)
+		_, err := io.WriteString(w, strings.Repeat("tar of "+v.Host+"\n", 1000)) // above gzhttp's minimum size
+		return err
+	}
+	c, _ := r.loggedIn()
+	resp, err := c.Get(r.ts.URL + "/units/cells")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := body(t, resp)
+	link := "/units/cells/versions/local/" + id + "/tar"
+	if !strings.Contains(page, `href="`+link+`" download>Download tar`) || strings.Contains(page, "/zip") {
+		t.Fatalf("cells' page does not offer the tar:\n%s", page)
+	}
+	req, _ := http.NewRequest("GET", r.ts.URL+link, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := body(t, resp)
+	h := resp.Header
+	if resp.StatusCode != http.StatusOK || got != strings.Repeat("tar of cells\n", 1000) || h.Get("Content-Type") != "application/x-tar" ||
+		h.Get("Content-Disposition") != `attachment; filename="cells_2026-05-02_0200.tar"` || h.Get("Content-Encoding") != "" || h.Get("No-Gzip-Compression") != "" {
+		t.Errorf("tar download: %s %v %q", resp.Status, h, got)
+	}
+	if len(wrote) != 1 || wrote[0] != id {
+		t.Errorf("WriteTar called for %v", wrote)
+	}
+}

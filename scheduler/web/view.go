@@ -254,6 +254,9 @@ type versionRow struct {
 	Entries   int
 	Stores    []string
 	Change    change
+	// Dir: a directory source's version, downloaded as a tar and
+	// restored on the server.
+	Dir bool
 }
 
 // change is what a version changed since the unit's previous version.
@@ -326,6 +329,7 @@ func unitVersions(hv []*storedVersion, zone *time.Location, page, perPage int) (
 		row := versionRow{
 			ID: sv.v.ID, Short: sv.v.ShortID(), Time: sv.v.Time, Kind: sv.v.Kind, Note: sv.v.Note,
 			Size: sv.v.Size, Entries: len(sv.v.Entries), Stores: sv.stores, Change: diffVersions(prev, sv.v),
+			Dir: sv.v.Source == dirSourceKind,
 		}
 		day := sv.v.Time.In(zone).Format("Monday 2 January 2006")
 		if len(days) == 0 || days[len(days)-1].Day != day {

@@ -28,7 +28,9 @@ type Retry struct {
 }
 
 // DefaultRetry returns the policy used for zero fields of Config.Retry:
-// 8 attempts, waits from 500ms up to 30s, at most 5 minutes in all.
+// 8 attempts with waits from 500ms doubling up to 30s, jittered, which
+// rides out an outage of 30 s to a minute; Total (5 minutes) bounds the
+// whole call, slow attempts included.
 func DefaultRetry() Retry {
 	return Retry{Attempts: 8, Initial: 500 * time.Millisecond, Max: 30 * time.Second, Total: 5 * time.Minute}
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf16"
+
+	"github.com/piosnap/piosnap/store"
 )
 
 const (
@@ -38,7 +40,7 @@ func (u *Unit) handleExport(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	delay := u.exportDelay
 	u.mu.Unlock()
-	if !sleepCtx(r.Context(), delay) {
+	if store.Sleep(r.Context(), delay) != nil {
 		return
 	}
 	f, err := os.CreateTemp(u.tmp, u.name+"_dot_pioreactor_*.zip")

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/piosnap/piosnap/store"
 )
 
 const (
@@ -280,7 +282,7 @@ func (u *Unit) runImport(ctx context.Context, id, upload string) {
 
 	var err error
 	switch {
-	case !sleepCtx(ctx, delay):
+	case store.Sleep(ctx, delay) != nil:
 		err = errors.New("import cancelled: the simulator is shutting down")
 	case fail != nil:
 		err = errors.New(*fail)

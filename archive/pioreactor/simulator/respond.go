@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/piosnap/piosnap/store"
 )
 
 // apiError is the flat error payload of Pioreactor ≥ 26.3. Cause defaults to
@@ -112,7 +114,7 @@ func (u *Unit) withSlow(next http.Handler) http.Handler {
 		u.mu.Lock()
 		d := u.slow
 		u.mu.Unlock()
-		if !sleepCtx(r.Context(), d) {
+		if store.Sleep(r.Context(), d) != nil {
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/piosnap/piosnap/store"
 )
 
 // Unit is one simulated Pioreactor (leader or worker): an HTTP server on a
@@ -273,7 +275,7 @@ func (u *Unit) close() error {
 // reboot takes the unit down for the configured downtime, wipes its /tmp and
 // forgets its task results, then brings it back on the same port.
 func (u *Unit) reboot(ctx context.Context) {
-	if !sleepCtx(ctx, u.c.opts.RebootDelay) {
+	if store.Sleep(ctx, u.c.opts.RebootDelay) != nil {
 		u.mu.Lock()
 		u.pendingReboots--
 		u.notifyLocked()
@@ -287,7 +289,7 @@ func (u *Unit) reboot(ctx context.Context) {
 	if err != nil {
 		u.c.opts.Logger.Error("reboot: going down failed", "unit", u.name, "err", err)
 	}
-	sleepCtx(ctx, u.c.opts.RebootDowntime)
+	_ = store.Sleep(ctx, u.c.opts.RebootDowntime)
 	if err := wipeDir(u.tmp); err != nil {
 		u.c.opts.Logger.Error("reboot: wipe /tmp failed", "unit", u.name, "err", err)
 	}
@@ -312,19 +314,4 @@ func wipeDir(dir string) error {
 		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
 	}
 	return errors.Join(errs...)
-}
-
-// sleepCtx sleeps d and reports whether ctx was still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
