@@ -184,7 +184,13 @@ func TestWebEndToEnd(t *testing.T) {
 	w.mustRun("backup")
 	w.mustRun("import", "--host", "worker9", "--time", "2026-01-01", departedZip(t, w.dir))
 	w.start(t)
-	ctx := newBrowser(t, chromium, 5*time.Minute)
+	// The daemon under qemu (make arm64, make armv7) restores several
+	// times slower than natively: give the browser session room for it.
+	budget := 5 * time.Minute
+	if os.Getenv("PIOSNAP_TEST_EXEC") != "" {
+		budget = 20 * time.Minute
+	}
+	ctx := newBrowser(t, chromium, budget)
 	run := func(what string, actions ...chromedp.Action) {
 		t.Helper()
 		if err := chromedp.Run(ctx, actions...); err != nil {
