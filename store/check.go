@@ -121,10 +121,20 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 			rep.UnindexedPacks++
 		}
 	}
-	used := make([]bool, len(x.entries))
-	usedLoose := make(map[ChunkID]bool)
+	marks := newBlobMarks(x)
 	missing := make(map[ChunkID]bool)
-	walked := make(map[ChunkID]bool) // tree nodes walked, below which all is marked
+	present := func(id ChunkID, i int) bool {
+		ok := false
+		if i >= 0 {
+			_, ok = st.packs[x.packs[x.entries[i].pack]]
+		} else {
+			_, ok = st.loose[id]
+		}
+		if !ok {
+			missing[id] = true
+		}
+		return ok
+	}
 	br := r.newBlobReader()
 	ids, err := r.VersionIDs(ctx)
 	if err != nil {
@@ -143,28 +153,7 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 			continue
 		}
 		rep.Versions++
-		err = walkVersion(ctx, br, v, func(id ChunkID, typ uint8) bool {
-			if typ == blobTree {
-				if walked[id] {
-					return false
-				}
-				walked[id] = true
-			}
-			if i := x.find(id); i >= 0 {
-				used[i] = true
-				if _, ok := st.packs[x.packs[x.entries[i].pack]]; ok {
-					return true
-				}
-				missing[id] = true
-				return false
-			}
-			if _, ok := st.loose[id]; ok {
-				usedLoose[id] = true
-				return true
-			}
-			missing[id] = true
-			return false
-		})
+		err = marks.mark(ctx, br, v, present)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -194,13 +183,13 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 			continue
 		}
 		rep.Chunks++
-		if !used[i] {
+		if !marks.used[i] {
 			rep.Unused++
 		}
 	}
 	for id := range st.loose {
 		rep.Chunks++
-		if !usedLoose[id] {
+		if !marks.loose[id] {
 			rep.Unused++
 		}
 	}

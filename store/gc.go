@@ -85,31 +85,16 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 		return rep, fmt.Errorf("garbage collection stopped, nothing more deleted: index object %s is damaged (%s), and the packs it names might still be needed; run `piosnap check`", name, st.damaged[name])
 	}
 	x := st.idx
-	used := make([]bool, len(x.entries))
-	usedLoose := make(map[ChunkID]bool)
+	marks := newBlobMarks(x)
 	vids, err := r.VersionIDs(ctx)
 	if err != nil {
 		return rep, err
 	}
-	walked := make(map[ChunkID]bool) // tree nodes walked, below which all is marked
 	br := r.newBlobReader()
 	for _, id := range vids {
 		v, err := r.LoadVersion(ctx, id)
 		if err == nil {
-			err = walkVersion(ctx, br, v, func(id ChunkID, typ uint8) bool {
-				if typ == blobTree {
-					if walked[id] {
-						return false
-					}
-					walked[id] = true
-				}
-				if i := x.find(id); i >= 0 {
-					used[i] = true
-					return true
-				}
-				usedLoose[id] = true
-				return true
-			})
+			err = marks.mark(ctx, br, v, nil)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -127,7 +112,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 	for i := range x.entries {
 		e := &x.entries[i]
 		use[e.pack].total += int64(e.len)
-		if used[i] {
+		if marks.used[i] {
 			use[e.pack].used += int64(e.len)
 		}
 	}
@@ -167,7 +152,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 	}
 	counted := make(map[ChunkID]bool)
 	countDropped := func(i int) {
-		if !used[i] && !counted[x.entries[i].id] && (i == 0 || x.entries[i-1].id != x.entries[i].id) {
+		if !marks.used[i] && !counted[x.entries[i].id] && (i == 0 || x.entries[i-1].id != x.entries[i].id) {
 			counted[x.entries[i].id] = true
 			rep.ChunksDeleted++
 		}
@@ -176,7 +161,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 	if changed {
 		pk := newPacker(r, nil)
 		pk.keepIDs = true
-		if err := r.repack(ctx, x, repack, used, pk); err != nil {
+		if err := r.repack(ctx, x, repack, marks.used, pk); err != nil {
 			return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
 		}
 		if err := pk.flushPack(ctx); err != nil {
@@ -255,7 +240,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 		rep.BytesFreed += st.packs[p]
 	}
 	for c, size := range st.loose {
-		if usedLoose[c] {
+		if marks.loose[c] {
 			continue
 		}
 		if err := r.DeleteChunk(ctx, c); err != nil {

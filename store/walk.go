@@ -69,3 +69,38 @@ func walkTree(ctx context.Context, br *blobReader, id ChunkID, depth int, visit 
 	}
 	return nil
 }
+
+// blobMarks records which blobs the versions of a repository use: the mark
+// phase that check and forget share. Each tree node is walked once, however
+// many versions name it.
+type blobMarks struct {
+	x      *index
+	used   []bool           // per index entry
+	loose  map[ChunkID]bool // used blobs the index lacks (format-1 chunks)
+	walked map[ChunkID]bool // tree nodes walked, below which all is marked
+}
+
+func newBlobMarks(x *index) *blobMarks {
+	return &blobMarks{x: x, used: make([]bool, len(x.entries)), loose: make(map[ChunkID]bool), walked: make(map[ChunkID]bool)}
+}
+
+// mark walks v and marks every blob it uses. present, if not nil, is asked
+// about each blob (i is its index entry, or -1 if the index lacks it); a
+// blob it calls absent is not descended into.
+func (m *blobMarks) mark(ctx context.Context, br *blobReader, v *Version, present func(id ChunkID, i int) bool) error {
+	return walkVersion(ctx, br, v, func(id ChunkID, typ uint8) bool {
+		if typ == blobTree {
+			if m.walked[id] {
+				return false
+			}
+			m.walked[id] = true
+		}
+		i := m.x.find(id)
+		if i >= 0 {
+			m.used[i] = true
+		} else {
+			m.loose[id] = true
+		}
+		return present == nil || present(id, i)
+	})
+}
