@@ -67,6 +67,20 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	return a.restore(ctx, o)
 }
 
+// restoreVersion opens the stores a restore may read (--store, or every
+// store that answers) and picks the version o names.
+func (a *app) restoreVersion(ctx context.Context, o restoreOptions) (snapshot.Store, *store.Version, error) {
+	var names []string
+	if o.storeName != "" {
+		names = []string{o.storeName}
+	}
+	stores, err := a.openReadable(ctx, names...)
+	if err != nil {
+		return snapshot.Store{}, nil, err
+	}
+	return a.pickVersion(ctx, stores, o.host, o.id, o.at, o.withSafety)
+}
+
 // restore runs one restore: pick, check, probe, confirm, safety snapshot,
 // upload, wait, verify. Every step that can fail says what was (not) done.
 func (a *app) restore(ctx context.Context, o restoreOptions) error {
@@ -75,15 +89,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if target == "" {
 		target = o.host
 	}
-	var names []string
-	if o.storeName != "" {
-		names = []string{o.storeName}
-	}
-	stores, err := a.openReadable(ctx, names...)
-	if err != nil {
-		return err
-	}
-	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at, o.withSafety)
+	s, v, err := a.restoreVersion(ctx, o)
 	if err != nil {
 		return err
 	}

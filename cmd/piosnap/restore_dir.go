@@ -22,15 +22,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 	if o.rewriteHostname || o.noSafety || o.noWait {
 		return usageErrorf("--rewrite-hostname, --no-safety-snapshot and --no-wait are for Pioreactor units; %s is a directory source", o.host)
 	}
-	var names []string
-	if o.storeName != "" {
-		names = []string{o.storeName}
-	}
-	stores, err := a.openReadable(ctx, names...)
-	if err != nil {
-		return err
-	}
-	s, v, err := a.pickVersion(ctx, stores, o.host, o.id, o.at, o.withSafety)
+	s, v, err := a.restoreVersion(ctx, o)
 	if err != nil {
 		return err
 	}
