@@ -98,10 +98,14 @@ func (f *fixture) startHook(mysql string) []string {
 	if wrap := os.Getenv("PIOSNAP_TEST_EXEC"); wrap != "" {
 		exec = "'" + wrap + "' "
 	}
+	// Like `systemctl start`, starting a running stand-in does nothing: a
+	// restore whose stop hook failed runs the start hook on a live one, and
+	// a second instance would hide the first from the stop hook.
 	pid := standin.PidFile(f.root)
-	script := fmt.Sprintf(`STANDIN_DIR='%s' STANDIN_MYSQL='%s' setsid %s'%s' -test.run='^$' >>'%s.log' 2>&1 </dev/null &
+	script := fmt.Sprintf(`[ -f '%s' ] && kill -0 "$(cat '%s')" 2>/dev/null && exit 0
+STANDIN_DIR='%s' STANDIN_MYSQL='%s' setsid %s'%s' -test.run='^$' >>'%s.log' 2>&1 </dev/null &
 i=0; while [ ! -f '%s' ]; do sleep 0.05; i=$((i+1)); if [ $i -gt 200 ]; then cat '%s.log' >&2; exit 1; fi; done`,
-		f.root, mysql, exec, bin, f.root, pid, f.root)
+		pid, pid, f.root, mysql, exec, bin, f.root, pid, f.root)
 	return []string{"sh", "-c", script}
 }
 
