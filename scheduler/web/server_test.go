@@ -347,13 +347,20 @@ func TestLoginRateLimited(t *testing.T) {
 func TestCSRFRequired(t *testing.T) {
 	r := newRig(t, false)
 	c, token := r.loggedIn()
+	// The wrong token differs from the right one in its first character;
+	// a fixed replacement would equal the token whenever it happens to
+	// start with that character.
+	wrong := "x" + token[1:]
+	if wrong == token {
+		wrong = "y" + token[1:]
+	}
 	for _, tc := range []struct {
 		name  string
 		token string
 		code  int
 	}{
 		{"missing", "", http.StatusForbidden},
-		{"wrong", "x" + token[1:], http.StatusForbidden},
+		{"wrong", wrong, http.StatusForbidden},
 		{"right", token, http.StatusSeeOther},
 	} {
 		resp, err := c.PostForm(r.ts.URL+"/backup", url.Values{"csrf": {tc.token}})
@@ -365,11 +372,12 @@ func TestCSRFRequired(t *testing.T) {
 			t.Errorf("%s token: %s, want %d", tc.name, resp.Status, tc.code)
 		}
 	}
+	// The job runs on its own goroutine; count only after it has ended.
+	close(r.runner.release)
+	r.srv.Wait()
 	r.runner.mu.Lock()
 	n := r.runner.backups
 	r.runner.mu.Unlock()
-	close(r.runner.release)
-	r.srv.Wait()
 	if n != 1 {
 		t.Errorf("%d backups started, want 1 (only the request with the right token)", n)
 	}
