@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,5 +155,23 @@ func TestReuseSeededDir(t *testing.T) {
 	c2 := startCluster(t, Options{Dir: dir, Workers: []string{"worker1"}})
 	if _, err := os.Stat(filepath.Join(c2.Unit("worker1").Dir(), "marker")); err != nil {
 		t.Errorf("an existing unit directory was reseeded: %v", err)
+	}
+}
+
+// TestPortHeldUntilServing: a unit's port stays taken from the moment it is
+// picked until the unit serves on it. Released in between (while the
+// cluster is seeded, seconds under qemu), another unit of the same or a
+// parallel cluster could pick it too, and Start failed with "address
+// already in use" (4 of 5 starts of a 200-unit cluster did).
+func TestPortHeldUntilServing(t *testing.T) {
+	c := &Cluster{opts: Options{Dir: t.TempDir()}}
+	u, err := newUnit(c, "worker1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.close()
+	if ln, err := net.Listen("tcp", u.Addr()); err == nil {
+		ln.Close()
+		t.Fatalf("%s was free between being picked and served", u.Addr())
 	}
 }
