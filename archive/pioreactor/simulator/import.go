@@ -68,6 +68,7 @@ func (u *Unit) handleImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u.tasks[id] = taskResult{}
+	u.queued++
 	u.wg.Add(1)
 	u.mu.Unlock()
 	go func() {
@@ -268,6 +269,7 @@ func (u *Unit) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 // import lock while it runs.
 func (u *Unit) runImport(ctx context.Context, id, upload string) {
 	u.mu.Lock()
+	u.queued--
 	if u.importing {
 		u.tasks[id] = taskResult{done: true, locked: true}
 		u.notifyLocked()

@@ -44,6 +44,7 @@ type Unit struct {
 	failNext       *string
 	tasks          map[string]taskResult
 	importing      bool
+	queued         int // import tasks accepted that have not started yet
 	imports        int
 	reboots        int
 	pendingReboots int           // enqueued or running reboots
@@ -165,12 +166,12 @@ func (u *Unit) Reboots() int {
 	return u.reboots
 }
 
-// WaitRebooted blocks until no import is running and every reboot the unit
-// has started is over (the unit answers again), or ctx ends.
+// WaitRebooted blocks until no import is accepted or running and every
+// reboot the unit has started is over (the unit answers again), or ctx ends.
 func (u *Unit) WaitRebooted(ctx context.Context) error {
 	for {
 		u.mu.Lock()
-		done, ch := !u.importing && u.pendingReboots == 0, u.changed
+		done, ch := !u.importing && u.queued == 0 && u.pendingReboots == 0, u.changed
 		u.mu.Unlock()
 		if done {
 			return nil
