@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/piosnap/piosnap/store"
 )
 
 const (
@@ -277,14 +275,14 @@ func (u *Unit) runImport(ctx context.Context, id, upload string) {
 		return
 	}
 	u.importing = true
-	delay, fail := u.importDelay, u.failNext
+	fail := u.failNext
 	u.failNext = nil
 	u.notifyLocked()
 	u.mu.Unlock()
 
 	var err error
 	switch {
-	case store.Sleep(ctx, delay) != nil:
+	case u.hold(ctx, time.Now(), &u.importDelay) != nil:
 		err = errors.New("import cancelled: the simulator is shutting down")
 	case fail != nil:
 		err = errors.New(*fail)
