@@ -13,8 +13,8 @@ func BlobPlace(ctx context.Context, r *Repository, id ChunkID) (pack string, fra
 	if i < 0 {
 		return "", 0, 0, errNotIndexed
 	}
-	e := x.entries[i]
-	return packName(x.packs[e.pack]), int64(e.frameOff), int64(e.frameLen), nil
+	rec := x.record(i)
+	return packName(x.packs[x.packOf(i)]), int64(rec.FrameOff), int64(rec.FrameLen), nil
 }
 
 // LeafDepths returns the delta depth of every leaf of a page tree, in
@@ -51,4 +51,41 @@ func LeafDepths(ctx context.Context, r *Repository, root ChunkID) ([]int, error)
 		return nil
 	}
 	return depths, walk(root)
+}
+
+// IndexShape is what an index loaded for one kind of reading holds, for
+// tests of what is kept.
+type IndexShape struct {
+	// Places counts the blobs whose place is kept; PlacesCap is the
+	// capacity of their slice.
+	Places, PlacesCap int
+	// Frames and Packs count the frames and packs those places share.
+	Frames, Packs int
+	// IDs counts the blobs known by ID only.
+	IDs int
+	x   *index
+}
+
+// Placed reports whether the index knows where id is.
+func (s IndexShape) Placed(id ChunkID) bool { return s.x.find(id) >= 0 }
+
+// Has reports whether the index knows id is stored.
+func (s IndexShape) Has(id ChunkID) bool { return s.x.has(id) }
+
+func shapeOf(x *index) IndexShape {
+	return IndexShape{Places: len(x.entries), PlacesCap: cap(x.entries), Frames: len(x.frames), Packs: len(x.packs), IDs: len(x.ids), x: x}
+}
+
+// LoadIndexShape loads r's index as check and forget do ("whole") or as a
+// writer does ("writer").
+func LoadIndexShape(ctx context.Context, r *Repository, reading string) (IndexShape, error) {
+	f := everyPlace
+	if reading == "writer" {
+		f = writerIndex
+	}
+	x, _, err := r.loadIndex(ctx, f)
+	if err != nil {
+		return IndexShape{}, err
+	}
+	return shapeOf(x), nil
 }

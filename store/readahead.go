@@ -104,7 +104,7 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 		for _, e := range entries {
 			if e.Tree == nil {
 				for i, id := range e.Chunks {
-					n, _ := r.blobPlace(ctx, id)
+					n, _ := nodes.place(ctx, id)
 					if !send(&fetch{e: e, items: []treeItem{{kind: itemRef, id: id}}, size: n, last: i == len(e.Chunks)-1}) {
 						return
 					}
@@ -131,7 +131,7 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 				}
 				n, where := len(it.inline), frameKey{}
 				if it.kind != itemInline {
-					n, where = nodes.repo.blobPlace(ctx, it.id)
+					n, where = nodes.place(ctx, it.id)
 				}
 				// Cut a run only where a frame ends, so that one worker
 				// decompresses each frame of the newest night.
