@@ -112,7 +112,7 @@ func (s *loadedIndex) reload(ctx context.Context, stale *index) (*index, error) 
 // fixedIndex is an index that is not read again.
 type fixedIndex struct{ x *index }
 
-func (s fixedIndex) index(context.Context) (*index, error)         { return s.x, nil }
+func (s fixedIndex) index(context.Context) (*index, error)          { return s.x, nil }
 func (s fixedIndex) reload(context.Context, *index) (*index, error) { return s.x, nil }
 
 // read appends the verified content of blob id to buf. A blob in no index
