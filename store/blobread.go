@@ -61,10 +61,10 @@ func (r *Repository) newBlobReaderOn(src indexSource, n int) *blobReader {
 type indexSource interface {
 	// index returns the index to read with.
 	index(ctx context.Context) (*index, error)
-	// reload returns the index read again after a blob was not where
-	// stale placed it (a forget may have repacked it since), or stale
-	// itself when there is nothing to read again.
-	reload(ctx context.Context, stale *index) (*index, error)
+	// reload returns the index read again after blob missing was not
+	// where stale placed it, or in it at all (a forget may have repacked
+	// it since), or stale itself when there is nothing to read again.
+	reload(ctx context.Context, stale *index, missing ChunkID) (*index, error)
 }
 
 // repoIndex is the repository's whole index, shared by its readers.
@@ -72,7 +72,7 @@ type repoIndex struct{ r *Repository }
 
 func (s repoIndex) index(ctx context.Context) (*index, error) { return s.r.currentIndex(ctx) }
 
-func (s repoIndex) reload(ctx context.Context, stale *index) (*index, error) {
+func (s repoIndex) reload(ctx context.Context, stale *index, _ ChunkID) (*index, error) {
 	s.r.idxMu.Lock()
 	defer s.r.idxMu.Unlock()
 	if s.r.idx != nil && s.r.idx != stale {
@@ -81,10 +81,12 @@ func (s repoIndex) reload(ctx context.Context, stale *index) (*index, error) {
 	return s.r.reloadIndexLocked(ctx)
 }
 
-// loadedIndex is an index one reading loaded whole (check, forget): read
-// again whole when stale, without touching the repository's cached one.
+// loadedIndex is an index one reading loaded (check and forget: whole),
+// read again with the same filter when stale, without touching the
+// repository's cached one.
 type loadedIndex struct {
 	r  *Repository
+	f  indexFilter
 	mu sync.Mutex
 	x  *index
 }
@@ -95,13 +97,13 @@ func (s *loadedIndex) index(context.Context) (*index, error) {
 	return s.x, nil
 }
 
-func (s *loadedIndex) reload(ctx context.Context, stale *index) (*index, error) {
+func (s *loadedIndex) reload(ctx context.Context, stale *index, _ ChunkID) (*index, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.x != stale {
 		return s.x, nil
 	}
-	x, _, err := s.r.loadIndex(ctx, everyPlace)
+	x, _, err := s.r.loadIndex(ctx, s.f)
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +114,8 @@ func (s *loadedIndex) reload(ctx context.Context, stale *index) (*index, error) 
 // fixedIndex is an index that is not read again.
 type fixedIndex struct{ x *index }
 
-func (s fixedIndex) index(context.Context) (*index, error)          { return s.x, nil }
-func (s fixedIndex) reload(context.Context, *index) (*index, error) { return s.x, nil }
+func (s fixedIndex) index(context.Context) (*index, error)                   { return s.x, nil }
+func (s fixedIndex) reload(context.Context, *index, ChunkID) (*index, error) { return s.x, nil }
 
 // read appends the verified content of blob id to buf. A blob in no index
 // is looked for among the format-1 chunks. A missing blob gives an error
@@ -136,7 +138,7 @@ func (b *blobReader) read(ctx context.Context, id ChunkID, buf []byte) ([]byte, 
 		}
 		// A forget may have repacked the blob since the index was read:
 		// read the index again and retry once.
-		nx, rerr := b.src.reload(ctx, x)
+		nx, rerr := b.src.reload(ctx, x, id)
 		if rerr != nil {
 			return buf, rerr
 		}

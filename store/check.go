@@ -132,7 +132,7 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 		}
 		return ok
 	}
-	src := &loadedIndex{r: r, x: x}
+	src := &loadedIndex{r: r, f: everyPlace, x: x}
 	br := r.newBlobReaderOn(src, 1)
 	ids, err := r.VersionIDs(ctx)
 	if err != nil {
@@ -351,7 +351,7 @@ func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckRepor
 		}
 		return ChunkID{}, false
 	}
-	users, err := r.usersOf(ctx, &loadedIndex{r: r, x: x}, func(id ChunkID) bool {
+	users, err := r.usersOf(ctx, &loadedIndex{r: r, f: everyPlace, x: x}, func(id ChunkID) bool {
 		_, bad := packOf(id)
 		_, badL := badLoose[id]
 		return bad || badL

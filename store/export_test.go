@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"io"
+)
 
 // BlobPlace returns the backend name of the pack holding blob id and the
 // offset and length of the frame holding it, for tests that damage packs.
@@ -88,4 +91,55 @@ func LoadIndexShape(ctx context.Context, r *Repository, reading string) (IndexSh
 		return IndexShape{}, err
 	}
 	return shapeOf(x), nil
+}
+
+// NeededIndexShape loads the part of r's index that reading v's files
+// needs, as a restore or an export of v does.
+func NeededIndexShape(ctx context.Context, r *Repository, v *Version) (IndexShape, error) {
+	x, err := r.neededIndex(files(v)).index(ctx)
+	if err != nil {
+		return IndexShape{}, err
+	}
+	return shapeOf(x), nil
+}
+
+// UsedBlobs returns the distinct blobs v uses: chunks, pages and tree nodes.
+func UsedBlobs(ctx context.Context, r *Repository, v *Version) (map[ChunkID]bool, error) {
+	used := make(map[ChunkID]bool)
+	err := walkVersion(ctx, r.newBlobReader(), v, func(id ChunkID, _ uint8) bool {
+		used[id] = true
+		return true
+	})
+	return used, err
+}
+
+// StaleVersionReader loads the places v's files need now and returns a
+// function that reads their contents later with those places, as a
+// restore that started before a forget does.
+func StaleVersionReader(ctx context.Context, r *Repository, v *Version) (func() (map[string][]byte, error), error) {
+	src := r.neededIndex(files(v))
+	if _, err := src.index(ctx); err != nil {
+		return nil, err
+	}
+	return func() (map[string][]byte, error) {
+		out := make(map[string][]byte)
+		for _, e := range files(v) {
+			b, err := io.ReadAll(r.openEntry(ctx, e, r.newBlobReaderOn(src, 1)))
+			if err != nil {
+				return nil, err
+			}
+			out[e.Name] = b
+		}
+		return out, nil
+	}, nil
+}
+
+func files(v *Version) []*Entry {
+	var out []*Entry
+	for i := range v.Entries {
+		if !v.Entries[i].IsDir() {
+			out = append(out, &v.Entries[i])
+		}
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"testing"
 	"time"
 
@@ -116,5 +117,91 @@ func TestRunAddsBlobsOnce(t *testing.T) {
 		if got := exported(t, repo, v)["storage/pioreactor.sqlite"]; !bytes.Equal(got, content) {
 			t.Errorf("version of %s: database differs after restore", v.Host)
 		}
+	}
+}
+
+// TestRestoreLoadsOnlyItsBlobs backs up a database night after night, and
+// another host's, and checks that rebuilding the last version keeps the
+// places of exactly the blobs it uses, not of the history, and still
+// rebuilds it byte for byte.
+func TestRestoreLoadsOnlyItsBlobs(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	db := newSQLiteDB(t, 4096, 3000, false)
+	other := newSQLiteDB(t, 8192, 3000, false)
+	config := file{"config.ini", randomData(4, 900_000)}
+	pageBackup(t, repo, "worker1", []file{{"storage/pioreactor.sqlite", other.bytes()}})
+	var last *store.Version
+	for night := 0; night < 4; night++ {
+		db.update(50)
+		db.append(400)
+		last = pageBackup(t, repo, "leader1", []file{{"storage/pioreactor.sqlite", db.bytes()}, config}).Version
+	}
+	used, err := store.UsedBlobs(ctx, repo, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := store.LoadIndexShape(ctx, repo, "whole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	needed, err := store.NeededIndexShape(ctx, repo, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if needed.Places != len(used) || needed.PlacesCap != len(used) || needed.IDs != 0 {
+		t.Errorf("restore's index: %d places (room for %d), %d bare IDs; want the %d blobs the version uses", needed.Places, needed.PlacesCap, needed.IDs, len(used))
+	}
+	if whole.Places < needed.Places*3/2 {
+		t.Fatalf("the repository holds %d blobs, the version %d: want a history the restore leaves out", whole.Places, needed.Places)
+	}
+	for id := range used {
+		if !needed.Placed(id) {
+			t.Fatalf("restore's index lacks blob %s the version uses", id)
+		}
+	}
+	got := exported(t, repo, last)
+	if !bytes.Equal(got["storage/pioreactor.sqlite"], db.bytes()) || !bytes.Equal(got["config.ini"], config.data) {
+		t.Error("the last version is not rebuilt byte for byte")
+	}
+	for _, e := range last.Entries {
+		if e.Name == "config.ini" {
+			b, err := io.ReadAll(repo.OpenEntryAlone(ctx, &e))
+			if err != nil || !bytes.Equal(b, config.data) {
+				t.Errorf("OpenEntryAlone(config.ini) = %d bytes, %v; want the %d bytes stored", len(b), err, len(config.data))
+			}
+		}
+	}
+}
+
+// TestRestoreAfterForgetRepacked starts reading a version, then lets a
+// forget repack the pack holding its pages: the reading finds the places
+// it kept gone, reads them again and rebuilds the version byte for byte.
+func TestRestoreAfterForgetRepacked(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	db := newSQLiteDB(t, 4096, 2000, false)
+	content := db.bytes()
+	v1 := pageBackup(t, repo, "leader1", []file{{"storage/pioreactor.sqlite", content}, {"big", randomData(8, 3<<20)}}).Version
+	v2 := pageBackup(t, repo, "leader1", []file{{"storage/pioreactor.sqlite", content}, {"small", randomData(9, 1000)}}).Version
+	read, err := store.StaleVersionReader(ctx, repo, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := repo.Lock(ctx, "forget", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(ctx)
+	rep, err := repo.Forget(ctx, []string{v1.ID})
+	if err != nil || rep.PacksWritten == 0 || rep.PacksDeleted == 0 {
+		t.Fatalf("forget = %+v, %v; want the pack of the pages repacked", rep, err)
+	}
+	got, err := read()
+	if err != nil {
+		t.Fatalf("reading after the forget: %v", err)
+	}
+	if !bytes.Equal(got["storage/pioreactor.sqlite"], content) {
+		t.Error("database differs after the forget repacked its pages")
 	}
 }
