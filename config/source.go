@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/piosnap/piosnap/store/retention"
 )
 
 // Source kinds.
@@ -36,6 +38,47 @@ type Source struct {
 	Hooks Hooks `toml:"hooks"`
 	// Database, when set, is dumped in the same stopped window.
 	Database *Database `toml:"database"`
+	// PreRestore says how long a restore's copy of what it replaced is
+	// kept beside the folders.
+	PreRestore PreRestore `toml:"pre_restore"`
+}
+
+// PreRestore says which copies of the state before a restore (the folders
+// it replaced, kept as <path>.pre-restore-<time>, and the database dump
+// beside them) stay: a copy either rule keeps stays, and the copy a restore
+// has just made always does. The others are deleted after the next restore
+// of the source, and by backups of it.
+type PreRestore struct {
+	// KeepLast keeps the newest N restores' copies (default 1).
+	KeepLast *int `toml:"keep_last"`
+	// KeepWithin keeps every copy younger than this, written as retention
+	// durations are (default "7d"; "0d" switches the rule off).
+	KeepWithin string `toml:"keep_within"`
+}
+
+// Defaults of [source.pre_restore].
+const (
+	DefaultPreRestoreKeepLast   = 1
+	DefaultPreRestoreKeepWithin = "7d"
+)
+
+// Policy returns the rules with their defaults applied.
+func (p PreRestore) Policy() (last int, within retention.Duration, err error) {
+	last = DefaultPreRestoreKeepLast
+	if p.KeepLast != nil {
+		last = *p.KeepLast
+	}
+	if last < 0 {
+		return 0, within, fmt.Errorf("pre_restore.keep_last = %d: want 0 or more, the number of the newest restores whose copies are kept", last)
+	}
+	text := p.KeepWithin
+	if text == "" {
+		text = DefaultPreRestoreKeepWithin
+	}
+	if within, err = retention.ParseDuration(text); err != nil {
+		return 0, within, fmt.Errorf("pre_restore.keep_within: %w", err)
+	}
+	return last, within, nil
 }
 
 // Hooks are the commands that quiesce the application. Each is an argument
@@ -148,6 +191,9 @@ func (c *Config) validateSources() error {
 		}
 		if len(h.Stop) == 0 && (len(h.ReadyCheck) > 0 || len(h.RequireUnlocked) > 0) {
 			return fmt.Errorf("%s: hooks.ready_check and hooks.require_unlocked check that hooks.stop worked: set hooks.stop and hooks.start too", field)
+		}
+		if _, _, err := s.PreRestore.Policy(); err != nil {
+			return fmt.Errorf("%s: %w", field, err)
 		}
 		if d := s.Database; d != nil {
 			if err := d.validate(); err != nil {

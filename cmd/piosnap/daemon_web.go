@@ -291,7 +291,7 @@ func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Pl
 	if req.Store != "" {
 		names = []string{req.Store}
 	}
-	stores, err := a.openStores(ctx, names...)
+	stores, err := a.openReadable(ctx, names...) // a store that is down leaves the others, as for `piosnap restore`
 	if err != nil {
 		return nil, err
 	}

@@ -51,21 +51,10 @@ func newRestoreRig(t *testing.T, o rigOptions) *restoreRig {
 		o.exportTimeout = "1m"
 	}
 	dir := t.TempDir()
-	var cluster *simulator.Cluster
-	var err error
-	// Start picks free ports and then listens on them again; another test's
-	// outgoing connection can take one in between, so a failed start is
-	// retried with new ports.
-	for attempt := range 3 {
-		cluster, err = simulator.Start(context.Background(), simulator.Options{
-			Dir: filepath.Join(dir, fmt.Sprintf("cluster%d", attempt)), Workers: []string{"worker1", "worker2"}, DBSize: 256 << 10,
-			RebootDelay: 50 * time.Millisecond, RebootDowntime: o.rebootDowntime,
-		})
-		if err == nil {
-			break
-		}
-		t.Logf("start simulator (attempt %d): %v", attempt+1, err)
-	}
+	cluster, err := simulator.Start(context.Background(), simulator.Options{
+		Dir: filepath.Join(dir, "cluster"), Workers: []string{"worker1", "worker2"}, DBSize: 256 << 10,
+		RebootDelay: 50 * time.Millisecond, RebootDowntime: o.rebootDowntime,
+	})
 	if err != nil {
 		t.Fatalf("start simulator: %v", err)
 	}

@@ -27,6 +27,11 @@ type Unit struct {
 	handler  http.Handler
 	wg       sync.WaitGroup // background import and reboot tasks
 
+	// held is the listener that picked the unit's port, kept until the
+	// unit first serves so that nothing else can take the port meanwhile
+	// (another unit of this cluster or of a cluster started beside it).
+	held net.Listener
+
 	mu             sync.Mutex
 	srv            *http.Server
 	serveDone      chan struct{}
@@ -63,16 +68,14 @@ func newUnit(c *Cluster, name string, leader bool) (*Unit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for unit %s on loopback: %w", name, err)
 	}
-	u.addr = ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return nil, fmt.Errorf("release probe listener of unit %s: %w", name, err)
-	}
+	u.addr, u.held = ln.Addr().String(), ln
 	u.handler = u.routes()
 	return u, nil
 }
 
 // listenFixed listens on a random loopback port below Linux's ephemeral
-// range (32768–60999 by default). A unit closes and reopens its port when it
+// range (32768–60999 by default); the caller keeps the listener until the
+// unit serves on it. A unit closes and reopens its port when it
 // goes offline or reboots; a port from the ephemeral range could meanwhile
 // become the source port of some outgoing connection, and reopening it would
 // fail. Ports below the range are never handed out that way.
@@ -223,9 +226,13 @@ func (u *Unit) reconcileLocked() error {
 	up := !u.offline && u.rebooting == 0 && !u.closed
 	switch {
 	case up && u.srv == nil:
-		ln, err := listenRetry(u.addr)
-		if err != nil {
-			return fmt.Errorf("reopen unit %s on %s: %w", u.name, u.addr, err)
+		ln := u.held
+		u.held = nil
+		if ln == nil {
+			var err error
+			if ln, err = listenRetry(u.addr); err != nil {
+				return fmt.Errorf("reopen unit %s on %s: %w", u.name, u.addr, err)
+			}
 		}
 		srv := &http.Server{
 			Handler:           u.handler,
@@ -267,6 +274,10 @@ func (u *Unit) close() error {
 	u.mu.Lock()
 	u.closed = true
 	err := u.reconcileLocked()
+	if u.held != nil {
+		err = errors.Join(err, u.held.Close())
+		u.held = nil
+	}
 	u.mu.Unlock()
 	u.wg.Wait()
 	return err
