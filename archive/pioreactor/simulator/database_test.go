@@ -73,7 +73,9 @@ func TestGrowDatabase(t *testing.T) {
 	if int64(len(after)) < int64(len(before))+n {
 		t.Fatalf("grew from %d to %d bytes, want at least +%d", len(before), len(after), n)
 	}
-	// Appends touch only the tail of each table: most old pages are unchanged.
+	// Appends touch only the tail of each table and a few pages around each
+	// index's insertion points (one per running unit and experiment, plus
+	// the auto-vacuum pointer-map pages): most old pages are unchanged.
 	const page = 4096
 	changed := 0
 	for off := 0; off+page <= len(before); off += page {
@@ -81,7 +83,7 @@ func TestGrowDatabase(t *testing.T) {
 			changed++
 		}
 	}
-	if total := len(before) / page; changed > total/10 {
+	if total := len(before) / page; changed > total/5 {
 		t.Errorf("%d of %d existing pages changed; growth should append at the end", changed, total)
 	}
 	if got := lastTimestamp(t, p); got <= lastBefore {
