@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"sync"
 )
 
 // Frame cache bounds of one reading of a repository: a database restored
@@ -24,6 +25,7 @@ const (
 // decompressed frames so that neighbouring pages cost one read.
 type blobReader struct {
 	repo      *Repository
+	src       indexSource
 	maxFrames int // cache bounds
 	maxBytes  int
 	frames    []cachedFrame
@@ -38,20 +40,88 @@ type cachedFrame struct {
 	used  uint64
 }
 
+// newBlobReader returns a blobReader that finds blobs in the repository's
+// whole index (read once and kept).
 func (r *Repository) newBlobReader() *blobReader { return r.newSharedBlobReader(1) }
 
 // newSharedBlobReader returns one of n blobReaders that work together: its
 // frame cache holds an n-th of the cache bounds, at least minCacheFrames
 // frames.
 func (r *Repository) newSharedBlobReader(n int) *blobReader {
-	return &blobReader{repo: r, maxFrames: max(minCacheFrames, cacheFrames/n), maxBytes: cacheBytes / n}
+	return r.newBlobReaderOn(repoIndex{r}, n)
 }
+
+// newBlobReaderOn is newSharedBlobReader finding blobs in src.
+func (r *Repository) newBlobReaderOn(src indexSource, n int) *blobReader {
+	return &blobReader{repo: r, src: src, maxFrames: max(minCacheFrames, cacheFrames/n), maxBytes: cacheBytes / n}
+}
+
+// indexSource gives blobReaders the index they find blobs in: the
+// repository's whole index, or only the part one reading needs.
+type indexSource interface {
+	// index returns the index to read with.
+	index(ctx context.Context) (*index, error)
+	// reload returns the index read again after blob missing was not
+	// where stale placed it, or in it at all (a forget may have repacked
+	// it since), or stale itself when there is nothing to read again.
+	reload(ctx context.Context, stale *index, missing ChunkID) (*index, error)
+}
+
+// repoIndex is the repository's whole index, shared by its readers.
+type repoIndex struct{ r *Repository }
+
+func (s repoIndex) index(ctx context.Context) (*index, error) { return s.r.currentIndex(ctx) }
+
+func (s repoIndex) reload(ctx context.Context, stale *index, _ ChunkID) (*index, error) {
+	s.r.idxMu.Lock()
+	defer s.r.idxMu.Unlock()
+	if s.r.idx != nil && s.r.idx != stale {
+		return s.r.idx, nil // read again by another reader meanwhile
+	}
+	return s.r.reloadIndexLocked(ctx)
+}
+
+// loadedIndex is an index one reading loaded (check and forget: whole),
+// read again with the same filter when stale, without touching the
+// repository's cached one.
+type loadedIndex struct {
+	r  *Repository
+	f  indexFilter
+	mu sync.Mutex
+	x  *index
+}
+
+func (s *loadedIndex) index(context.Context) (*index, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.x, nil
+}
+
+func (s *loadedIndex) reload(ctx context.Context, stale *index, _ ChunkID) (*index, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.x != stale {
+		return s.x, nil
+	}
+	x, _, err := s.r.loadIndex(ctx, s.f)
+	if err != nil {
+		return nil, err
+	}
+	s.x = x
+	return x, nil
+}
+
+// fixedIndex is an index that is not read again.
+type fixedIndex struct{ x *index }
+
+func (s fixedIndex) index(context.Context) (*index, error)                   { return s.x, nil }
+func (s fixedIndex) reload(context.Context, *index, ChunkID) (*index, error) { return s.x, nil }
 
 // read appends the verified content of blob id to buf. A blob in no index
 // is looked for among the format-1 chunks. A missing blob gives an error
 // wrapping fs.ErrNotExist, a damaged one ErrDamaged.
 func (b *blobReader) read(ctx context.Context, id ChunkID, buf []byte) ([]byte, error) {
-	x, err := b.repo.currentIndex(ctx)
+	x, err := b.src.index(ctx)
 	if err != nil {
 		return buf, err
 	}
@@ -68,9 +138,14 @@ func (b *blobReader) read(ctx context.Context, id ChunkID, buf []byte) ([]byte, 
 		}
 		// A forget may have repacked the blob since the index was read:
 		// read the index again and retry once.
-		if x, err = b.repo.reloadIndex(ctx); err != nil {
-			return buf, err
+		nx, rerr := b.src.reload(ctx, x, id)
+		if rerr != nil {
+			return buf, rerr
 		}
+		if nx == x {
+			return out, err
+		}
+		x = nx
 		b.frames = b.frames[:0]
 	}
 }
@@ -81,15 +156,16 @@ type frameKey struct {
 	off  uint32
 }
 
-// blobPlace returns a blob's plain length and frame as the index records
+// place returns a blob's plain length and frame as the index records
 // them, or 4096 and no frame when the index does not know it (a format-1
 // chunk or a missing blob: reading it will tell).
-func (r *Repository) blobPlace(ctx context.Context, id ChunkID) (int, frameKey) {
-	x, err := r.currentIndex(ctx)
+func (b *blobReader) place(ctx context.Context, id ChunkID) (int, frameKey) {
+	x, err := b.src.index(ctx)
 	if err == nil {
 		if i := x.find(id); i >= 0 {
 			e := &x.entries[i]
-			return int(e.len), frameKey{x.packs[e.pack], e.frameOff}
+			f := &x.frames[e.frame]
+			return int(e.len), frameKey{x.packs[f.pack], f.off}
 		}
 	}
 	return 4096, frameKey{}
@@ -102,8 +178,9 @@ func (b *blobReader) readIndexed(ctx context.Context, x *index, id ChunkID, buf 
 		return buf, errNotIndexed
 	}
 	e := &x.entries[i]
-	pack := x.packs[e.pack]
-	frame, err := b.frame(ctx, pack, e.frameOff, e.frameLen)
+	f := &x.frames[e.frame]
+	pack := x.packs[f.pack]
+	frame, err := b.frame(ctx, pack, f.off, f.len)
 	if err != nil {
 		return buf, fmt.Errorf("read blob %s: %w", id, err)
 	}

@@ -51,13 +51,15 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 	n := readAheadWorkers()
 	ra := &readAhead{ctx: ctx, cancel: cancel, order: make(chan *fetch, n), free: make(chan []byte, 2*n+1)}
 	work := make(chan *fetch)
-	// The workers and the tree walker share one frame-cache budget.
+	// The workers and the tree walker share one frame-cache budget, and
+	// the places of the blobs these entries use.
 	readers := n + 1
+	src := r.neededIndex(entries)
 	for range n {
 		ra.wg.Add(1)
 		go func() {
 			defer ra.wg.Done()
-			br := r.newSharedBlobReader(readers)
+			br := r.newBlobReaderOn(src, readers)
 			for f := range work {
 				// One allocation of the piece's size, not a doubling per
 				// page (bounded, should the index be wrong).
@@ -100,11 +102,11 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 			}
 			return true
 		}
-		nodes := r.newSharedBlobReader(readers)
+		nodes := r.newBlobReaderOn(src, readers)
 		for _, e := range entries {
 			if e.Tree == nil {
 				for i, id := range e.Chunks {
-					n, _ := r.blobPlace(ctx, id)
+					n, _ := nodes.place(ctx, id)
 					if !send(&fetch{e: e, items: []treeItem{{kind: itemRef, id: id}}, size: n, last: i == len(e.Chunks)-1}) {
 						return
 					}
@@ -131,7 +133,7 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 				}
 				n, where := len(it.inline), frameKey{}
 				if it.kind != itemInline {
-					n, where = nodes.repo.blobPlace(ctx, it.id)
+					n, where = nodes.place(ctx, it.id)
 				}
 				// Cut a run only where a frame ends, so that one worker
 				// decompresses each frame of the newest night.
