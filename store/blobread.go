@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 )
 
 // Frame cache bounds of one reading of a repository. A database restored
@@ -24,26 +25,92 @@ const (
 // decompressed frames, so that neighbouring pages cost one read.
 type blobReader struct {
 	repo  *Repository
+	src   indexSource
 	cache *frameCache
 	raw   []byte // scratch for compressed frames
 }
 
-// newBlobReader returns a reader with a cache of its own.
-func (r *Repository) newBlobReader() *blobReader {
-	return &blobReader{repo: r, cache: newFrameCache(r, cacheFrames, cacheBytes, 0)}
+// newBlobReader returns a blobReader that finds blobs in the repository's
+// whole index (read once and kept), with a frame cache of its own.
+func (r *Repository) newBlobReader() *blobReader { return r.newBlobReaderOn(repoIndex{r}) }
+
+// newBlobReaderOn is newBlobReader finding blobs in src.
+func (r *Repository) newBlobReaderOn(src indexSource) *blobReader {
+	return r.newReaderOf(src, newFrameCache(r, cacheFrames, cacheBytes, 0))
 }
 
-// newReaderOf returns a reader sharing cache c with other readers, each on
-// its own goroutine.
-func (r *Repository) newReaderOf(c *frameCache) *blobReader {
-	return &blobReader{repo: r, cache: c}
+// newReaderOf returns a reader finding blobs in src and sharing cache c
+// with other readers, each on its own goroutine.
+func (r *Repository) newReaderOf(src indexSource, c *frameCache) *blobReader {
+	return &blobReader{repo: r, src: src, cache: c}
 }
+
+// indexSource gives blobReaders the index they find blobs in: the
+// repository's whole index, or only the part one reading needs.
+type indexSource interface {
+	// index returns the index to read with.
+	index(ctx context.Context) (*index, error)
+	// reload returns the index read again after blob missing was not
+	// where stale placed it, or in it at all (a forget may have repacked
+	// it since), or stale itself when there is nothing to read again.
+	reload(ctx context.Context, stale *index, missing ChunkID) (*index, error)
+}
+
+// repoIndex is the repository's whole index, shared by its readers.
+type repoIndex struct{ r *Repository }
+
+func (s repoIndex) index(ctx context.Context) (*index, error) { return s.r.currentIndex(ctx) }
+
+func (s repoIndex) reload(ctx context.Context, stale *index, _ ChunkID) (*index, error) {
+	s.r.idxMu.Lock()
+	defer s.r.idxMu.Unlock()
+	if s.r.idx != nil && s.r.idx != stale {
+		return s.r.idx, nil // read again by another reader meanwhile
+	}
+	return s.r.reloadIndexLocked(ctx)
+}
+
+// loadedIndex is an index one reading loaded (check and forget: whole),
+// read again with the same filter when stale, without touching the
+// repository's cached one.
+type loadedIndex struct {
+	r  *Repository
+	f  indexFilter
+	mu sync.Mutex
+	x  *index
+}
+
+func (s *loadedIndex) index(context.Context) (*index, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.x, nil
+}
+
+func (s *loadedIndex) reload(ctx context.Context, stale *index, _ ChunkID) (*index, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.x != stale {
+		return s.x, nil
+	}
+	x, _, err := s.r.loadIndex(ctx, s.f)
+	if err != nil {
+		return nil, err
+	}
+	s.x = x
+	return x, nil
+}
+
+// fixedIndex is an index that is not read again.
+type fixedIndex struct{ x *index }
+
+func (s fixedIndex) index(context.Context) (*index, error)                   { return s.x, nil }
+func (s fixedIndex) reload(context.Context, *index, ChunkID) (*index, error) { return s.x, nil }
 
 // read appends the verified content of blob id to buf. A blob in no index
 // is looked for among the format-1 chunks. A missing blob gives an error
 // wrapping fs.ErrNotExist, a damaged one ErrDamaged.
 func (b *blobReader) read(ctx context.Context, id ChunkID, buf []byte) ([]byte, error) {
-	x, err := b.repo.currentIndex(ctx)
+	x, err := b.src.index(ctx)
 	if err != nil {
 		return buf, err
 	}
@@ -60,9 +127,14 @@ func (b *blobReader) read(ctx context.Context, id ChunkID, buf []byte) ([]byte, 
 		}
 		// A forget may have repacked the blob since the index was read:
 		// read the index again and retry once.
-		if x, err = b.repo.reloadIndex(ctx); err != nil {
-			return buf, err
+		nx, rerr := b.src.reload(ctx, x, id)
+		if rerr != nil {
+			return buf, rerr
 		}
+		if nx == x {
+			return out, err
+		}
+		x = nx
 		b.cache.clear()
 	}
 }
@@ -89,7 +161,8 @@ func (x *index) locate(id ChunkID) (blobLoc, bool) {
 		return blobLoc{}, false
 	}
 	e := &x.entries[i]
-	return blobLoc{frame: frameKey{x.packs[e.pack], e.frameOff}, frameLen: e.frameLen, off: e.off, len: e.len}, true
+	f := &x.frames[e.frame]
+	return blobLoc{frame: frameKey{x.packs[f.pack], f.off}, frameLen: f.len, off: e.off, len: e.len}, true
 }
 
 // readIndexed reads a blob the index x knows; errNotIndexed if it does not.

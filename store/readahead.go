@@ -74,12 +74,15 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 	n := readAheadWorkers()
 	ra := &readAhead{ctx: ctx, cancel: cancel, order: make(chan *fetch, n), free: make(chan []byte, 2*n+1)}
 	work := make(chan *fetch)
+	// The workers share one frame cache, and the places of the blobs
+	// these entries use.
 	cache := newFrameCache(r, cacheFrames, cacheBytes, cacheIdleFrames)
+	src := r.neededIndex(entries)
 	for range n {
 		ra.wg.Add(1)
 		go func() {
 			defer ra.wg.Done()
-			br := r.newReaderOf(cache)
+			br := r.newReaderOf(src, cache)
 			for f := range work {
 				// One allocation of the piece's size, not a doubling per
 				// page (bounded, should the index be wrong).
@@ -147,7 +150,7 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 			case <-ctx.Done():
 			}
 		}
-		x, err := r.currentIndex(ctx)
+		x, err := src.index(ctx)
 		if err != nil {
 			if len(entries) > 0 {
 				fail(&fetch{e: entries[0]}, err)
@@ -161,7 +164,7 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 				// A worker may have read the index again since (this
 				// process stored blobs after reading it, or a forget
 				// repacked them).
-				if nx, err := r.currentIndex(ctx); err == nil && nx != x {
+				if nx, err := src.index(ctx); err == nil && nx != x {
 					x = nx
 					loc, ok = x.locate(id)
 				}
@@ -172,7 +175,7 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 			cache.plan(loc.frame, 1)
 			return piece{id: id, isBlob: true, planned: true, loc: loc}, int(loc.len)
 		}
-		nodes := &blobReader{repo: r, cache: newFrameCache(r, walkerFrames, walkerBytes, 0)}
+		nodes := r.newReaderOf(src, newFrameCache(r, walkerFrames, walkerBytes, 0))
 		for _, e := range entries {
 			if e.Tree == nil {
 				for i, id := range e.Chunks {
