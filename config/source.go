@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/piosnap/piosnap/scheduler"
 	"github.com/piosnap/piosnap/store/retention"
 )
 
@@ -31,6 +32,9 @@ type Source struct {
 	// Paths are the absolute directories backed up, the application's
 	// working directory first.
 	Paths []string `toml:"paths"`
+	// Schedule, when set, backs the source up on this schedule (written
+	// and evaluated as the global schedule) instead of the global one.
+	Schedule string `toml:"schedule"`
 	// Excludes are glob patterns relative to each path ("*" within a name,
 	// "**" across folders); a matching folder is left out whole.
 	Excludes []string `toml:"excludes"`
@@ -192,6 +196,11 @@ func (c *Config) validateSources() error {
 		if len(h.Stop) == 0 && (len(h.ReadyCheck) > 0 || len(h.RequireUnlocked) > 0) {
 			return fmt.Errorf("%s: hooks.ready_check and hooks.require_unlocked check that hooks.stop worked: set hooks.stop and hooks.start too", field)
 		}
+		if s.Schedule != "" {
+			if _, err := scheduler.ParseSchedule(s.Schedule, c.location); err != nil {
+				return fmt.Errorf("%s: %w (leave schedule out to back it up on the global schedule)", field, err)
+			}
+		}
 		if _, _, err := s.PreRestore.Policy(); err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
@@ -262,6 +271,27 @@ func (c *Config) Source(name string) *Source {
 		}
 	}
 	return nil
+}
+
+// ScheduleOf returns the schedule host is backed up on: its source's own,
+// else the global one.
+func (c *Config) ScheduleOf(host string) string {
+	if s := c.Source(host); s != nil && s.Schedule != "" {
+		return s.Schedule
+	}
+	return c.Schedule
+}
+
+// OwnSchedules returns the sources backed up on schedules of their own, by
+// name.
+func (c *Config) OwnSchedules() map[string]string {
+	out := map[string]string{}
+	for _, s := range c.Sources {
+		if s.Schedule != "" {
+			out[s.Name] = s.Schedule
+		}
+	}
+	return out
 }
 
 // PioreactorEnabled reports whether backups include the Pioreactor

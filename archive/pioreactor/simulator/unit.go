@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/piosnap/piosnap/store"
 )
 
 // Unit is one simulated Pioreactor (leader or worker): an HTTP server on a
@@ -38,13 +36,17 @@ type Unit struct {
 	offline        bool
 	rebooting      int
 	closed         bool
-	slow           time.Duration
+	slow           time.Duration // the delays are read through hold
 	exportDelay    time.Duration
 	importDelay    time.Duration
+	rebootDelay    time.Duration
+	rebootDowntime time.Duration
 	failNext       *string
 	tasks          map[string]taskResult
 	importing      bool
+	queued         int // import tasks accepted that have not started yet
 	imports        int
+	exports        int
 	reboots        int
 	pendingReboots int           // enqueued or running reboots
 	changed        chan struct{} // closed and replaced whenever the state above changes
@@ -58,6 +60,9 @@ func newUnit(c *Cluster, name string, leader bool) (*Unit, error) {
 		tmp:     filepath.Join(root, "tmp"),
 		tasks:   make(map[string]taskResult),
 		changed: make(chan struct{}),
+
+		rebootDelay:    c.opts.RebootDelay,
+		rebootDowntime: c.opts.RebootDowntime,
 	}
 	for _, d := range []string{u.dir, u.tmp} {
 		if err := os.MkdirAll(d, 0o775); err != nil {
@@ -120,6 +125,10 @@ func (u *Unit) SetOffline(off bool) error {
 	return u.reconcileLocked()
 }
 
+// The delays below also apply to a wait already under way, counted from its
+// start: a test can hold the unit in a state with a long delay, look at it
+// as long as it needs, and release it by setting 0.
+
 // SetSlow delays every response of the unit by d (0 turns it off).
 func (u *Unit) SetSlow(d time.Duration) { u.set(func() { u.slow = d }) }
 
@@ -130,6 +139,38 @@ func (u *Unit) SetExportDelay(d time.Duration) { u.set(func() { u.exportDelay = 
 // SetImportDelay makes the background import task hold the import lock for d
 // before it does its work, so tests can observe the lock.
 func (u *Unit) SetImportDelay(d time.Duration) { u.set(func() { u.importDelay = d }) }
+
+// SetRebootDelay sets how long after a successful import the unit goes down
+// (Options.RebootDelay at the start).
+func (u *Unit) SetRebootDelay(d time.Duration) { u.set(func() { u.rebootDelay = d }) }
+
+// SetRebootDowntime sets how long the unit stays down when it reboots
+// (Options.RebootDowntime at the start).
+func (u *Unit) SetRebootDowntime(d time.Duration) { u.set(func() { u.rebootDowntime = d }) }
+
+// hold waits until the delay *knob has passed since start, or ctx ends. The
+// knob is read again whenever the unit's settings change, so a new value
+// applies to a wait already under way.
+func (u *Unit) hold(ctx context.Context, start time.Time, knob *time.Duration) error {
+	for {
+		u.mu.Lock()
+		left, changed := *knob-time.Since(start), u.changed
+		u.mu.Unlock()
+		if left <= 0 {
+			return nil
+		}
+		timer := time.NewTimer(left)
+		select {
+		case <-timer.C:
+		case <-changed:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
 
 // FailNextImport makes the next import task fail with msg as its error,
 // without touching the directory and without a reboot.
@@ -158,6 +199,14 @@ func (u *Unit) Imports() int {
 	return u.imports
 }
 
+// Exports counts the exports of this unit that have begun, including those
+// still waiting out the export delay.
+func (u *Unit) Exports() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.exports
+}
+
 // Reboots counts the reboots this unit has completed.
 func (u *Unit) Reboots() int {
 	u.mu.Lock()
@@ -165,12 +214,12 @@ func (u *Unit) Reboots() int {
 	return u.reboots
 }
 
-// WaitRebooted blocks until no import is running and every reboot the unit
-// has started is over (the unit answers again), or ctx ends.
+// WaitRebooted blocks until no import is accepted or running and every
+// reboot the unit has started is over (the unit answers again), or ctx ends.
 func (u *Unit) WaitRebooted(ctx context.Context) error {
 	for {
 		u.mu.Lock()
-		done, ch := !u.importing && u.pendingReboots == 0, u.changed
+		done, ch := !u.importing && u.queued == 0 && u.pendingReboots == 0, u.changed
 		u.mu.Unlock()
 		if done {
 			return nil
@@ -286,7 +335,7 @@ func (u *Unit) close() error {
 // reboot takes the unit down for the configured downtime, wipes its /tmp and
 // forgets its task results, then brings it back on the same port.
 func (u *Unit) reboot(ctx context.Context) {
-	if store.Sleep(ctx, u.c.opts.RebootDelay) != nil {
+	if u.hold(ctx, time.Now(), &u.rebootDelay) != nil {
 		u.mu.Lock()
 		u.pendingReboots--
 		u.notifyLocked()
@@ -300,7 +349,7 @@ func (u *Unit) reboot(ctx context.Context) {
 	if err != nil {
 		u.c.opts.Logger.Error("reboot: going down failed", "unit", u.name, "err", err)
 	}
-	_ = store.Sleep(ctx, u.c.opts.RebootDowntime)
+	_ = u.hold(ctx, time.Now(), &u.rebootDowntime)
 	if err := wipeDir(u.tmp); err != nil {
 		u.c.opts.Logger.Error("reboot: wipe /tmp failed", "unit", u.name, "err", err)
 	}
