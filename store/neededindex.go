@@ -83,7 +83,7 @@ func (s *neededIndex) load(ctx context.Context) (*index, error) {
 			return nil, err
 		}
 		nodes.x = x
-		br := s.r.newBlobReaderOn(nodes, 1)
+		br := s.r.newBlobReaderOn(nodes)
 		for _, e := range trees {
 			err := walkTree(ctx, br, *e.Tree, 0, func(id ChunkID, _ uint8) bool {
 				ids = append(ids, id)

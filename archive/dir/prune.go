@@ -47,6 +47,38 @@ type Kept struct {
 	Paths []string
 }
 
+// Leftovers lists what interrupted restores left beside targets (a
+// symbolic link is looked at where it points): staging folders,
+// <target>.piosnap-restore-<time>, and the folders of a rollback,
+// <target>.piosnap-failed-<time>. Nothing uses them once their restore
+// has ended; they are reported, never deleted, since a restore that still
+// runs may be filling its staging folder.
+func Leftovers(targets []string) ([]string, error) {
+	var out []string
+	for _, target := range targets {
+		if real, err := filepath.EvalSymlinks(target); err == nil {
+			target = real
+		}
+		parent, base := filepath.Dir(target), filepath.Base(target)
+		entries, err := os.ReadDir(parent)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look for what interrupted restores left in %s: %w", parent, err)
+		}
+		for _, e := range entries {
+			for _, infix := range []string{".piosnap-restore-", ".piosnap-failed-"} {
+				stamp, ok := strings.CutPrefix(e.Name(), base+infix)
+				if _, err := time.Parse(stampLayout, stamp); ok && err == nil && e.IsDir() {
+					out = append(out, filepath.Join(parent, e.Name()))
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
 // FindKept lists the copies restores left beside targets (the first holds
 // the dumps of database db, when db is not empty), newest first. A target
 // that is a symbolic link is looked at where it points, as Restore does.

@@ -206,3 +206,31 @@ func TestRestorePrunesKept(t *testing.T) {
 		t.Errorf("the restore does not say what it deleted:\n%s", out)
 	}
 }
+
+// What an interrupted restore left is found (through a linked target too)
+// and never confused with the copies a restore keeps or other names.
+func TestLeftovers(t *testing.T) {
+	targets, _ := keptTree(t, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	real, err := filepath.EvalSymlinks(targets[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{targets[0] + ".piosnap-restore-20260502T010203Z", real + ".piosnap-failed-20260502T010203Z"}
+	for _, p := range append(slices.Clone(want), targets[0]+".piosnap-restore-later", targets[0]+".piosnap-restore-20260502T010203Z-x") {
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(targets[0]+".piosnap-failed-20260503T000000Z", nil, 0o600); err != nil { // a file: not a restore's
+		t.Fatal(err)
+	}
+	got, err := dir.Leftovers(targets)
+	sort.Strings(got)
+	sort.Strings(want)
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("Leftovers = %v, %v; want %v", got, err, want)
+	}
+	if found, err := dir.FindKept(targets, "cells"); err != nil || len(found) != 1 {
+		t.Errorf("FindKept counts leftovers: %+v, %v", found, err)
+	}
+}

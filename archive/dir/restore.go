@@ -137,7 +137,15 @@ func Restore(ctx context.Context, o RestoreOptions) (res *RestoreResult, err err
 				return nil, fmt.Errorf("nothing was changed: the folder %s that would hold %s does not exist: create it first", filepath.Dir(target), target)
 			}
 		}
+		left, err := Leftovers(res.Targets)
+		if err != nil {
+			fmt.Fprintf(out, "WARNING: %v\n", err)
+		}
+		for _, p := range left {
+			fmt.Fprintf(out, "WARNING: %s was left by an earlier restore that did not finish; nothing uses it: delete it once no other restore of %s runs (sudo rm -rf %s)\n", p, s.Name, p)
+		}
 	}
+
 	if o.DryRun {
 		n, err := readAll(ctx, o.Repo, v, doFiles, dbEntry)
 		if err != nil {

@@ -286,7 +286,7 @@ func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
 			continue
 		}
 		if h.StaleAfter > 0 {
-			flags += fmt.Sprintf("  (own schedule: stale after %s)", time.Duration(h.StaleAfter*float64(time.Second)))
+			flags += fmt.Sprintf("  (own schedule: stale after %s)", age(h.StaleAfter))
 		}
 		fmt.Fprintf(w, "  %-12s newest %s (%s ago)%s\n", h.Host, h.Newest.In(loc).Format(layout), age(h.AgeSeconds), flags)
 		for _, s := range h.Stores {

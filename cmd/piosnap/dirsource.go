@@ -141,6 +141,13 @@ func pruneKept(src *dir.Source, log *slog.Logger) {
 	if src.DB != nil {
 		db = src.DB.Name()
 	}
+	left, err := dir.Leftovers(src.Paths)
+	for _, p := range left {
+		log.Warn("an earlier restore that did not finish left a folder nothing uses: delete it once no restore runs", "source", src.Name, "path", p, "command", "sudo rm -rf "+p)
+	}
+	if err != nil {
+		log.Warn("cannot look for what interrupted restores left", "source", src.Name, "err", err)
+	}
 	deleted, err := dir.PruneKept(src.Paths, db, *src.Kept, time.Now(), "")
 	for _, k := range deleted {
 		log.Info("deleted the state before an earlier restore", "source", src.Name, "restore", k.Time.Format(time.RFC3339), "paths", strings.Join(k.Paths, ", "), "policy", src.Kept.String())

@@ -47,9 +47,22 @@ func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
 // makes and says how long.
 func TestBackupPrunesPreRestoreCopies(t *testing.T) {
 	r := newPreRestoreRig(t, "")
+	staging := r.root + ".piosnap-restore-20200101T000000Z" // a restore cut short by a power cut
+	if err := os.Mkdir(staging, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	code, out, errs := cliRun(t, r.cfg, "backup")
 	if code != exitOK {
 		t.Fatalf("backup: exit %d\n%s\n%s", code, out, errs)
+	}
+	if !exists(staging) || !strings.Contains(errs, "an earlier restore that did not finish left a folder nothing uses") || !strings.Contains(errs, "sudo rm -rf "+staging) {
+		t.Errorf("the backup does not report the leftover staging folder (exists: %v):\n%s", exists(staging), errs)
+	}
+	if code, out, errs := cliRun(t, r.cfg, "restore", "--host", "cells", "--dry-run"); code != exitOK || !strings.Contains(out, "WARNING: "+staging+" was left by an earlier restore that did not finish") || !exists(staging) {
+		t.Errorf("restore --dry-run: exit %d\n%s\n%s", code, out, errs)
+	}
+	if err := os.Remove(staging); err != nil {
+		t.Fatal(err)
 	}
 	if exists(r.old) || !exists(r.recent) {
 		t.Errorf("after the backup: the 2020 copy exists %v (want false), the recent one %v (want true)", exists(r.old), exists(r.recent))

@@ -162,3 +162,16 @@ func TestMetricsIntervalPerSchedule(t *testing.T) {
 		}
 	}
 }
+
+// `piosnap status` names a source's own threshold.
+func TestStatusTextOwnSchedule(t *testing.T) {
+	now := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
+	versions := map[string][]*store.Version{"local": {{ID: "a", Host: "cells", Time: now.Add(-3 * 24 * time.Hour)}}}
+	rep := buildStatus(now, "p", nil, os.ErrNotExist, false, versions, []string{"cells"}, nil,
+		staleness{after: 36 * time.Hour, own: map[string]time.Duration{"cells": 180 * time.Hour}})
+	var b strings.Builder
+	printStatus(&b, rep, time.UTC)
+	if !strings.Contains(b.String(), "cells        newest 2026-05-03 12:00:00 UTC (3d0h ago)  (own schedule: stale after 7d12h)") {
+		t.Errorf("status:\n%s", b.String())
+	}
+}
