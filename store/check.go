@@ -133,7 +133,7 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 		return ok
 	}
 	src := &loadedIndex{r: r, f: everyPlace, x: x}
-	br := r.newBlobReaderOn(src, 1)
+	br := r.newBlobReaderOn(src)
 	ids, err := r.VersionIDs(ctx)
 	if err != nil {
 		return nil, err
@@ -255,7 +255,7 @@ func (r *Repository) usersOf(ctx context.Context, src indexSource, bad func(Chun
 	if err != nil {
 		return nil, err
 	}
-	br := r.newBlobReaderOn(src, 1)
+	br := r.newBlobReaderOn(src)
 	for _, id := range ids {
 		v, err := r.LoadVersion(ctx, id)
 		if err != nil {

@@ -124,7 +124,7 @@ func StaleVersionReader(ctx context.Context, r *Repository, v *Version) (func() 
 	return func() (map[string][]byte, error) {
 		out := make(map[string][]byte)
 		for _, e := range files(v) {
-			b, err := io.ReadAll(r.openEntry(ctx, e, r.newBlobReaderOn(src, 1)))
+			b, err := io.ReadAll(r.openEntry(ctx, e, r.newBlobReaderOn(src)))
 			if err != nil {
 				return nil, err
 			}

@@ -90,7 +90,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 	if err != nil {
 		return rep, err
 	}
-	br := r.newBlobReaderOn(&loadedIndex{r: r, f: everyPlace, x: x}, 1)
+	br := r.newBlobReaderOn(&loadedIndex{r: r, f: everyPlace, x: x})
 	for _, id := range vids {
 		v, err := r.LoadVersion(ctx, id)
 		if err == nil {

@@ -43,7 +43,7 @@ func (r *Repository) OpenEntry(ctx context.Context, e *Entry) io.Reader {
 // memory does not grow with the repository's history, but each call reads
 // every index object.
 func (r *Repository) OpenEntryAlone(ctx context.Context, e *Entry) io.Reader {
-	return r.openEntry(ctx, e, r.newBlobReaderOn(r.neededIndex([]*Entry{e}), 1))
+	return r.openEntry(ctx, e, r.newBlobReaderOn(r.neededIndex([]*Entry{e})))
 }
 
 func (r *Repository) openEntry(ctx context.Context, e *Entry, br *blobReader) io.Reader {

@@ -357,7 +357,7 @@ func (p *Pending) baseLeaves(ctx context.Context, name string) func(int) (ChunkI
 			return nil
 		}
 	}
-	br := w.repos[first].newBlobReaderOn(fixedIndex{w.known[first].idx}, 1)
+	br := w.repos[first].newBlobReaderOn(fixedIndex{w.known[first].idx})
 	read := func(id ChunkID) ([]byte, error) { return br.read(ctx, id, nil) }
 	type level struct {
 		children []ChunkID
