@@ -26,16 +26,38 @@ import (
 	"github.com/piosnap/piosnap/store/local"
 )
 
+// built is the piosnap binary that buildPiosnap builds once per test run
+// (each build links the whole program: seconds, and more under qemu).
+var built struct {
+	once     sync.Once
+	dir, bin string
+	out      []byte
+	err      error
+}
+
 // buildPiosnap builds the piosnap binary into a temporary directory, so
-// tests can send it real signals.
+// tests can send it real signals. TestMain removes it.
 func buildPiosnap(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "piosnap")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "piosnap-test-bin-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "piosnap")
+		built.out, built.err = exec.Command("go", "build", "-o", built.bin, ".").CombinedOutput()
+	})
+	if built.err != nil {
+		t.Fatalf("go build: %v\n%s", built.err, built.out)
 	}
-	return bin
+	return built.bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 // binCommand runs a binary built by the test. When $PIOSNAP_TEST_EXEC is
