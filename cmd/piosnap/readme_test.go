@@ -135,3 +135,38 @@ func TestREADMEConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMELayout checks that README.md's layout names every package of
+// the module, so that a new package cannot go unmentioned.
+func TestREADMELayout(t *testing.T) {
+	md := readme(t)
+	root := filepath.Join("..", "..")
+	seen := map[string]bool{}
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() && path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "dist") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			return nil
+		}
+		pkg, err := filepath.Rel(root, filepath.Dir(path))
+		if err != nil || pkg == "." || seen[pkg] {
+			return err
+		}
+		seen[pkg] = true
+		if !strings.Contains(md, "`"+filepath.ToSlash(pkg)+"`") {
+			t.Errorf("README.md's layout does not name the package %s", filepath.ToSlash(pkg))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 10 {
+		t.Errorf("found only %d packages under %s", len(seen), root)
+	}
+}
