@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/piosnap/piosnap/scheduler"
+	"github.com/piosnap/piosnap/store/retention"
 )
 
 // Source kinds.
@@ -29,6 +32,9 @@ type Source struct {
 	// Paths are the absolute directories backed up, the application's
 	// working directory first.
 	Paths []string `toml:"paths"`
+	// Schedule, when set, backs the source up on this schedule (written
+	// and evaluated as the global schedule) instead of the global one.
+	Schedule string `toml:"schedule"`
 	// Excludes are glob patterns relative to each path ("*" within a name,
 	// "**" across folders); a matching folder is left out whole.
 	Excludes []string `toml:"excludes"`
@@ -36,6 +42,47 @@ type Source struct {
 	Hooks Hooks `toml:"hooks"`
 	// Database, when set, is dumped in the same stopped window.
 	Database *Database `toml:"database"`
+	// PreRestore says how long a restore's copy of what it replaced is
+	// kept beside the folders.
+	PreRestore PreRestore `toml:"pre_restore"`
+}
+
+// PreRestore says which copies of the state before a restore (the folders
+// it replaced, kept as <path>.pre-restore-<time>, and the database dump
+// beside them) stay: a copy either rule keeps stays, and the copy a restore
+// has just made always does. The others are deleted after the next restore
+// of the source, and by backups of it.
+type PreRestore struct {
+	// KeepLast keeps the newest N restores' copies (default 1).
+	KeepLast *int `toml:"keep_last"`
+	// KeepWithin keeps every copy younger than this, written as retention
+	// durations are (default "7d"; "0d" switches the rule off).
+	KeepWithin string `toml:"keep_within"`
+}
+
+// Defaults of [source.pre_restore].
+const (
+	DefaultPreRestoreKeepLast   = 1
+	DefaultPreRestoreKeepWithin = "7d"
+)
+
+// Policy returns the rules with their defaults applied.
+func (p PreRestore) Policy() (last int, within retention.Duration, err error) {
+	last = DefaultPreRestoreKeepLast
+	if p.KeepLast != nil {
+		last = *p.KeepLast
+	}
+	if last < 0 {
+		return 0, within, fmt.Errorf("pre_restore.keep_last = %d: want 0 or more, the number of the newest restores whose copies are kept", last)
+	}
+	text := p.KeepWithin
+	if text == "" {
+		text = DefaultPreRestoreKeepWithin
+	}
+	if within, err = retention.ParseDuration(text); err != nil {
+		return 0, within, fmt.Errorf("pre_restore.keep_within: %w", err)
+	}
+	return last, within, nil
 }
 
 // Hooks are the commands that quiesce the application. Each is an argument
@@ -149,6 +196,14 @@ func (c *Config) validateSources() error {
 		if len(h.Stop) == 0 && (len(h.ReadyCheck) > 0 || len(h.RequireUnlocked) > 0) {
 			return fmt.Errorf("%s: hooks.ready_check and hooks.require_unlocked check that hooks.stop worked: set hooks.stop and hooks.start too", field)
 		}
+		if s.Schedule != "" {
+			if _, err := scheduler.ParseSchedule(s.Schedule, c.location); err != nil {
+				return fmt.Errorf("%s: %w (leave schedule out to back it up on the global schedule)", field, err)
+			}
+		}
+		if _, _, err := s.PreRestore.Policy(); err != nil {
+			return fmt.Errorf("%s: %w", field, err)
+		}
 		if d := s.Database; d != nil {
 			if err := d.validate(); err != nil {
 				return fmt.Errorf("%s: database: %w", field, err)
@@ -216,6 +271,27 @@ func (c *Config) Source(name string) *Source {
 		}
 	}
 	return nil
+}
+
+// ScheduleOf returns the schedule host is backed up on: its source's own,
+// else the global one.
+func (c *Config) ScheduleOf(host string) string {
+	if s := c.Source(host); s != nil && s.Schedule != "" {
+		return s.Schedule
+	}
+	return c.Schedule
+}
+
+// OwnSchedules returns the sources backed up on schedules of their own, by
+// name.
+func (c *Config) OwnSchedules() map[string]string {
+	out := map[string]string{}
+	for _, s := range c.Sources {
+		if s.Schedule != "" {
+			out[s.Name] = s.Schedule
+		}
+	}
+	return out
 }
 
 // PioreactorEnabled reports whether backups include the Pioreactor

@@ -61,6 +61,12 @@ func TestSourceErrors(t *testing.T) {
 		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.database]\nengine = \"mariadb\"\nname = \"c\"\noptions_file = \"/a\"\ncredential = \"b\"", "not both"},
 		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.database]\nengine = \"command\"", "needs dump"},
 		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.database]\nengine = \"mariadb\"\nname = \"c\"\npassword = \"x\"", "unknown key"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\nschedule = \"weekly\"", `source "x": schedule "weekly"`},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\nschedule = \"@every 1h\"", "leave schedule out to back it up on the global schedule"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.pre_restore]\nkeep_last = -1", `source "x": pre_restore.keep_last = -1: want 0 or more`},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.pre_restore]\nkeep_within = \"30m\"", `source "x": pre_restore.keep_within: retention duration "30m"`},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.pre_restore]\nkeep_within = \"a week\"", "pre_restore.keep_within"},
+		{"kind = \"dir\"\nname = \"x\"\npaths = [\"/a\"]\n[source.pre_restore]\nkeep = 3", "unknown key"},
 	} {
 		_, err := Parse(storeTOML + "[[source]]\n" + tc.toml + "\n")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -92,7 +98,52 @@ func TestExampleSourceParses(t *testing.T) {
 		t.Fatalf("%v\n%s", err, b.String())
 	}
 	s := c.Source("cells")
-	if s == nil || s.Database == nil || len(s.Excludes) != 3 || len(s.Hooks.RequireUnlocked) != 2 {
+	if s == nil || s.Database == nil || len(s.Excludes) != 3 || len(s.Hooks.RequireUnlocked) != 2 || s.PreRestore.KeepLast == nil || s.PreRestore.KeepWithin != "7d" {
 		t.Errorf("source = %+v", s)
+	}
+}
+
+func TestPreRestorePolicy(t *testing.T) {
+	three := 3
+	zero := 0
+	for _, tc := range []struct {
+		p      PreRestore
+		last   int
+		within string
+	}{
+		{PreRestore{}, DefaultPreRestoreKeepLast, DefaultPreRestoreKeepWithin},
+		{PreRestore{KeepLast: &three, KeepWithin: "1mo"}, 3, "1mo"},
+		{PreRestore{KeepLast: &zero, KeepWithin: "0d"}, 0, "0d"},
+	} {
+		last, within, err := tc.p.Policy()
+		if err != nil || last != tc.last || within.String() != tc.within {
+			t.Errorf("%+v: %d, %s, %v; want %d, %s", tc.p, last, within, err, tc.last, tc.within)
+		}
+	}
+}
+
+func TestSourceSchedule(t *testing.T) {
+	c, err := Parse("schedule = \"30 1 * * *\"\n" + storeTOML + `
+[[source]]
+kind = "dir"
+name = "cells"
+paths = ["/var/cells"]
+schedule = "0 3 * * sun"
+
+[[source]]
+kind = "dir"
+name = "wiki"
+paths = ["/srv/wiki"]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]string{"cells": "0 3 * * sun", "wiki": "30 1 * * *", "worker1": "30 1 * * *"} {
+		if got := c.ScheduleOf(host); got != want {
+			t.Errorf("ScheduleOf(%s) = %q, want %q", host, got, want)
+		}
+	}
+	if own := c.OwnSchedules(); len(own) != 1 || own["cells"] != "0 3 * * sun" {
+		t.Errorf("OwnSchedules = %v, want cells only", own)
 	}
 }

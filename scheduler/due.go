@@ -43,3 +43,19 @@ func Due(now time.Time, newest map[string]time.Time, sched cron.Schedule) (run b
 	slices.Sort(stale)
 	return true, fmt.Sprintf("the newest version of %s is older than the slot %s", strings.Join(stale, ", "), slot.UTC().Format(time.RFC3339))
 }
+
+// DueHost reports whether a host with a schedule of its own should be
+// backed up, given the time of its newest complete version (zero for none)
+// and the most recent slot of its schedule at or before now (zero for
+// none), and why or why not.
+func DueHost(newest time.Time, host string, slot time.Time) (run bool, reason string) {
+	switch {
+	case slot.IsZero():
+		return false, fmt.Sprintf("the schedule of %s has no slot before now", host)
+	case newest.IsZero():
+		return true, fmt.Sprintf("no version of %s stored yet", host)
+	case newest.Before(slot):
+		return true, fmt.Sprintf("the newest version of %s is older than the slot %s of its own schedule", host, slot.UTC().Format(time.RFC3339))
+	}
+	return false, fmt.Sprintf("%s has a version from the slot %s of its own schedule or later", host, slot.UTC().Format(time.RFC3339))
+}

@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
-
-	"github.com/robfig/cron/v3"
 )
 
 // Run schedules and runs jobs until ctx is cancelled; runs never overlap.
@@ -58,24 +57,38 @@ func (s *Scheduler) Run(ctx context.Context) error {
 type loop struct {
 	s    *Scheduler
 	tick <-chan time.Time
-	// handled is the latest slot a decision was taken for; the
-	// repositories are consulted again only once a later slot passes.
-	handled time.Time
+	// handled is, per group (see schedules.groups), the latest slot a
+	// decision was taken for; the repositories are consulted again only
+	// once a later slot of some group passes.
+	handled map[string]time.Time
 	// waiting is what the loop waits for ("clock", "state"), or "".
 	waiting string
 }
 
-// step takes the decision for now, runs the job if it is due, and returns
-// when to look again.
-func (l *loop) step(ctx context.Context, cfg Config, sched cron.Schedule) (time.Time, error) {
+// step takes the decision for now, runs the jobs that are due (the main
+// schedule's first, then each host with a schedule of its own), and
+// returns when to look again.
+func (l *loop) step(ctx context.Context, cfg Config, sc schedules) (time.Time, error) {
+	if l.handled == nil {
+		l.handled = map[string]time.Time{}
+	}
 	now := time.Now()
-	slot := Prev(sched, now)
-	next := sched.Next(now)
 	wake := now.Add(l.s.recheck)
+	groups := sc.groups()
+	var next time.Time // the earliest next slot of any group
+	fresh := false     // some group has a slot no decision was taken for
+	for _, g := range groups {
+		if n := g.sched.Next(now); !n.IsZero() && (next.IsZero() || n.Before(next)) {
+			next = n
+		}
+		if slot := Prev(g.sched, now); slot.IsZero() || slot.After(l.handled[g.host]) {
+			fresh = true
+		}
+	}
 	if !next.IsZero() && next.Before(wake) {
 		wake = next
 	}
-	if !slot.IsZero() && !slot.After(l.handled) {
+	if !fresh {
 		l.s.update(func(st *Status) { st.Next = next })
 		return wake, nil
 	}
@@ -87,26 +100,68 @@ func (l *loop) step(ctx context.Context, cfg Config, sched cron.Schedule) (time.
 		l.wait("state", fmt.Sprintf("cannot read the newest stored versions (%v); trying again in %v", err, l.s.recheck))
 		return now.Add(l.s.recheck), nil
 	}
-	run, reason := Due(now, newest, sched)
 	if _, t := newestOf(newest); now.Before(t) {
+		_, reason := Due(now, newest, sc.main) // says why the clock is wrong
 		l.wait("clock", reason)
 		return now.Add(l.s.recheck), nil
 	}
-	l.handled = slot
 	if l.waiting != "" {
 		l.waiting = ""
 		l.s.log.Info("no longer waiting")
 	}
-	if !run {
-		l.s.log.Debug("no run due", "reason", reason, "next", next)
+	type due struct {
+		hosts []string // nil: the main schedule's hosts
+		next  time.Time
+	}
+	var runs []due
+	for _, g := range groups {
+		slot := Prev(g.sched, now)
+		if !slot.IsZero() && !slot.After(l.handled[g.host]) {
+			continue
+		}
+		l.handled[g.host] = slot
+		run, reason := false, ""
+		if g.host == "" {
+			main := maps.Clone(newest)
+			for h := range sc.own {
+				delete(main, h)
+			}
+			run, reason = Due(now, main, g.sched)
+		} else {
+			run, reason = DueHost(newest[g.host], g.host, slot)
+		}
+		if !run {
+			l.s.log.Debug("no run due", "schedule_of", groupAttr(g.host), "reason", reason, "next", g.sched.Next(now))
+			continue
+		}
+		l.s.log.Info("run due", "schedule_of", groupAttr(g.host), "reason", reason)
+		d := due{next: g.sched.Next(now)}
+		if g.host != "" {
+			d.hosts = []string{g.host}
+		}
+		runs = append(runs, d)
+	}
+	if len(runs) == 0 {
 		l.s.update(func(st *Status) { st.Waiting, st.Next = "", next })
 		return wake, nil
 	}
-	l.s.log.Info("run due", "reason", reason)
-	if err := l.runSlot(ctx, cfg, next); err != nil {
-		return time.Time{}, err
+	for _, d := range runs {
+		if ctx.Err() != nil {
+			break
+		}
+		if err := l.runSlot(ctx, cfg, d.next, d.hosts); err != nil {
+			return time.Time{}, err
+		}
 	}
 	return time.Now(), nil
+}
+
+// groupAttr names a schedule group in the log.
+func groupAttr(host string) string {
+	if host == "" {
+		return "main"
+	}
+	return host
 }
 
 // wait records why nothing can run, and logs it when the kind of wait
@@ -119,10 +174,10 @@ func (l *loop) wait(kind, reason string) {
 	l.s.update(func(st *Status) { st.Waiting = reason })
 }
 
-// runSlot runs the job once for every host after the jitter delay, then
-// retries the hosts that failed, with backoff, as long as each retry
-// starts before nextSlot.
-func (l *loop) runSlot(ctx context.Context, cfg Config, nextSlot time.Time) error {
+// runSlot runs the job once for hosts (nil: the main schedule's) after the
+// jitter delay, then retries the hosts that failed, with backoff, as long
+// as each retry starts before nextSlot.
+func (l *loop) runSlot(ctx context.Context, cfg Config, nextSlot time.Time, hosts []string) error {
 	start := time.Now()
 	l.s.update(func(st *Status) {
 		*st = Status{LastStart: start, Running: true, Next: nextSlot}
@@ -135,7 +190,6 @@ func (l *loop) runSlot(ctx context.Context, cfg Config, nextSlot time.Time) erro
 			return nil
 		}
 	}
-	var hosts []string
 	for attempt := 0; ; attempt++ {
 		l.s.log.Info("backup started", "hosts", hostsAttr(hosts), "attempt", attempt+1)
 		failed, err := l.runJob(ctx, cfg, hosts)

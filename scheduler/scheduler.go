@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,28 +52,62 @@ type Config struct {
 	// cancelled before the job's own context is cancelled. Zero means
 	// DefaultGrace.
 	Grace time.Duration
+	// HostSchedules back up the named hosts on schedules of their own
+	// (written as Schedule, in Zone) instead of Schedule. At a slot of
+	// Schedule the job is then given nil, which means every host but
+	// these; at a slot of a host's own schedule, that host.
+	HostSchedules map[string]string
 }
 
-// check validates c and returns its parsed schedule. Errors name the
+// schedules are a Config's parsed schedules: the main one and each host's
+// own.
+type schedules struct {
+	main cron.Schedule
+	own  map[string]cron.Schedule
+}
+
+// group is one schedule and the hosts it backs up: host "" is the main
+// schedule's (every host without one of its own).
+type group struct {
+	host  string
+	sched cron.Schedule
+}
+
+// groups lists the main schedule first, then the hosts' own by name.
+func (sc schedules) groups() []group {
+	out := []group{{sched: sc.main}}
+	for _, h := range slices.Sorted(maps.Keys(sc.own)) {
+		out = append(out, group{host: h, sched: sc.own[h]})
+	}
+	return out
+}
+
+// check validates c and returns its parsed schedules. Errors name the
 // configuration key at fault.
-func (c Config) check() (cron.Schedule, error) {
+func (c Config) check() (schedules, error) {
 	sched, err := ParseSchedule(c.Schedule, c.Zone)
 	if err != nil {
-		return nil, err
+		return schedules{}, err
+	}
+	sc := schedules{main: sched, own: map[string]cron.Schedule{}}
+	for h, text := range c.HostSchedules {
+		if sc.own[h], err = ParseSchedule(text, c.Zone); err != nil {
+			return schedules{}, fmt.Errorf("schedule of %s: %w", h, err)
+		}
 	}
 	switch {
 	case c.Jitter < 0:
-		return nil, fmt.Errorf("jitter %v is negative: use 0 to run on the slot, or a positive duration such as \"5m\"", c.Jitter)
+		return schedules{}, fmt.Errorf("jitter %v is negative: use 0 to run on the slot, or a positive duration such as \"5m\"", c.Jitter)
 	case c.MaxRetries < 0:
-		return nil, fmt.Errorf("max_retries %d is negative: use 0 to disable retries", c.MaxRetries)
+		return schedules{}, fmt.Errorf("max_retries %d is negative: use 0 to disable retries", c.MaxRetries)
 	case c.MaxRetries > 0 && c.RetryBase <= 0:
-		return nil, fmt.Errorf("retry_base %v must be positive when max_retries is %d: set it to a duration such as \"1m\"", c.RetryBase, c.MaxRetries)
+		return schedules{}, fmt.Errorf("retry_base %v must be positive when max_retries is %d: set it to a duration such as \"1m\"", c.RetryBase, c.MaxRetries)
 	case c.MaxRetries > 0 && c.RetryMax < c.RetryBase:
-		return nil, fmt.Errorf("retry_max %v is shorter than retry_base %v: raise retry_max", c.RetryMax, c.RetryBase)
+		return schedules{}, fmt.Errorf("retry_max %v is shorter than retry_base %v: raise retry_max", c.RetryMax, c.RetryBase)
 	case c.Grace < 0:
-		return nil, fmt.Errorf("grace %v is negative: use 0 for the default of %v", c.Grace, DefaultGrace)
+		return schedules{}, fmt.Errorf("grace %v is negative: use 0 for the default of %v", c.Grace, DefaultGrace)
 	}
-	return sched, nil
+	return sc, nil
 }
 
 // State reports the newest complete version per host, as stored in the
@@ -83,7 +119,8 @@ type State interface {
 }
 
 // Job runs one backup, followed by retention, for hosts (nil means every
-// host) and returns the hosts that failed. A non-nil error means the run
+// host, but those with schedules of their own: see
+// Config.HostSchedules) and returns the hosts that failed. A non-nil error means the run
 // failed as a whole. A Job must return promptly, leaving no partial
 // version behind, once ctx is cancelled.
 type Job func(ctx context.Context, hosts []string) (failed []string, err error)
@@ -160,7 +197,7 @@ type Scheduler struct {
 
 	mu        sync.Mutex
 	cfg       Config
-	sched     cron.Schedule
+	sched     schedules
 	status    Status
 	published string // the last status line given to notifier
 }
@@ -234,7 +271,7 @@ func (s *Scheduler) Snapshot() Status {
 	return st
 }
 
-func (s *Scheduler) current() (Config, cron.Schedule) {
+func (s *Scheduler) current() (Config, schedules) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cfg, s.sched

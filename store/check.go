@@ -72,12 +72,9 @@ func (r *Repository) scan(ctx context.Context) (*repoState, error) {
 	if st.loose, err = r.looseChunks(ctx); err != nil {
 		return nil, err
 	}
-	if st.idx, st.damaged, err = r.loadIndex(ctx); err != nil {
+	if st.idx, st.damaged, err = r.loadIndex(ctx, everyPlace); err != nil {
 		return nil, err
 	}
-	r.idxMu.Lock()
-	r.idx = st.idx
-	r.idxMu.Unlock()
 	return st, nil
 }
 
@@ -91,7 +88,7 @@ func (st *repoState) has(id ChunkID) bool {
 	if i < 0 {
 		return false
 	}
-	_, ok := st.packs[st.idx.packs[st.idx.entries[i].pack]]
+	_, ok := st.packs[st.idx.packs[st.idx.packOf(i)]]
 	return ok
 }
 
@@ -126,7 +123,7 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 	present := func(id ChunkID, i int) bool {
 		ok := false
 		if i >= 0 {
-			_, ok = st.packs[x.packs[x.entries[i].pack]]
+			_, ok = st.packs[x.packs[x.packOf(i)]]
 		} else {
 			_, ok = st.loose[id]
 		}
@@ -135,7 +132,8 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 		}
 		return ok
 	}
-	br := r.newBlobReader()
+	src := &loadedIndex{r: r, f: everyPlace, x: x}
+	br := r.newBlobReaderOn(src)
 	ids, err := r.VersionIDs(ctx)
 	if err != nil {
 		return nil, err
@@ -194,7 +192,7 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 		}
 	}
 	if len(missing) > 0 {
-		users, err := r.usersOf(ctx, func(id ChunkID) bool { return missing[id] })
+		users, err := r.usersOf(ctx, src, func(id ChunkID) bool { return missing[id] })
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +200,7 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 		for _, id := range bad {
 			obj, reason := "blob "+id.String(), "blob missing: in no index and no chunk"
 			if i := x.find(id); i >= 0 {
-				obj, reason = packName(x.packs[x.entries[i].pack]), "pack missing"
+				obj, reason = packName(x.packs[x.packOf(i)]), "pack missing"
 			}
 			rep.Problems = append(rep.Problems, Problem{Object: obj, Reason: reason, Versions: users[id]})
 		}
@@ -251,13 +249,13 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // usersOf names the versions that use a blob bad accepts, per blob. It
 // walks every version in full, so it is for reporting damage only.
-func (r *Repository) usersOf(ctx context.Context, bad func(ChunkID) bool) (map[ChunkID][]string, error) {
+func (r *Repository) usersOf(ctx context.Context, src indexSource, bad func(ChunkID) bool) (map[ChunkID][]string, error) {
 	users := make(map[ChunkID][]string)
 	ids, err := r.VersionIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	br := r.newBlobReader()
+	br := r.newBlobReaderOn(src)
 	for _, id := range ids {
 		v, err := r.LoadVersion(ctx, id)
 		if err != nil {
@@ -287,7 +285,7 @@ func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckRepor
 	x := st.idx
 	byPack := make(map[ChunkID][]int)
 	for i := range x.entries {
-		p := x.packs[x.entries[i].pack]
+		p := x.packs[x.packOf(i)]
 		byPack[p] = append(byPack[p], i)
 	}
 	badPacks := make(map[ChunkID]string)
@@ -347,13 +345,13 @@ func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckRepor
 	}
 	packOf := func(id ChunkID) (ChunkID, bool) {
 		if i := x.find(id); i >= 0 {
-			p := x.packs[x.entries[i].pack]
+			p := x.packs[x.packOf(i)]
 			_, bad := badPacks[p]
 			return p, bad
 		}
 		return ChunkID{}, false
 	}
-	users, err := r.usersOf(ctx, func(id ChunkID) bool {
+	users, err := r.usersOf(ctx, &loadedIndex{r: r, f: everyPlace, x: x}, func(id ChunkID) bool {
 		_, bad := packOf(id)
 		_, badL := badLoose[id]
 		return bad || badL
@@ -411,9 +409,8 @@ func (r *Repository) verifyPack(ctx context.Context, id ChunkID, x *index, entri
 		inHeader[rec] = true
 	}
 	for _, i := range entries {
-		e := &x.entries[i]
-		if !inHeader[blobRecord{Type: e.typ, ID: e.id, FrameOff: e.frameOff, FrameLen: e.frameLen, Off: e.off, Len: e.len}] {
-			return 0, fmt.Sprintf("the index places blob %s where the pack's header does not", e.id), nil
+		if rec := x.record(i); !inHeader[rec] {
+			return 0, fmt.Sprintf("the index places blob %s where the pack's header does not", rec.ID), nil
 		}
 	}
 	n := 0

@@ -124,7 +124,7 @@ func (r *Repository) Chunks(ctx context.Context) (map[ChunkID]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	x, err := r.reloadIndex(ctx)
+	x, _, err := r.loadIndex(ctx, everyPlace)
 	if err != nil {
 		return nil, err
 	}

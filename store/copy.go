@@ -175,7 +175,7 @@ func (c *copier) version(ctx context.Context, v *Version, manifest []byte) (err 
 		if failed = c.pk.add(ctx, typ, id, c.buf, nil); failed != nil {
 			return false
 		}
-		c.known.added[id] = struct{}{}
+		c.known.added.add(id)
 		c.present[id] = true // sent now: never counted as present
 		rep.Chunks++
 		return true

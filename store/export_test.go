@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"io"
+)
 
 // BlobPlace returns the backend name of the pack holding blob id and the
 // offset and length of the frame holding it, for tests that damage packs.
@@ -13,8 +16,8 @@ func BlobPlace(ctx context.Context, r *Repository, id ChunkID) (pack string, fra
 	if i < 0 {
 		return "", 0, 0, errNotIndexed
 	}
-	e := x.entries[i]
-	return packName(x.packs[e.pack]), int64(e.frameOff), int64(e.frameLen), nil
+	rec := x.record(i)
+	return packName(x.packs[x.packOf(i)]), int64(rec.FrameOff), int64(rec.FrameLen), nil
 }
 
 // LeafDepths returns the delta depth of every leaf of a page tree, in
@@ -63,4 +66,92 @@ func (w *Writer) Idle() bool {
 		}
 	}
 	return true
+}
+
+// IndexShape is what an index loaded for one kind of reading holds, for
+// tests of what is kept.
+type IndexShape struct {
+	// Places counts the blobs whose place is kept; PlacesCap is the
+	// capacity of their slice.
+	Places, PlacesCap int
+	// Frames and Packs count the frames and packs those places share.
+	Frames, Packs int
+	// IDs counts the blobs known by ID only.
+	IDs int
+	x   *index
+}
+
+// Placed reports whether the index knows where id is.
+func (s IndexShape) Placed(id ChunkID) bool { return s.x.find(id) >= 0 }
+
+// Has reports whether the index knows id is stored.
+func (s IndexShape) Has(id ChunkID) bool { return s.x.has(id) }
+
+func shapeOf(x *index) IndexShape {
+	return IndexShape{Places: len(x.entries), PlacesCap: cap(x.entries), Frames: len(x.frames), Packs: len(x.packs), IDs: len(x.ids), x: x}
+}
+
+// LoadIndexShape loads r's index as check and forget do ("whole") or as a
+// writer does ("writer").
+func LoadIndexShape(ctx context.Context, r *Repository, reading string) (IndexShape, error) {
+	f := everyPlace
+	if reading == "writer" {
+		f = writerIndex
+	}
+	x, _, err := r.loadIndex(ctx, f)
+	if err != nil {
+		return IndexShape{}, err
+	}
+	return shapeOf(x), nil
+}
+
+// NeededIndexShape loads the part of r's index that reading v's files
+// needs, as a restore or an export of v does.
+func NeededIndexShape(ctx context.Context, r *Repository, v *Version) (IndexShape, error) {
+	x, err := r.neededIndex(files(v)).index(ctx)
+	if err != nil {
+		return IndexShape{}, err
+	}
+	return shapeOf(x), nil
+}
+
+// UsedBlobs returns the distinct blobs v uses: chunks, pages and tree nodes.
+func UsedBlobs(ctx context.Context, r *Repository, v *Version) (map[ChunkID]bool, error) {
+	used := make(map[ChunkID]bool)
+	err := walkVersion(ctx, r.newBlobReader(), v, func(id ChunkID, _ uint8) bool {
+		used[id] = true
+		return true
+	})
+	return used, err
+}
+
+// StaleVersionReader loads the places v's files need now and returns a
+// function that reads their contents later with those places, as a
+// restore that started before a forget does.
+func StaleVersionReader(ctx context.Context, r *Repository, v *Version) (func() (map[string][]byte, error), error) {
+	src := r.neededIndex(files(v))
+	if _, err := src.index(ctx); err != nil {
+		return nil, err
+	}
+	return func() (map[string][]byte, error) {
+		out := make(map[string][]byte)
+		for _, e := range files(v) {
+			b, err := io.ReadAll(r.openEntry(ctx, e, r.newBlobReaderOn(src)))
+			if err != nil {
+				return nil, err
+			}
+			out[e.Name] = b
+		}
+		return out, nil
+	}, nil
+}
+
+func files(v *Version) []*Entry {
+	var out []*Entry
+	for i := range v.Entries {
+		if !v.Entries[i].IsDir() {
+			out = append(out, &v.Entries[i])
+		}
+	}
+	return out
 }

@@ -90,7 +90,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 	if err != nil {
 		return rep, err
 	}
-	br := r.newBlobReader()
+	br := r.newBlobReaderOn(&loadedIndex{r: r, f: everyPlace, x: x})
 	for _, id := range vids {
 		v, err := r.LoadVersion(ctx, id)
 		if err == nil {
@@ -110,10 +110,10 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 	type packUse struct{ used, total int64 }
 	use := make([]packUse, len(x.packs))
 	for i := range x.entries {
-		e := &x.entries[i]
-		use[e.pack].total += int64(e.len)
+		p, n := x.packOf(i), int64(x.entries[i].len)
+		use[p].total += n
 		if marks.used[i] {
-			use[e.pack].used += int64(e.len)
+			use[p].used += n
 		}
 	}
 	indexed := make(map[ChunkID]bool, len(x.packs))
@@ -173,15 +173,15 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 		for i := range order {
 			order[i] = i
 		}
-		slices.SortStableFunc(order, func(a, b int) int { return int(x.entries[a].pack) - int(x.entries[b].pack) })
+		slices.SortStableFunc(order, func(a, b int) int { return int(x.packOf(a)) - int(x.packOf(b)) })
 		for _, i := range order {
-			e := &x.entries[i]
-			p := x.packs[e.pack]
-			if doomed[p] || repack[e.pack] {
+			n := x.packOf(i)
+			p := x.packs[n]
+			if doomed[p] || repack[n] {
 				countDropped(i)
 				continue
 			}
-			if err := iw.add(ctx, p, blobRecord{Type: e.typ, ID: e.id, FrameOff: e.frameOff, FrameLen: e.frameLen, Off: e.off, Len: e.len}); err != nil {
+			if err := iw.add(ctx, p, x.record(i)); err != nil {
 				return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
 			}
 		}
@@ -268,12 +268,11 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 func (r *Repository) repack(ctx context.Context, x *index, packs map[uint32]bool, used []bool, pk *packer) error {
 	want := make(map[uint32]map[ChunkID]bool)
 	for i := range x.entries {
-		e := &x.entries[i]
-		if packs[e.pack] && used[i] {
-			if want[e.pack] == nil {
-				want[e.pack] = make(map[ChunkID]bool)
+		if p := x.packOf(i); packs[p] && used[i] {
+			if want[p] == nil {
+				want[p] = make(map[ChunkID]bool)
 			}
-			want[e.pack][e.id] = true
+			want[p][x.entries[i].id] = true
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(packs)) {

@@ -8,9 +8,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // indexPrefix is where index objects live in the backend.
@@ -23,23 +27,33 @@ const indexMagic = "PSNIDX02"
 // index object grows past about 5 MiB.
 const indexObjectRecords = 100_000
 
-// indexEntry is one blob's location, as the in-memory index keeps it: a
-// fixed-size record in a sorted slice, 56 bytes a blob.
+// indexEntry is one blob's place, as the in-memory index keeps it: 44
+// bytes a blob, in a slice sorted by ID. What the blobs of one frame share
+// (pack, frame offset and length, type) is kept once, in index.frames.
 type indexEntry struct {
-	id       ChunkID
-	pack     uint32 // position in index.packs
-	frameOff uint32
-	frameLen uint32
-	off      uint32
-	len      uint32
-	typ      uint8
+	id    ChunkID
+	frame uint32 // position in index.frames
+	off   uint32 // offset in the frame's plain content
+	len   uint32 // plain length
 }
 
-// index maps blob IDs to their place in a pack.
+// indexFrame is one frame of a pack, shared by the entries of its blobs.
+type indexFrame struct {
+	pack uint32 // position in index.packs
+	off  uint32 // offset in the pack
+	len  uint32 // compressed length
+	typ  uint8
+}
+
+// index maps blob IDs to their place in a pack. An index may hold only
+// part of the repository's records (see indexFilter): then it knows some
+// blobs only by ID (ids), and others not at all.
 type index struct {
 	entries []indexEntry // sorted by id; a blob stored twice appears twice
+	frames  []indexFrame
 	packs   []ChunkID
-	objects []string // names of the index objects read
+	ids     []ChunkID // sorted: blobs known to be stored, place not kept
+	objects []string  // names of the index objects read
 }
 
 // find returns the position of the first entry for id, or -1.
@@ -54,7 +68,23 @@ func (x *index) find(id ChunkID) int {
 }
 
 // has reports whether id is indexed.
-func (x *index) has(id ChunkID) bool { return x.find(id) >= 0 }
+func (x *index) has(id ChunkID) bool {
+	if x.find(id) >= 0 {
+		return true
+	}
+	_, ok := slices.BinarySearchFunc(x.ids, id, func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) })
+	return ok
+}
+
+// packOf returns the position in x.packs of entry i's pack.
+func (x *index) packOf(i int) uint32 { return x.frames[x.entries[i].frame].pack }
+
+// record returns entry i as a pack header records it.
+func (x *index) record(i int) blobRecord {
+	e := &x.entries[i]
+	f := &x.frames[e.frame]
+	return blobRecord{Type: f.typ, ID: e.id, FrameOff: f.off, FrameLen: f.len, Off: e.off, Len: e.len}
+}
 
 // indexName is the name of an index object whose content hashes to id.
 func indexName(id ChunkID) string { return indexPrefix + id.String() }
@@ -153,48 +183,96 @@ func parseIndex(plain []byte, fn func(pack ChunkID, rec blobRecord)) error {
 	return nil
 }
 
-// indexNames lists the index objects.
-func (r *Repository) indexNames(ctx context.Context) ([]string, error) {
-	var names []string
-	err := r.backend.List(ctx, indexPrefix, func(name string, _ int64) error {
+// indexObject is an index object as listed: its name and stored size.
+type indexObject struct {
+	name string
+	size int64
+}
+
+// indexObjects lists the index objects.
+func (r *Repository) indexObjects(ctx context.Context) ([]indexObject, error) {
+	var objs []indexObject
+	err := r.backend.List(ctx, indexPrefix, func(name string, size int64) error {
 		rest := strings.TrimPrefix(name, indexPrefix)
 		if _, err := ParseChunkID(rest); err == nil {
-			names = append(names, name)
+			objs = append(objs, indexObject{name, size})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list index in %s: %w", r.Location(), err)
 	}
-	slices.Sort(names)
-	return names, nil
+	slices.SortFunc(objs, func(a, b indexObject) int { return strings.Compare(a.name, b.name) })
+	return objs, nil
 }
 
-// loadIndex reads every index object. An index object that is damaged is
-// reported in damaged (name -> reason) and left out; an error reading the
-// backend is returned.
-func (r *Repository) loadIndex(ctx context.Context) (*index, map[string]string, error) {
-	names, err := r.indexNames(ctx)
+// keepMode is what a load keeps of one index record.
+type keepMode uint8
+
+const (
+	keepNothing keepMode = iota
+	keepID               // only that the blob is stored (index.ids)
+	keepPlace            // where it is (index.entries)
+)
+
+// indexFilter chooses what loadIndex keeps of each record. The zero value
+// keeps every record's place.
+type indexFilter struct {
+	// keep decides per record; nil keeps every place.
+	keep func(typ uint8, id ChunkID) keepMode
+	// places and ids are the expected numbers of records kept of each
+	// kind, so that each slice is allocated once; countRecords counts
+	// them from the index objects' headers first. Fewer than needed only
+	// costs growing the slice.
+	places, ids int
+}
+
+// countRecords asks loadIndex to size a slice for every record the index
+// objects hold, read from their zstd frame headers before the objects.
+const countRecords = -1
+
+// everyPlace keeps every record's place, each slice allocated once.
+var everyPlace = indexFilter{places: countRecords}
+
+// loadIndex reads every index object, keeping what f asks for. An index
+// object that is damaged is reported in damaged (name -> reason) and left
+// out; an error reading the backend is returned.
+//
+// Memory: the records kept, and one index object at a time (compressed and
+// plain, in buffers reused from object to object). The slices of records
+// are sized before the first record is read, so loading does not need
+// twice the final size while a slice grows.
+func (r *Repository) loadIndex(ctx context.Context, f indexFilter) (*index, map[string]string, error) {
+	objs, err := r.indexObjects(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	x := &index{}
+	if f.places == countRecords || f.ids == countRecords {
+		n, err := r.countRecords(ctx, objs)
+		if err != nil {
+			return nil, nil, err
+		}
+		if f.places == countRecords {
+			f.places = n
+		}
+		if f.ids == countRecords {
+			f.ids = n
+		}
+	}
+	x := &index{entries: make([]indexEntry, 0, f.places)}
+	if f.ids > 0 {
+		x.ids = make([]ChunkID, 0, f.ids)
+	}
 	packNum := make(map[ChunkID]uint32)
 	damaged := make(map[string]string)
-	var plain []byte
-	for _, name := range names {
-		z, err := r.readWhole(ctx, name, 64<<20)
+	var z, plain []byte
+	for _, o := range objs {
+		z, err = r.readIndexObject(ctx, o, z)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // replaced by a forget running meanwhile
 		}
 		if err != nil && !errors.Is(err, ErrDamaged) {
-			return nil, nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		if err == nil {
-			sum := sha256.Sum256(z)
-			if hex.EncodeToString(sum[:]) != strings.TrimPrefix(name, indexPrefix) {
-				err = fmt.Errorf("content does not match its name (%w)", ErrDamaged)
-			}
+			return nil, nil, fmt.Errorf("read %s: %w", o.name, err)
 		}
 		if err == nil {
 			plain, err = r.decodeAll(z, plain[:0])
@@ -203,34 +281,146 @@ func (r *Repository) loadIndex(ctx context.Context) (*index, map[string]string, 
 			}
 		}
 		if err == nil {
-			start := len(x.entries)
-			err = parseIndex(plain, func(pack ChunkID, rec blobRecord) {
-				n, ok := packNum[pack]
-				if !ok {
-					n = uint32(len(x.packs))
-					packNum[pack] = n
-					x.packs = append(x.packs, pack)
-				}
-				x.entries = append(x.entries, indexEntry{id: rec.ID, pack: n, frameOff: rec.FrameOff, frameLen: rec.FrameLen, off: rec.Off, len: rec.Len, typ: rec.Type})
-			})
-			if err != nil {
-				x.entries = x.entries[:start]
-			}
+			err = x.add(plain, f.keep, packNum)
 		}
 		if err != nil {
-			damaged[name] = err.Error()
+			damaged[o.name] = err.Error()
 			continue
 		}
-		x.objects = append(x.objects, name)
+		x.objects = append(x.objects, o.name)
 	}
 	slices.SortFunc(x.entries, func(a, b indexEntry) int {
 		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
 			return c
 		}
-		return int(a.pack) - int(b.pack)
+		return int(x.frames[a.frame].pack) - int(x.frames[b.frame].pack)
 	})
-	x.entries = slices.Clip(x.entries)
+	slices.SortFunc(x.ids, func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) })
+	x.ids = slices.Compact(x.ids)
+	if len(x.ids) == 0 {
+		x.ids = nil
+	}
 	return x, damaged, nil
+}
+
+// add parses the plain content of one index object into x, keeping what
+// keep asks for. On damage, x is left as it was before.
+func (x *index) add(plain []byte, keep func(uint8, ChunkID) keepMode, packNum map[ChunkID]uint32) error {
+	entries, frames, packs, ids := len(x.entries), len(x.frames), len(x.packs), len(x.ids)
+	last := -1 // the frame of the previous record kept, within this object
+	err := parseIndex(plain, func(pack ChunkID, rec blobRecord) {
+		mode := keepPlace
+		if keep != nil {
+			mode = keep(rec.Type, rec.ID)
+		}
+		switch mode {
+		case keepID:
+			x.ids = append(x.ids, rec.ID)
+			return
+		case keepNothing:
+			return
+		}
+		n, ok := packNum[pack]
+		if !ok {
+			n = uint32(len(x.packs))
+			packNum[pack] = n
+			x.packs = append(x.packs, pack)
+		}
+		fr := indexFrame{pack: n, off: rec.FrameOff, len: rec.FrameLen, typ: rec.Type}
+		// The records of a frame follow each other in an index object.
+		if last < 0 || x.frames[last] != fr {
+			last = len(x.frames)
+			x.frames = append(x.frames, fr)
+		}
+		x.entries = append(x.entries, indexEntry{id: rec.ID, frame: uint32(last), off: rec.Off, len: rec.Len})
+	})
+	if err != nil {
+		for _, p := range x.packs[packs:] {
+			delete(packNum, p)
+		}
+		x.entries, x.frames, x.packs, x.ids = x.entries[:entries], x.frames[:frames], x.packs[:packs], x.ids[:ids]
+	}
+	return err
+}
+
+// readIndexObject reads an index object into buf (reused) and checks it
+// against its name.
+func (r *Repository) readIndexObject(ctx context.Context, o indexObject, buf []byte) ([]byte, error) {
+	const limit = 64 << 20
+	if o.size > limit {
+		return buf, fmt.Errorf("%s is larger than %d bytes (%w)", o.name, limit, ErrDamaged)
+	}
+	rc, err := r.backend.Get(ctx, o.name)
+	if err != nil {
+		return buf, err
+	}
+	defer rc.Close()
+	b := bytes.NewBuffer(buf[:0])
+	b.Grow(int(o.size) + bytes.MinRead)
+	if _, err := b.ReadFrom(io.LimitReader(ContextReader(ctx, rc), limit+1)); err != nil {
+		return b.Bytes(), err
+	}
+	z := b.Bytes()
+	if len(z) > limit {
+		return z, fmt.Errorf("%s is larger than %d bytes (%w)", o.name, limit, ErrDamaged)
+	}
+	sum := sha256.Sum256(z)
+	if hex.EncodeToString(sum[:]) != strings.TrimPrefix(o.name, indexPrefix) {
+		return z, fmt.Errorf("content does not match its name (%w)", ErrDamaged)
+	}
+	return z, nil
+}
+
+// countRecords returns how many records the index objects hold at most,
+// from the plain size each one's zstd frame header states (piosnap always
+// writes it). The headers are read a few at a time; an object whose header
+// cannot be read counts as none here (loading it then grows a slice).
+func (r *Repository) countRecords(ctx context.Context, objs []indexObject) (int, error) {
+	var mu sync.Mutex
+	total := 0
+	var firstErr error
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for _, o := range objs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			n, err := r.indexObjectRecords(ctx, o)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil && ctx.Err() != nil {
+				firstErr = ctx.Err()
+			}
+			total += n
+		}()
+	}
+	wg.Wait()
+	return total, firstErr
+}
+
+// indexObjectRecords returns how many records an index object's frame
+// header says it holds at most, or 0 and an error.
+func (r *Repository) indexObjectRecords(ctx context.Context, o indexObject) (int, error) {
+	rc, err := r.backend.GetRange(ctx, o.name, 0, min(o.size, zstd.HeaderMaxSize))
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	var head [zstd.HeaderMaxSize]byte
+	n, err := io.ReadFull(ContextReader(ctx, rc), head[:min(o.size, zstd.HeaderMaxSize)])
+	if err != nil {
+		return 0, err
+	}
+	var h zstd.Header
+	if err := h.Decode(head[:n]); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return 0, err
+	}
+	if !h.HasFCS || h.FrameContentSize < uint64(len(indexMagic)) || h.FrameContentSize > 1<<30 {
+		return 0, nil
+	}
+	return int(h.FrameContentSize-uint64(len(indexMagic))) / headerRecord, nil
 }
 
 // currentIndex returns the repository's cached index, loading it first if
@@ -256,7 +446,8 @@ func (r *Repository) reloadIndexLocked(ctx context.Context) (*index, error) {
 	// A damaged index object is left out: a writer then stores its blobs
 	// again, a reader reports them missing, `piosnap check` names the
 	// object, and forget refuses to run until it is dealt with.
-	x, _, err := r.loadIndex(ctx)
+	r.idx = nil // let the old one go before the new one is read
+	x, _, err := r.loadIndex(ctx, everyPlace)
 	if err != nil {
 		return nil, err
 	}

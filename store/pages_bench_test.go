@@ -7,9 +7,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,30 +91,46 @@ func peakRSS() float64 {
 }
 
 // BenchmarkBackupLargeDatabase backs up a database of
-// $PIOSNAP_BENCH_DB_MIB MiB (default 256) twice into a local repository:
-// night 1 stores every page, night 2 the tenth of pages that changed. It
-// reports each night's stored bytes and time, and the process's peak RSS,
-// under the soft heap limit piosnap sets.
+// $PIOSNAP_BENCH_DB_MIB MiB (default 256) $PIOSNAP_BENCH_NIGHTS times
+// (default 2) into a local repository: night 1 stores every page, each
+// later night the tenth of pages that changed since, so the index grows
+// with the history as a month of nights makes it grow. Each night opens the
+// repository afresh, as the nightly process does. It reports the first and
+// the last night's stored bytes, time, peak RSS and peak heap, and the same
+// for a restore of the last version (its STORED archive, every page read
+// and verified, written to nowhere), all under the soft heap limit piosnap
+// sets.
 //
 //	PIOSNAP_BENCH_DB_MIB=2048 go test ./store -run '^$' -bench LargeDatabase -benchtime 1x
+//	PIOSNAP_BENCH_DB_MIB=2048 PIOSNAP_BENCH_NIGHTS=10 go test ./store -run '^$' -bench LargeDatabase -benchtime 1x
 func BenchmarkBackupLargeDatabase(b *testing.B) {
-	mib := 256
-	if v := os.Getenv("PIOSNAP_BENCH_DB_MIB"); v != "" {
-		var err error
-		if mib, err = strconv.Atoi(v); err != nil || mib <= 0 {
-			b.Fatalf("PIOSNAP_BENCH_DB_MIB=%q: want a positive number of MiB", v)
-		}
-	}
+	mib := benchEnv(b, "PIOSNAP_BENCH_DB_MIB", 256)
+	nights := benchEnv(b, "PIOSNAP_BENCH_NIGHTS", 2)
 	// The soft heap limit piosnap itself sets (cmd/piosnap/main.go).
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(96 << 20))
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
-		repo, err := store.Init(ctx, mustLocal(b, b.TempDir()))
-		if err != nil {
+		dir := b.TempDir()
+		if _, err := store.Init(ctx, mustLocal(b, dir)); err != nil {
 			b.Fatal(err)
 		}
-		for night := 0; night < 2; night++ {
+		report := func(label string, stored int64, start time.Time, stop func() (float64, float64)) {
+			heap, rss := stop()
+			if stored >= 0 {
+				b.ReportMetric(float64(stored)/(1<<20), label+"-stored-MiB")
+			}
+			b.ReportMetric(time.Since(start).Seconds(), label+"-s")
+			b.ReportMetric(rss, label+"-peak-RSS-MiB")
+			b.ReportMetric(heap, label+"-peak-heap-MiB")
+		}
+		var last *store.Version
+		for night := 0; night < nights; night++ {
+			stop := samplePeaks()
 			start := time.Now()
+			repo, err := store.Open(ctx, mustLocal(b, dir))
+			if err != nil {
+				b.Fatal(err)
+			}
 			w, err := store.NewWriter(ctx, repo)
 			if err != nil {
 				b.Fatal(err)
@@ -124,9 +143,76 @@ func BenchmarkBackupLargeDatabase(b *testing.B) {
 			if res[0].Err != nil {
 				b.Fatal(res[0].Err)
 			}
-			b.ReportMetric(float64(res[0].Stored)/(1<<20), "night"+strconv.Itoa(night+1)+"-stored-MiB")
-			b.ReportMetric(time.Since(start).Seconds(), "night"+strconv.Itoa(night+1)+"-s")
-			b.ReportMetric(peakRSS(), "night"+strconv.Itoa(night+1)+"-peak-RSS-MiB")
+			last = res[0].Version
+			switch night {
+			case 0:
+				report("night1", res[0].Stored, start, stop)
+			case nights - 1:
+				report("night"+strconv.Itoa(nights), res[0].Stored, start, stop)
+			default:
+				stop()
+			}
 		}
+		stop := samplePeaks()
+		start := time.Now()
+		repo, err := store.Open(ctx, mustLocal(b, dir))
+		if err != nil {
+			b.Fatal(err)
+		}
+		z, err := repo.StoredZip(last, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := z.WriteTo(ctx, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		report("restore", -1, start, stop)
+	}
+}
+
+// benchEnv returns the positive integer in the environment variable name,
+// or def when it is unset.
+func benchEnv(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// samplePeaks collects garbage, resets the process's peak RSS, and samples
+// the heap in use every 5 ms until the returned function is called, which
+// returns the peak heap and the peak RSS since, in MiB.
+func samplePeaks() func() (heap, rss float64) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // Linux only; else the peak RSS includes what came before
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var peak uint64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() (float64, float64) {
+		close(done)
+		wg.Wait()
+		return float64(peak) / (1 << 20), peakRSS()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -119,14 +120,39 @@ func pageBackup(t *testing.T, repo *store.Repository, host string, files []file)
 }
 
 // exported returns the content of every file of a version, as restore
-// rebuilds it.
+// rebuilds it. The DEFLATE archive (export), the STORED archive (restore)
+// and OpenEntry must agree byte for byte.
 func exported(t *testing.T, repo *store.Repository, v *store.Version) map[string][]byte {
 	t.Helper()
+	ctx := context.Background()
 	var buf bytes.Buffer
-	if err := repo.WriteZip(context.Background(), &buf, v); err != nil {
+	if err := repo.WriteZip(ctx, &buf, v); err != nil {
 		t.Fatal(err)
 	}
-	return readZip(t, buf.Bytes())
+	files := readZip(t, buf.Bytes())
+	z, err := repo.StoredZip(v, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	if err := z.WriteTo(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	stored := readZip(t, buf.Bytes())
+	for i := range v.Entries {
+		e := &v.Entries[i]
+		if e.IsDir() {
+			continue
+		}
+		one, err := io.ReadAll(repo.OpenEntry(ctx, e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(stored[e.Name], files[e.Name]) || !bytes.Equal(one, files[e.Name]) {
+			t.Fatalf("%s: the STORED archive (%d bytes), OpenEntry (%d) and the DEFLATE archive (%d) differ", e.Name, len(stored[e.Name]), len(one), len(files[e.Name]))
+		}
+	}
+	return files
 }
 
 func entry(t *testing.T, v *store.Version, name string) store.Entry {

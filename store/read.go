@@ -28,8 +28,26 @@ type entryReader struct {
 
 // OpenEntry returns a reader of an entry's content. Damage is reported as a
 // read error wrapping ErrDamaged or fs.ErrNotExist, naming the entry.
+//
+// The entry's blobs are found in the repository's whole index, read on
+// first use and kept for every later OpenEntry: the way to read many
+// entries one by one. To read one entry without holding the whole index,
+// use OpenEntryAlone.
 func (r *Repository) OpenEntry(ctx context.Context, e *Entry) io.Reader {
-	er := &entryReader{ctx: ctx, blobs: r.newBlobReader(), e: e, crc: crc32.NewIEEE()}
+	return r.openEntry(ctx, e, r.newBlobReader())
+}
+
+// OpenEntryAlone is OpenEntry for reading a single entry, such as a
+// version's metadata before a restore: it reads the index keeping only the
+// places of this entry's blobs (once more for each tree of pages), so its
+// memory does not grow with the repository's history, but each call reads
+// every index object.
+func (r *Repository) OpenEntryAlone(ctx context.Context, e *Entry) io.Reader {
+	return r.openEntry(ctx, e, r.newBlobReaderOn(r.neededIndex([]*Entry{e})))
+}
+
+func (r *Repository) openEntry(ctx context.Context, e *Entry, br *blobReader) io.Reader {
+	er := &entryReader{ctx: ctx, blobs: br, e: e, crc: crc32.NewIEEE()}
 	if e.Tree != nil {
 		er.tree = &treeCursor{blobs: er.blobs, root: *e.Tree}
 	}

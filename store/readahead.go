@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"runtime"
 	"slices"
 	"sync"
@@ -18,9 +20,12 @@ func readAheadWorkers() int { return max(2, runtime.GOMAXPROCS(0)) }
 // readAhead streams the contents of a list of entries in order while
 // workers read, decompress and verify the pieces that come next: one chunk
 // of an ordinary file, or a run of up to aheadRun bytes of consecutive
-// pages of a database, so that each worker decompresses mostly frames no
-// other worker needs. At most 2×workers+1 pieces are held at any time,
-// whatever the entries' sizes.
+// pages of a database. A walker goroutine walks the page trees ahead of
+// the workers, looks each page up in the index once, and tells the
+// workers' shared frame cache which frames the pieces will read, so that
+// each frame is decompressed once while it is needed (see frameCache). At
+// most 2×workers+1 pieces are held at any time, whatever the entries'
+// sizes.
 type readAhead struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -33,15 +38,33 @@ type readAhead struct {
 // aheadRun is how much content of a page tree one fetch covers.
 const aheadRun = 1 << 20
 
+// Bounds of the walker's own cache of tree frames: reading a delta leaf
+// reads its chain of bases (at most 17 leaves, one night each), so the
+// walker uses a frame of each of those nights for many leaves in a row.
+const (
+	walkerFrames = 32
+	walkerBytes  = 8 << 20
+)
+
 // fetch is one piece of an entry being read by a worker.
 type fetch struct {
 	e     *Entry
-	items []treeItem // blob references and inline bytes, in order
-	last  bool       // the entry's last piece
-	size  int        // the content's length as the index records it
+	items []piece // blobs and inline bytes, in order
+	last  bool    // the entry's last piece
+	size  int     // the content's length as the index records it
 	buf   []byte
 	err   error
 	done  chan struct{}
+}
+
+// piece is one item of a fetch: inline bytes, or a blob with where the
+// index places it (planned: announced to the workers' frame cache).
+type piece struct {
+	id      ChunkID
+	inline  []byte
+	isBlob  bool
+	planned bool
+	loc     blobLoc
 }
 
 // newReadAhead starts reading the contents of entries, in order. Read them
@@ -51,26 +74,44 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 	n := readAheadWorkers()
 	ra := &readAhead{ctx: ctx, cancel: cancel, order: make(chan *fetch, n), free: make(chan []byte, 2*n+1)}
 	work := make(chan *fetch)
-	// The workers and the tree walker share one frame-cache budget.
-	readers := n + 1
+	// The workers share one frame cache, and the places of the blobs
+	// these entries use.
+	cache := newFrameCache(r, cacheFrames, cacheBytes, cacheIdleFrames)
+	src := r.neededIndex(entries)
 	for range n {
 		ra.wg.Add(1)
 		go func() {
 			defer ra.wg.Done()
-			br := r.newSharedBlobReader(readers)
+			br := r.newReaderOf(src, cache)
 			for f := range work {
 				// One allocation of the piece's size, not a doubling per
 				// page (bounded, should the index be wrong).
 				f.buf = slices.Grow(f.buf[:0], min(f.size, 64<<20))
-				for _, it := range f.items {
+				for i, p := range f.items {
 					if f.err != nil {
+						// Release the frames the rest would have read.
+						for _, p := range f.items[i:] {
+							if p.planned {
+								cache.plan(p.loc.frame, -1)
+							}
+						}
 						break
 					}
-					if it.kind == itemInline {
-						f.buf = append(f.buf, it.inline...)
-						continue
+					switch {
+					case !p.isBlob:
+						f.buf = append(f.buf, p.inline...)
+					case p.planned:
+						var out []byte
+						out, f.err = br.readAt(ctx, p.id, p.loc, true, f.buf)
+						if errors.Is(f.err, fs.ErrNotExist) {
+							// Repacked by a forget since the index was
+							// read: read the index again.
+							out, f.err = br.read(ctx, p.id, f.buf)
+						}
+						f.buf = out
+					default:
+						f.buf, f.err = br.read(ctx, p.id, f.buf)
 					}
-					f.buf, f.err = br.read(ctx, it.id, f.buf)
 				}
 				close(f.done)
 			}
@@ -100,12 +141,46 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 			}
 			return true
 		}
-		nodes := r.newSharedBlobReader(readers)
+		fail := func(f *fetch, err error) {
+			f.err, f.last = err, true
+			f.done = make(chan struct{})
+			close(f.done)
+			select {
+			case ra.order <- f:
+			case <-ctx.Done():
+			}
+		}
+		x, err := src.index(ctx)
+		if err != nil {
+			if len(entries) > 0 {
+				fail(&fetch{e: entries[0]}, err)
+			}
+			return
+		}
+		// blob looks a blob up once and plans its read.
+		blob := func(id ChunkID) (piece, int) {
+			loc, ok := x.locate(id)
+			if !ok {
+				// A worker may have read the index again since (this
+				// process stored blobs after reading it, or a forget
+				// repacked them).
+				if nx, err := src.index(ctx); err == nil && nx != x {
+					x = nx
+					loc, ok = x.locate(id)
+				}
+			}
+			if !ok {
+				return piece{id: id, isBlob: true}, 4096 // a format-1 chunk, or missing: reading it tells
+			}
+			cache.plan(loc.frame, 1)
+			return piece{id: id, isBlob: true, planned: true, loc: loc}, int(loc.len)
+		}
+		nodes := r.newReaderOf(src, newFrameCache(r, walkerFrames, walkerBytes, 0))
 		for _, e := range entries {
 			if e.Tree == nil {
 				for i, id := range e.Chunks {
-					n, _ := r.blobPlace(ctx, id)
-					if !send(&fetch{e: e, items: []treeItem{{kind: itemRef, id: id}}, size: n, last: i == len(e.Chunks)-1}) {
+					p, n := blob(id)
+					if !send(&fetch{e: e, items: []piece{p}, size: n, last: i == len(e.Chunks)-1}) {
 						return
 					}
 				}
@@ -118,7 +193,6 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 			// and hand out runs of pages.
 			cur := &treeCursor{blobs: nodes, root: *e.Tree}
 			f := &fetch{e: e}
-			size := 0
 			var last frameKey
 			for {
 				it, err := cur.nextItem(ctx)
@@ -126,36 +200,26 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 					break
 				}
 				if err != nil {
-					f.err = err
-					break
+					fail(f, err)
+					return
 				}
-				n, where := len(it.inline), frameKey{}
+				p, n := piece{inline: it.inline}, len(it.inline)
 				if it.kind != itemInline {
-					n, where = nodes.repo.blobPlace(ctx, it.id)
+					p, n = blob(it.id)
 				}
 				// Cut a run only where a frame ends, so that one worker
-				// decompresses each frame of the newest night.
-				if size >= aheadRun && where != last {
+				// reads the frames of the newest night in order.
+				if f.size >= aheadRun && (!p.planned || p.loc.frame != last) {
 					if !send(f) {
 						return
 					}
-					f, size = &fetch{e: e}, 0
+					f = &fetch{e: e}
 				}
-				f.items = append(f.items, it)
-				size += n
-				f.size = size
-				last = where
+				f.items = append(f.items, p)
+				f.size += n
+				last = p.loc.frame
 			}
 			f.last = true
-			if f.err != nil {
-				f.done = make(chan struct{})
-				close(f.done)
-				select {
-				case ra.order <- f:
-				case <-ctx.Done():
-				}
-				return
-			}
 			if !send(f) {
 				return
 			}

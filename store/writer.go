@@ -48,15 +48,28 @@ type Writer struct {
 }
 
 // blobSet is the set of blobs a repository holds: its index at the start of
-// the run plus the blobs added since.
+// the run plus the blobs added since. The index keeps the place of tree
+// nodes only (a writer reads the nodes of base trees, never a page), and
+// just the IDs of data blobs.
 type blobSet struct {
 	idx   *index
-	added map[ChunkID]struct{}
+	added *idSet
 	loose map[ChunkID]int64 // format-1 chunks
 }
 
+// writerIndex is what a writer keeps of the index.
+var writerIndex = indexFilter{
+	keep: func(typ uint8, _ ChunkID) keepMode {
+		if typ == blobTree {
+			return keepPlace
+		}
+		return keepID
+	},
+	ids: countRecords,
+}
+
 func (s *blobSet) has(id ChunkID) bool {
-	if _, ok := s.added[id]; ok {
+	if s.added.has(id) {
 		return true
 	}
 	if _, ok := s.loose[id]; ok {
@@ -130,7 +143,9 @@ func (w *Writer) othersHealthy(i int) bool {
 
 // blobSet loads what the repository holds.
 func (r *Repository) blobSet(ctx context.Context) (*blobSet, error) {
-	idx, err := r.reloadIndex(ctx)
+	// A damaged index object is left out: its blobs are stored again,
+	// and `piosnap check` names the object.
+	idx, _, err := r.loadIndex(ctx, writerIndex)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +153,7 @@ func (r *Repository) blobSet(ctx context.Context) (*blobSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &blobSet{idx: idx, added: make(map[ChunkID]struct{}), loose: loose}, nil
+	return &blobSet{idx: idx, added: newIDSet(), loose: loose}, nil
 }
 
 // Pending is a version being written. Nothing of it is visible until Commit.
@@ -369,7 +384,7 @@ func (p *Pending) baseLeaves(ctx context.Context, name string) func(int) (ChunkI
 			return nil
 		}
 	}
-	br := w.repos[first].newBlobReader()
+	br := w.repos[first].newBlobReaderOn(fixedIndex{w.known[first].idx})
 	read := func(id ChunkID) ([]byte, error) { return br.read(ctx, id, nil) }
 	type level struct {
 		children []ChunkID
@@ -447,7 +462,7 @@ func (p *Pending) putBlob(ctx context.Context, typ uint8, id ChunkID, data []byt
 		}
 		known := p.w.known[i]
 		if known.has(id) {
-			if _, ok := known.added[id]; ok {
+			if known.added.has(id) {
 				p.w.packers[i].use(id, p)
 			}
 		} else {
@@ -459,7 +474,7 @@ func (p *Pending) putBlob(ctx context.Context, typ uint8, id ChunkID, data []byt
 				p.fail(i, err)
 				continue
 			}
-			known.added[id] = struct{}{}
+			known.added.add(id)
 		}
 		healthy++
 	}
@@ -634,7 +649,7 @@ func (p *Pending) Abort(ctx context.Context) error {
 	delete(p.w.pending, p)
 	for i, pk := range p.w.packers {
 		for _, id := range pk.drop(p) {
-			delete(p.w.known[i].added, id)
+			p.w.known[i].added.remove(id)
 		}
 	}
 	p.w.settle()

@@ -54,6 +54,11 @@ type RestoreResult struct {
 	Checklist []string
 	// OwnersNotRestored counts entries whose owner could not be set.
 	OwnersNotRestored int
+	// Pruned are the copies earlier restores kept that Source.Kept no
+	// longer keeps, deleted after this restore; PruneErr names those that
+	// could not be deleted. Neither fails the restore.
+	Pruned   []Kept
+	PruneErr error
 }
 
 // Restore puts a directory version back: it extracts every tree into a
@@ -132,7 +137,15 @@ func Restore(ctx context.Context, o RestoreOptions) (res *RestoreResult, err err
 				return nil, fmt.Errorf("nothing was changed: the folder %s that would hold %s does not exist: create it first", filepath.Dir(target), target)
 			}
 		}
+		left, err := Leftovers(res.Targets)
+		if err != nil {
+			fmt.Fprintf(out, "WARNING: %v\n", err)
+		}
+		for _, p := range left {
+			fmt.Fprintf(out, "WARNING: %s was left by an earlier restore that did not finish; nothing uses it: delete it once no other restore of %s runs (sudo rm -rf %s)\n", p, s.Name, p)
+		}
 	}
+
 	if o.DryRun {
 		n, err := readAll(ctx, o.Repo, v, doFiles, dbEntry)
 		if err != nil {
@@ -274,6 +287,19 @@ func Restore(ctx context.Context, o RestoreOptions) (res *RestoreResult, err err
 		fmt.Fprintf(out, "database %s loaded from the version\n", s.DB.Name())
 	}
 	res.Checklist = checklist(trees, res.Targets, v, doDB)
+	if s.Kept != nil {
+		db := ""
+		if s.DB != nil {
+			db = s.DB.Name()
+		}
+		res.Pruned, res.PruneErr = PruneKept(res.Targets, db, *s.Kept, now(), stamp)
+		for _, k := range res.Pruned {
+			fmt.Fprintf(out, "deleted the state before the restore of %s, which %s no longer keeps: %s\n", k.Time.Format(time.RFC3339), s.Kept, strings.Join(k.Paths, ", "))
+		}
+		if res.PruneErr != nil {
+			fmt.Fprintf(out, "WARNING: %v\n", res.PruneErr)
+		}
+	}
 	return res, nil
 }
 

@@ -39,6 +39,10 @@ type Source struct {
 	RequireUnlocked []string
 	// DB is the database to dump; nil for none.
 	DB *dbdump.DB
+	// Kept, when set, says which copies of the state before a restore
+	// stay beside the folders: a restore deletes the others when it has
+	// succeeded (see PruneKept). nil keeps every copy.
+	Kept *KeepPolicy
 	// Log receives progress; nil discards it.
 	Log *slog.Logger
 }

@@ -42,20 +42,21 @@ func (h Hook) Run(ctx context.Context) error {
 	}
 	if h.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, h.Timeout, ErrTimeout)
 		defer cancel()
 	}
 	cmd := Command(ctx, h.Argv, nil)
 	var out Tail
 	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
 	err := cmd.Run()
 	if err == nil {
 		return nil
 	}
 	what := fmt.Sprintf("%s hook %q", h.Name, strings.Join(h.Argv, " "))
 	if ctx.Err() != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && h.Timeout > 0 && time.Since(start) >= h.Timeout {
+		// The cause tells the hook's own timeout from the caller's
+		// deadline or cancellation.
+		if errors.Is(context.Cause(ctx), ErrTimeout) {
 			return fmt.Errorf("%s did not finish within %s and was killed%s (%w)", what, h.Timeout, out.Quote(), ErrTimeout)
 		}
 		return fmt.Errorf("%s interrupted: %w", what, ctx.Err())

@@ -35,7 +35,7 @@ func startCluster(t *testing.T, mod func(*simulator.Options)) *simulator.Cluster
 
 func simClient(t *testing.T, cl *simulator.Cluster, mod func(*pioreactor.Config)) *pioreactor.Client {
 	t.Helper()
-	cfg := pioreactor.Config{Leader: cl.LeaderURL(), LeaderName: "leader1", Addresses: cl.Addresses(), Timeout: 5 * time.Second}
+	cfg := pioreactor.Config{Leader: cl.LeaderURL(), LeaderName: "leader1", Addresses: cl.Addresses(), Timeout: time.Minute}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -47,7 +47,7 @@ func simClient(t *testing.T, cl *simulator.Cluster, mod func(*pioreactor.Config)
 }
 
 func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -210,7 +210,7 @@ func TestSimulatorImportRoundTrip(t *testing.T) {
 	if sent != int64(len(archive)) || task.TaskID == "" || task.Unit != "worker1" {
 		t.Fatalf("task %+v after sending %d of %d bytes", task, sent, len(archive))
 	}
-	out, err := c.WaitImport(ctx, "worker1", task, pioreactor.WaitOptions{PollInterval: 20 * time.Millisecond, ComeBackTimeout: 10 * time.Second})
+	out, err := c.WaitImport(ctx, "worker1", task, pioreactor.WaitOptions{PollInterval: 20 * time.Millisecond, ComeBackTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestSimulatorImportLockAndFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	archive, _ := download(t, ex)
-	fast := pioreactor.WaitOptions{PollInterval: 20 * time.Millisecond, ComeBackTimeout: 10 * time.Second}
+	fast := pioreactor.WaitOptions{PollInterval: 20 * time.Millisecond, ComeBackTimeout: time.Minute}
 
 	cl.Unit("worker2").FailNextImport("Failed to backup existing DOT_PIOREACTOR")
 	task, err := c.ImportDirect(ctx, "worker2", bytes.NewReader(archive), int64(len(archive)), nil)
@@ -247,13 +247,14 @@ func TestSimulatorImportLockAndFailure(t *testing.T) {
 		t.Fatalf("message %q lacks the unit's reason", err)
 	}
 
-	cl.Unit("worker2").SetImportDelay(time.Second)
+	// The first import holds the unit's lock until the second is refused.
+	cl.Unit("worker2").SetImportDelay(time.Hour)
 	first, err := c.ImportDirect(ctx, "worker2", bytes.NewReader(archive), int64(len(archive)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var second *pioreactor.Task
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		second, err = c.ImportDirect(ctx, "worker2", bytes.NewReader(archive), int64(len(archive)), nil)
 		if errors.Is(err, pioreactor.ErrImportLocked) {
@@ -268,6 +269,7 @@ func TestSimulatorImportLockAndFailure(t *testing.T) {
 	if second == nil || second.RetryAfter <= 0 {
 		t.Fatalf("locked reply without RetryAfter: %+v", second)
 	}
+	cl.Unit("worker2").SetImportDelay(0)
 	if _, err := c.WaitImport(ctx, "worker2", first, fast); err != nil {
 		t.Fatal(err)
 	}

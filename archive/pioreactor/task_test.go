@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -88,21 +89,29 @@ var errAPI = errors.New("an *APIError")
 
 // phase is one stretch of a scripted unit's life.
 type phase struct {
-	until time.Duration // end of the phase, since the script started
-	task  string        // taskReplies key; "" with down
-	down  bool          // drop every connection
+	requests int    // requests the phase answers; 0: all that follow
+	task     string // taskReplies key; "" with down
+	down     bool   // drop every connection
 }
 
-// scriptedUnit plays phases in order; the last one lasts forever.
+// scriptedUnit plays phases in order, each for its number of requests, so
+// that what the client sees does not depend on how fast it polls; the last
+// phase lasts forever.
 func scriptedUnit(t *testing.T, phases ...phase) string {
-	start := time.Now()
+	var mu sync.Mutex
+	served := 0
 	return serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n := served
+		served++
+		mu.Unlock()
 		p := phases[len(phases)-1]
 		for _, q := range phases {
-			if time.Since(start) < q.until {
+			if n < q.requests {
 				p = q
 				break
 			}
+			n -= q.requests
 		}
 		if p.down {
 			conn, _, err := w.(http.Hijacker).Hijack()
@@ -121,7 +130,9 @@ func scriptedUnit(t *testing.T, phases ...phase) string {
 }
 
 func TestWaitImport(t *testing.T) {
-	fast := WaitOptions{PollInterval: 10 * time.Millisecond, PendingTimeout: 2 * time.Second, RebootTimeout: 2 * time.Second, ComeBackTimeout: 2 * time.Second}
+	// The timeouts of fast only bound a hang: every phase below ends after
+	// a few requests.
+	fast := WaitOptions{PollInterval: 10 * time.Millisecond, PendingTimeout: time.Minute, RebootTimeout: time.Minute, ComeBackTimeout: time.Minute}
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	tests := []struct {
 		name   string
@@ -131,22 +142,22 @@ func TestWaitImport(t *testing.T) {
 		kind   error
 		msg    string
 	}{
-		{"succeeded then reboot", []phase{{ms(40), "pending", false}, {ms(100), "succeeded", false}, {ms(250), "", true}, {0, "pending", false}}, fast,
+		{"succeeded then reboot", []phase{{2, "pending", false}, {1, "succeeded", false}, {3, "", true}, {0, "pending", false}}, fast,
 			ImportOutcome{Unit: "worker2", Succeeded: true, Rebooted: true}, nil, ""},
-		{"old contract", []phase{{ms(40), "old-pending", false}, {ms(100), "old-complete", false}, {ms(250), "", true}, {0, "old-pending", false}}, fast,
+		{"old contract", []phase{{2, "old-pending", false}, {1, "old-complete", false}, {3, "", true}, {0, "old-pending", false}}, fast,
 			ImportOutcome{Unit: "worker2", Succeeded: true, Rebooted: true}, nil, ""},
 		// The reboot happens between two polls: it is never seen down, but
 		// the task result is gone afterwards.
-		{"reboot between polls", []phase{{ms(30), "succeeded", false}, {0, "pending", false}}, WaitOptions{PollInterval: ms(50), RebootTimeout: 2 * time.Second},
+		{"reboot between polls", []phase{{1, "succeeded", false}, {0, "pending", false}}, WaitOptions{PollInterval: ms(50), RebootTimeout: time.Minute},
 			ImportOutcome{Unit: "worker2", Succeeded: true, Rebooted: true}, nil, ""},
-		{"dropped while pending", []phase{{ms(30), "pending", false}, {ms(150), "", true}, {0, "pending", false}}, fast,
+		{"dropped while pending", []phase{{2, "pending", false}, {3, "", true}, {0, "pending", false}}, fast,
 			ImportOutcome{Unit: "worker2", Rebooted: true}, nil, ""},
-		{"failed", []phase{{ms(20), "pending", false}, {0, "failed", false}}, fast, ImportOutcome{Unit: "worker2"}, ErrImportFailed,
+		{"failed", []phase{{2, "pending", false}, {0, "failed", false}}, fast, ImportOutcome{Unit: "worker2"}, ErrImportFailed,
 			"import into worker2 failed: Failed to backup existing DOT_PIOREACTOR (Huey task failed with an exception.); the unit restores its previous files on failure, check its logs and retry"},
 		{"old failed", []phase{{0, "old-failed", false}}, fast, ImportOutcome{Unit: "worker2"}, ErrImportFailed, ""},
 		{"locked", []phase{{0, "running", false}}, fast, ImportOutcome{Unit: "worker2"}, ErrImportLocked,
 			"worker2 was already running another import, so task t1 did not run: wait for it to finish, then upload again"},
-		{"never comes back", []phase{{ms(20), "succeeded", false}, {0, "", true}}, WaitOptions{PollInterval: ms(10), ComeBackTimeout: ms(200)},
+		{"never comes back", []phase{{1, "succeeded", false}, {0, "", true}}, WaitOptions{PollInterval: ms(10), ComeBackTimeout: ms(200)},
 			ImportOutcome{Unit: "worker2", Succeeded: true}, ErrNoComeback,
 			"worker2 did not come back within 200ms after the import; check its power and network"},
 		{"no reboot", []phase{{0, "succeeded", false}}, WaitOptions{PollInterval: ms(10), RebootTimeout: ms(150)},
@@ -160,7 +171,7 @@ func TestWaitImport(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := scriptedUnit(t, tt.phases...)
-			c := newClient(t, addr, map[string]string{"worker2": addr}, func(c *Config) { c.Timeout = 500 * time.Millisecond })
+			c := newClient(t, addr, map[string]string{"worker2": addr}, func(c *Config) { c.Timeout = time.Minute })
 			out, err := c.WaitImport(testContext(t), "worker2", &Task{Unit: "worker2", TaskID: "t1"}, tt.opts)
 			if tt.kind == errAPI {
 				var ae *APIError

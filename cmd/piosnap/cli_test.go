@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -155,6 +156,32 @@ func TestCLIBackupListExportImport(t *testing.T) {
 		}
 		if stored := cliZipFiles(t, storedPath); !maps.EqualFunc(got, stored, bytes.Equal) {
 			t.Errorf("%s: export --stored holds other files than export", v.ShortID)
+		}
+		// A named pipe (like /dev/null, not a regular file) is written in
+		// place, not replaced by a renamed temporary file.
+		fifo := filepath.Join(dir, v.ShortID+".fifo")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		read := make(chan []byte, 1)
+		go func() {
+			b, _ := os.ReadFile(fifo)
+			read <- b
+		}()
+		if code, _, errs := cliRun(t, cfg, "export", "--stored", "--host", v.Host, "--version", v.ShortID, "-o", fifo); code != 0 {
+			t.Fatalf("export to a named pipe: %d %s", code, errs)
+		}
+		if fi, err := os.Lstat(fifo); err != nil {
+			t.Fatal(err)
+		} else if fi.Mode()&os.ModeNamedPipe == 0 {
+			t.Fatalf("export replaced the named pipe %s by a file of mode %v", fifo, fi.Mode())
+		}
+		want, rerr := os.ReadFile(storedPath)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		if b := <-read; !bytes.Equal(b, want) {
+			t.Errorf("%s: the named pipe read %d bytes, want the %d of export --stored", v.ShortID, len(b), len(want))
 		}
 		err := filepath.WalkDir(c.Unit(v.Host).Dir(), func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() {

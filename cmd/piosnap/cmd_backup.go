@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
@@ -66,12 +67,14 @@ func backupVerdict(rep *snapshot.Report) error {
 
 // backup runs one snapshot run; the caller holds the stores' locks.
 func (a *app) backup(ctx context.Context, stores []snapshot.Store, hosts []string, kind, note string) (*snapshot.Report, error) {
-	return a.backupRun(ctx, stores, hosts, kind, note, "")
+	return a.backupRun(ctx, stores, hosts, nil, kind, note, "")
 }
 
 // backupRun is backup with a given run ID (empty: a new one), so that the
-// daemon's log lines, status and pings for one run share it.
-func (a *app) backupRun(ctx context.Context, stores []snapshot.Store, hosts []string, kind, note, runID string) (*snapshot.Report, error) {
+// daemon's log lines, status and pings for one run share it. When hosts is
+// empty, the sources named in except are left out (the daemon backs them
+// up on schedules of their own).
+func (a *app) backupRun(ctx context.Context, stores []snapshot.Store, hosts, except []string, kind, note, runID string) (*snapshot.Report, error) {
 	units, sources := a.splitHosts(hosts)
 	if runID == "" {
 		runID = snapshot.NewRunID()
@@ -104,6 +107,14 @@ func (a *app) backupRun(ctx context.Context, stores []snapshot.Store, hosts []st
 	if len(hosts) == 0 || len(sources) > 0 {
 		if len(hosts) == 0 {
 			sources = nil // every source
+			if len(except) > 0 {
+				sources = []string{}
+				for _, s := range a.cfg.Sources {
+					if !slices.Contains(except, s.Name) {
+						sources = append(sources, s.Name)
+					}
+				}
+			}
 		}
 		if err := a.backupDirs(ctx, stores, sources, kind, note, rep); err != nil {
 			return rep, err

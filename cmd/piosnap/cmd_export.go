@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -160,13 +161,65 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 	if *out == "-" {
 		return write(a.env.Stdout)
 	}
-	n, err := writeFileAtomic(*out, func(f *os.File) error { return write(f) })
-	if err != nil {
+	var n int64
+	if special, err := isSpecialFile(*out); err != nil {
+		return err
+	} else if special {
+		n, err = writeSpecialFile(*out, write)
+		if err != nil {
+			return err
+		}
+	} else if n, err = writeFileAtomic(*out, func(f *os.File) error { return write(f) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.env.Stdout, "wrote %s (%s): version %s of %s from %s, store %s\n",
 		*out, humanBytes(n), v.ShortID(), v.Host, v.Time.In(a.cfg.Location()).Format(time.RFC3339), s.Name)
 	return nil
+}
+
+// isSpecialFile reports whether path names an existing file that is not a
+// regular file or a directory: a device such as /dev/null, a named pipe or a
+// socket. Such a file is written in place; replacing it by renaming a
+// temporary file over it would destroy it (as root, /dev/null itself).
+func isSpecialFile(path string) (bool, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("output %s: %w", path, err)
+	}
+	return !fi.Mode().IsRegular() && !fi.IsDir(), nil
+}
+
+// writeSpecialFile writes to an existing device, pipe or socket in place and
+// returns the number of bytes written.
+func writeSpecialFile(path string, write func(io.Writer) error) (int64, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", path, err)
+	}
+	cw := &countingWriter{w: f}
+	if err := write(cw); err != nil {
+		f.Close()
+		return cw.n, err
+	}
+	if err := f.Close(); err != nil {
+		return cw.n, fmt.Errorf("write %s: %w", path, err)
+	}
+	return cw.n, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // writeFileAtomic writes path through a temporary file in the same

@@ -73,7 +73,7 @@ func newDaemon(a *app) (*daemon, error) {
 		busy:    make(chan struct{}, 1),
 	}
 	d.statusPath = filepath.Join(a.cfg.StateDir, statusFileName)
-	s, err := scheduler.New(schedConfig(a.cfg), repoState{d}, d.job, a.log)
+	s, err := scheduler.New(schedConfig(a.cfg), repoState{d}, d.scheduledJob, a.log)
 	if err != nil {
 		return nil, usageErrorf("%v", err)
 	}
@@ -86,6 +86,7 @@ func schedConfig(cfg *config.Config) scheduler.Config {
 	return scheduler.Config{
 		Schedule: cfg.Schedule, Zone: cfg.Location(), Jitter: cfg.Jitter.Duration,
 		RetryBase: retryBase, RetryMax: retryMax, MaxRetries: maxRetries, Grace: stopGrace,
+		HostSchedules: cfg.OwnSchedules(),
 	}
 }
 

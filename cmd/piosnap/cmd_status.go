@@ -49,6 +49,9 @@ type hostStatus struct {
 	Stale      bool          `json:"stale"`
 	Departed   bool          `json:"departed,omitempty"`
 	Stores     []storeStatus `json:"stores"`
+	// StaleAfter, when set, replaces the report's stale_after_seconds for
+	// this host: a source on a schedule of its own.
+	StaleAfter float64 `json:"stale_after_seconds,omitempty"`
 }
 
 // storeStatus is one host's versions in one store.
@@ -107,7 +110,8 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 			units = append(units, s.Name) // directory sources are current hosts too
 		}
 	}
-	rep := buildStatus(time.Now(), path, sf, sfErr, alive, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
+	now := time.Now()
+	rep := buildStatus(now, path, sf, sfErr, alive, versions, units, unitsErr, stalenessOf(a.cfg, now))
 	rep.StoreErrors = storeErrs
 	if rep.SelfRestore, err = readSelfRestore(a.cfg.StateDir); err != nil {
 		fmt.Fprintf(a.env.Stderr, "warning: %v\n", err)
@@ -144,8 +148,8 @@ func statusVerdict(rep *statusReport) error {
 }
 
 // buildStatus assembles the report from what was read; it does no I/O.
-func buildStatus(now time.Time, path string, sf *statusFile, sfErr error, alive bool, versions map[string][]*store.Version, units []string, unitsErr error, staleAfter time.Duration) *statusReport {
-	rep := &statusReport{Now: now.UTC(), StatusFile: path, StaleAfter: staleAfter.Seconds()}
+func buildStatus(now time.Time, path string, sf *statusFile, sfErr error, alive bool, versions map[string][]*store.Version, units []string, unitsErr error, stale staleness) *statusReport {
+	rep := &statusReport{Now: now.UTC(), StatusFile: path, StaleAfter: stale.after.Seconds()}
 	switch {
 	case sfErr != nil:
 		rep.Daemon.Problem = sfErr.Error()
@@ -185,7 +189,7 @@ func buildStatus(now time.Time, path string, sf *statusFile, sfErr error, alive 
 		}
 		for host, ss := range per {
 			age := now.Sub(ss.Newest)
-			ss.AgeSeconds, ss.Stale = age.Seconds(), age > staleAfter
+			ss.AgeSeconds, ss.Stale = age.Seconds(), age > stale.of(host)
 			h := byHost[host]
 			if h == nil {
 				h = &hostStatus{Host: host}
@@ -199,7 +203,10 @@ func buildStatus(now time.Time, path string, sf *statusFile, sfErr error, alive 
 	}
 	for _, h := range byHost {
 		age := now.Sub(h.Newest)
-		h.AgeSeconds, h.Stale = age.Seconds(), age > staleAfter
+		h.AgeSeconds, h.Stale = age.Seconds(), age > stale.of(h.Host)
+		if d, ok := stale.own[h.Host]; ok {
+			h.StaleAfter = d.Seconds()
+		}
 		h.Departed = unitsErr == nil && units != nil && !slices.Contains(units, h.Host)
 		rep.Hosts = append(rep.Hosts, *h)
 	}
@@ -277,6 +284,9 @@ func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
 		if h.Newest.IsZero() {
 			fmt.Fprintf(w, "  %-12s no version in any store%s\n", h.Host, flags)
 			continue
+		}
+		if h.StaleAfter > 0 {
+			flags += fmt.Sprintf("  (own schedule: stale after %s)", age(h.StaleAfter))
 		}
 		fmt.Fprintf(w, "  %-12s newest %s (%s ago)%s\n", h.Host, h.Newest.In(loc).Format(layout), age(h.AgeSeconds), flags)
 		for _, s := range h.Stores {

@@ -40,3 +40,45 @@ func TestCopyUsage(t *testing.T) {
 		})
 	}
 }
+
+// With the off-site MinIO stopped, a copy between two healthy stores works
+// and never touches the stopped server; a copy from or to it fails at once,
+// naming it, and changes nothing.
+func TestCopyWithS3Down(t *testing.T) {
+	h := newS3Harness(t, 1<<20, "worker1")
+	stores := []string{h.localStore("local"), h.localStore("usb"), h.s3Store("offsite", "copydown", "")}
+	cfg := h.config("copydown", stores...)
+	h.mustMain(cfg, "init", "--create-bucket")
+	// The backup skips usb, so that the copy has something to send.
+	h.mustMain(h.config("copydown-backup", stores[0], stores[2]), "backup")
+	h.minio.Stop()
+	t.Cleanup(h.minio.Start) // the harness stops it again
+
+	code, out, errOut := h.main(context.Background(), cfg, "copy", "--from", "local", "--to", "usb")
+	if code != exitOK || !strings.Contains(out, "copy local -> usb: 2 versions copied") {
+		t.Fatalf("copy local -> usb with MinIO down: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if strings.Contains(errOut, "offsite") {
+		t.Errorf("a copy between two local stores reached for the stopped S3 store:\n%s", errOut)
+	}
+	if rows := h.list(cfg, "--store", "usb"); len(rows) != 2 {
+		t.Errorf("usb holds %d versions after the copy; want 2", len(rows))
+	}
+	for _, args := range [][]string{
+		{"copy", "--from", "offsite", "--to", "usb"},
+		{"copy", "--from", "usb", "--to", "offsite"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			code, out, errOut := h.main(context.Background(), cfg, args...)
+			if code != exitFailure || !strings.Contains(errOut, `store "offsite"`) || !strings.Contains(errOut, "up and reachable") {
+				t.Errorf("exit %d, want %d and an error naming the store and what to check\nstdout:\n%s\nstderr:\n%s", code, exitFailure, out, errOut)
+			}
+			if n := strings.Count(errOut, "retrying s3 request"); n > 2 {
+				t.Errorf("%d retries against the stopped server; the probe allows 2:\n%s", n, errOut)
+			}
+		})
+	}
+	if rows := h.list(cfg, "--store", "usb"); len(rows) != 2 {
+		t.Errorf("usb holds %d versions after the failed copies; want 2", len(rows))
+	}
+}

@@ -72,9 +72,35 @@ func (s repoState) Newest(ctx context.Context) (map[string]time.Time, error) {
 	return newest, nil
 }
 
-// job is the scheduler's Job: one backup run with the configuration in
-// force, retention, then the status file, metrics and notifications.
+// scheduledJob is the scheduler's Job. Its nil host list, at a slot of
+// the global schedule, means every host but the sources backed up on
+// schedules of their own.
+func (d *daemon) scheduledJob(ctx context.Context, hosts []string) ([]string, error) {
+	var except []string
+	if hosts == nil {
+		cfg, log := d.current()
+		for _, s := range cfg.Sources {
+			if s.Schedule != "" {
+				except = append(except, s.Name)
+			}
+		}
+		if !cfg.PioreactorEnabled() && len(except) == len(cfg.Sources) {
+			log.Debug("nothing is backed up on the global schedule: every source has a schedule of its own")
+			return nil, nil
+		}
+	}
+	return d.jobExcept(ctx, hosts, except)
+}
+
+// job is one backup run of hosts (nil: every host) with the configuration
+// in force, retention, then the status file, metrics and notifications.
 func (d *daemon) job(ctx context.Context, hosts []string) ([]string, error) {
+	return d.jobExcept(ctx, hosts, nil)
+}
+
+// jobExcept is job, leaving out the sources named in except when hosts is
+// nil.
+func (d *daemon) jobExcept(ctx context.Context, hosts, except []string) ([]string, error) {
 	release, err := d.acquire(ctx, func() {
 		_, log := d.current()
 		log.Info("a restore started from the web page is running; the backup waits for it")
@@ -86,7 +112,7 @@ func (d *daemon) job(ctx context.Context, hosts []string) ([]string, error) {
 	a := d.runApp()
 	start := time.Now()
 	d.pingStart(ctx, a)
-	ev, failed, err := d.runOnce(ctx, a, hosts, start)
+	ev, failed, err := d.runOnce(ctx, a, hosts, except, start)
 	ev.Time = start.UTC()
 	ev.Duration = time.Since(start).Seconds()
 	d.mu.Lock()
@@ -109,7 +135,7 @@ func (d *daemon) job(ctx context.Context, hosts []string) ([]string, error) {
 // runOnce takes the stores' locks for the time of one run, backs up hosts
 // and applies retention. The locks are released before it returns, so
 // `piosnap backup` can run between the daemon's runs.
-func (d *daemon) runOnce(ctx context.Context, a *app, hosts []string, start time.Time) (notify.Event, []string, error) {
+func (d *daemon) runOnce(ctx context.Context, a *app, hosts, except []string, start time.Time) (notify.Event, []string, error) {
 	ev := notify.Event{RunID: snapshot.NewRunID(), Result: "failure", Hosts: []notify.HostResult{}}
 	fail := func(err error) (notify.Event, []string, error) {
 		ev.Error = err.Error()
@@ -125,7 +151,7 @@ func (d *daemon) runOnce(ctx context.Context, a *app, hosts []string, start time
 		return fail(err)
 	}
 	defer unlock()
-	rep, err := a.backupRun(ctx, stores, hosts, "", "", ev.RunID)
+	rep, err := a.backupRun(ctx, stores, hosts, except, "", "", ev.RunID)
 	if rep != nil {
 		ev.RunID = rep.RunID
 		ev.Hosts = hostResults(rep)

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/piosnap/piosnap/scheduler"
 	"github.com/piosnap/piosnap/scheduler/metrics"
 	"github.com/piosnap/piosnap/scheduler/notify"
 	"github.com/piosnap/piosnap/store"
@@ -126,23 +125,22 @@ func (d *daemon) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		cfg, _ := d.current()
-		if sched, err := scheduler.ParseSchedule(cfg.Schedule, cfg.Location()); err == nil {
-			now := time.Now()
-			prev, next := scheduler.Prev(sched, now), sched.Next(now)
-			if !prev.IsZero() && !next.IsZero() {
-				d.metrics.setInterval(next.Sub(prev))
-			}
-		}
+		now := time.Now()
+		d.metrics.setInterval(func(host string) time.Duration {
+			return scheduleInterval(cfg.ScheduleOf(host), cfg.Location(), now)
+		})
 		d.metrics.reg.ServeHTTP(w, r)
 	})
 	return mux
 }
 
-// setInterval sets the expected interval for every host and store that
-// has a last success.
-func (m *daemonMetrics) setInterval(iv time.Duration) {
+// setInterval sets the expected interval of every host and store that
+// has a last success: interval(host), unless that is 0.
+func (m *daemonMetrics) setInterval(interval func(host string) time.Duration) {
 	m.lastSuccess.Each(func(labels []string, _ float64) {
-		m.interval.Set(iv.Seconds(), labels...)
+		if iv := interval(labels[0]); iv > 0 {
+			m.interval.Set(iv.Seconds(), labels...)
+		}
 	})
 }
 

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // TestRunStartUnderJournal starts the daemon as systemd would under
@@ -41,14 +40,14 @@ func TestRunStartUnderJournal(t *testing.T) {
 			t.Logf("daemon output:\n%s", read())
 		}
 	})
-	waitFor(t, 45*time.Second, "the first run to finish", func() bool {
+	waitFor(t, hangTimeout, "the first run to finish", func() bool {
 		sf := f.status(t)
 		return sf != nil && sf.LastRun != nil && !sf.Running
 	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := waitExit(t, cmd, 30*time.Second); code != 0 {
+	if code := waitExit(t, cmd, hangTimeout); code != 0 {
 		t.Errorf("exit %d after SIGTERM, want 0", code)
 	}
 	logs := read()

@@ -183,7 +183,8 @@ func (w *daemonWeb) StatusJSON(ctx context.Context) ([]byte, error) {
 	w.d.mu.Lock()
 	sf := w.d.status
 	w.d.mu.Unlock()
-	rep := buildStatus(time.Now(), w.d.statusPath, &sf, nil, true, versions, units, unitsErr, a.cfg.Status.StaleAfter.Duration)
+	now := time.Now()
+	rep := buildStatus(now, w.d.statusPath, &sf, nil, true, versions, units, unitsErr, stalenessOf(a.cfg, now))
 	rep.StoreErrors = storeErrs
 	if rep.SelfRestore, err = readSelfRestore(a.cfg.StateDir); err != nil {
 		a.log.Warn("cannot read the record of a restore of this machine", "err", err)
@@ -291,7 +292,7 @@ func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Pl
 	if req.Store != "" {
 		names = []string{req.Store}
 	}
-	stores, err := a.openStores(ctx, names...)
+	stores, err := a.openReadable(ctx, names...) // a store that is down leaves the others, as for `piosnap restore`
 	if err != nil {
 		return nil, err
 	}

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/piosnap/piosnap/archive/dbdump"
@@ -27,6 +29,11 @@ func (a *app) dirSource(cs *config.Source) (*dir.Source, error) {
 		RequireUnlocked: h.RequireUnlocked,
 		Log:             a.log,
 	}
+	last, within, err := cs.PreRestore.Policy()
+	if err != nil {
+		return nil, fmt.Errorf("source %q: %w", cs.Name, err)
+	}
+	src.Kept = &dir.KeepPolicy{Last: last, Within: within}
 	if d := cs.Database; d != nil {
 		o := dbdump.Options{
 			Engine: d.Engine, Name: d.Name, OptionsFile: d.OptionsFile,
@@ -118,8 +125,36 @@ func (a *app) backupDirs(ctx context.Context, stores []snapshot.Store, names []s
 		if taken.StartErr != nil {
 			hr.Fail(fmt.Errorf("the version was stored, but %w", taken.StartErr))
 		}
+		if hr.OK() {
+			pruneKept(src, log)
+		}
 	}
 	return nil
+}
+
+// pruneKept deletes what earlier restores of src kept beside its folders
+// and its [source.pre_restore] no longer keeps, so that those copies age
+// out without another restore. A backup calls it once every store holds
+// the source's current state.
+func pruneKept(src *dir.Source, log *slog.Logger) {
+	db := ""
+	if src.DB != nil {
+		db = src.DB.Name()
+	}
+	left, err := dir.Leftovers(src.Paths)
+	for _, p := range left {
+		log.Warn("an earlier restore that did not finish left a folder nothing uses: delete it once no restore runs", "source", src.Name, "path", p, "command", "sudo rm -rf "+p)
+	}
+	if err != nil {
+		log.Warn("cannot look for what interrupted restores left", "source", src.Name, "err", err)
+	}
+	deleted, err := dir.PruneKept(src.Paths, db, *src.Kept, time.Now(), "")
+	for _, k := range deleted {
+		log.Info("deleted the state before an earlier restore", "source", src.Name, "restore", k.Time.Format(time.RFC3339), "paths", strings.Join(k.Paths, ", "), "policy", src.Kept.String())
+	}
+	if err != nil {
+		log.Warn("the state before an earlier restore is past [source.pre_restore] but was not deleted", "source", src.Name, "err", err)
+	}
 }
 
 // sourceWarnings checks what `config check` can check of the directory

@@ -75,7 +75,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 		if o.to != "" {
 			q = fmt.Sprintf("This writes version %s from %s to %s (%s is neither stopped nor started: --to).\n", v.ShortID(), v.Time.In(loc).Format("2006-01-02 15:04 MST"), what, cs.Name)
 		}
-		ok, err := confirm(a.env.Stdin, a.env.Stderr, q+"The current folders are kept as <path>.pre-restore-<time>, and the current database is dumped beside them.\nRestore? [y/N] ")
+		ok, err := confirm(a.env.Stdin, a.env.Stderr, q+fmt.Sprintf("The current folders are kept as <path>.pre-restore-<time>, and the current database is dumped beside them (%s).\nRestore? [y/N] ", src.Kept))
 		if err != nil {
 			return err
 		}
@@ -106,7 +106,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 			kept = append(kept, res.SafetyDump)
 		}
 		if len(kept) > 0 {
-			fmt.Fprintf(out, "the state before the restore is kept in %s; delete these once the restored %s works\n", strings.Join(kept, ", "), cs.Name)
+			fmt.Fprintf(out, "the state before the restore is kept in %s; delete these once the restored %s works (else later restores and backups delete them as %s says)\n", strings.Join(kept, ", "), cs.Name, src.Kept)
 		}
 	}
 	if len(res.Checklist) > 0 {

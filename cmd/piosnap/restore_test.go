@@ -51,21 +51,10 @@ func newRestoreRig(t *testing.T, o rigOptions) *restoreRig {
 		o.exportTimeout = "1m"
 	}
 	dir := t.TempDir()
-	var cluster *simulator.Cluster
-	var err error
-	// Start picks free ports and then listens on them again; another test's
-	// outgoing connection can take one in between, so a failed start is
-	// retried with new ports.
-	for attempt := range 3 {
-		cluster, err = simulator.Start(context.Background(), simulator.Options{
-			Dir: filepath.Join(dir, fmt.Sprintf("cluster%d", attempt)), Workers: []string{"worker1", "worker2"}, DBSize: 256 << 10,
-			RebootDelay: 50 * time.Millisecond, RebootDowntime: o.rebootDowntime,
-		})
-		if err == nil {
-			break
-		}
-		t.Logf("start simulator (attempt %d): %v", attempt+1, err)
-	}
+	cluster, err := simulator.Start(context.Background(), simulator.Options{
+		Dir: filepath.Join(dir, "cluster"), Workers: []string{"worker1", "worker2"}, DBSize: 256 << 10,
+		RebootDelay: 50 * time.Millisecond, RebootDowntime: o.rebootDowntime,
+	})
 	if err != nil {
 		t.Fatalf("start simulator: %v", err)
 	}
@@ -160,20 +149,6 @@ func (r *restoreRig) held() map[string]bool {
 		r.t.Fatal(err)
 	}
 	return h
-}
-
-// waitHeld reports whether some version was held before finished reports
-// true.
-func (r *restoreRig) waitHeld(finished func() bool) bool {
-	for {
-		if len(r.held()) > 0 {
-			return true
-		}
-		if finished() {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // readTree reads every regular file under dir, by slash-separated path.
@@ -434,30 +409,39 @@ func TestRestoreImportLocked(t *testing.T) {
 	w1 := r.cluster.Unit("worker1")
 
 	t.Run("waits", func(t *testing.T) {
-		w1.SetImportDelay(2 * time.Second)
+		// The first import holds the unit's lock until the second restore
+		// has seen it, whatever the machine's load.
+		w1.SetImportDelay(time.Hour)
 		defer w1.SetImportDelay(0)
 		code, out, errs := r.run("restore", "--host", "worker1", "--yes", "--no-safety-snapshot", "--no-wait")
 		if code != exitOK {
 			t.Fatalf("first restore: exit %d\n%s\n%s", code, out, errs)
 		}
 		mustContain(t, "stdout", out, "not waiting (--no-wait)")
-		w1.SetImportDelay(0)
-		// While the second restore waits, its version is held against
-		// retention.
 		type result struct {
-			code      int
-			out, errs string
+			code int
+			errs string
 		}
 		done := make(chan result, 1)
+		stdout := &syncBuffer{}
 		go func() {
-			code, out, errs := r.run("restore", "--host", "worker1", "--yes", "--no-safety-snapshot")
-			done <- result{code, out, errs}
+			var errw bytes.Buffer
+			code := Main(context.Background(), []string{"-c", r.cfgPath, "restore", "--host", "worker1", "--yes", "--no-safety-snapshot"}, Env{
+				Stdin: strings.NewReader(""), Stdout: stdout, Stderr: &errw, Getenv: func(string) string { return "" },
+			})
+			done <- result{code, errw.String()}
 		}()
-		if !r.waitHeld(func() bool { return len(done) > 0 }) {
-			t.Error("the version being restored was never held against retention")
+		waitFor(t, hangTimeout, "the second restore to wait for the first import", func() bool {
+			return strings.Contains(stdout.String(), "worker1 is running another import; waiting") || len(done) > 0
+		})
+		// While the second restore waits, its version is held against
+		// retention.
+		if len(r.held()) == 0 {
+			t.Error("the version being restored is not held against retention while the restore waits")
 		}
+		w1.SetImportDelay(0)
 		res := <-done
-		code, out, errs = res.code, res.out, res.errs
+		code, out, errs = res.code, stdout.String(), res.errs
 		if code != exitOK {
 			t.Fatalf("second restore: exit %d\n%s\n%s", code, out, errs)
 		}
@@ -474,7 +458,8 @@ func TestRestoreImportLocked(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := w1.Imports()
-		w1.SetImportDelay(20 * time.Second)
+		w1.SetImportDelay(time.Hour)
+		defer w1.SetImportDelay(0)
 		code, out, errs := r.run("restore", "--host", "worker1", "--yes", "--no-safety-snapshot", "--no-wait")
 		if code != exitOK {
 			t.Fatalf("first restore: exit %d\n%s\n%s", code, out, errs)

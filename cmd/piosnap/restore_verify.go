@@ -123,7 +123,7 @@ func verifyRestore(ctx context.Context, cl *pioreactor.Client, repo *store.Repos
 		case !ok:
 			d.Missing = append(d.Missing, name)
 		case name == configINI:
-			wantConfig, err := io.ReadAll(io.LimitReader(repo.OpenEntry(ctx, e), maxConfigSize))
+			wantConfig, err := io.ReadAll(io.LimitReader(repo.OpenEntryAlone(ctx, e), maxConfigSize))
 			if err != nil {
 				return nil, fmt.Errorf("read version's %s: %w", configINI, err)
 			}

@@ -46,7 +46,7 @@ func checkRestorable(ctx context.Context, repo *store.Repository, v *store.Versi
 	if meta.Size > maxMetadataSize {
 		return nil, fmt.Errorf("metadata entry %s is %d bytes, more than %d", meta.Name, meta.Size, maxMetadataSize)
 	}
-	raw, err := io.ReadAll(repo.OpenEntry(ctx, meta))
+	raw, err := io.ReadAll(repo.OpenEntryAlone(ctx, meta))
 	if err != nil {
 		return nil, fmt.Errorf("read metadata: %w", err)
 	}

@@ -21,17 +21,17 @@ func TestRunDaemonDirSource(t *testing.T) {
 		// First without the source: the cluster is backed up.
 		f.writeConfig(t, f.config("", "keep_last = 3"))
 		cmd, _ := f.start(t, bin)
-		waitFor(t, 45*time.Second, "the first run", func() bool {
+		waitFor(t, hangTimeout, "the first run", func() bool {
 			sf := f.status(t)
 			return sf != nil && sf.LastRun != nil && !sf.Running
 		})
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		waitExit(t, cmd, 20*time.Second)
+		waitExit(t, cmd, hangTimeout)
 		// A source added to the configuration is due at once, although
 		// the cluster's versions are from the current slot.
 		f.writeConfig(t, f.config("", "keep_last = 3")+dirConfig(root))
 		cmd, _ = f.start(t, bin)
-		waitFor(t, 45*time.Second, "a run for the new source", func() bool {
+		waitFor(t, hangTimeout, "a run for the new source", func() bool {
 			for _, v := range f.versions(t) {
 				if v.Host == "cells" {
 					return true
@@ -39,7 +39,7 @@ func TestRunDaemonDirSource(t *testing.T) {
 			}
 			return false
 		})
-		waitFor(t, 20*time.Second, "the run to finish", func() bool {
+		waitFor(t, hangTimeout, "the run to finish", func() bool {
 			sf := f.status(t)
 			return sf != nil && sf.LastRun != nil && !sf.Running
 		})
@@ -57,7 +57,7 @@ func TestRunDaemonDirSource(t *testing.T) {
 			t.Errorf("hooks: %q", b)
 		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		waitExit(t, cmd, 20*time.Second)
+		waitExit(t, cmd, hangTimeout)
 	})
 	t.Run("stopped while the application is down", func(t *testing.T) {
 		f := newDaemonFixture(t)
@@ -68,7 +68,7 @@ func TestRunDaemonDirSource(t *testing.T) {
 		cfg = strings.Replace(cfg, `timeout = "10s"`, `timeout = "2m"`, 1)
 		f.writeConfig(t, f.config("", "keep_last = 3")+cfg)
 		cmd, logs := f.start(t, bin)
-		waitFor(t, 45*time.Second, "the stop hook to run", func() bool {
+		waitFor(t, hangTimeout, "the stop hook to run", func() bool {
 			b, _ := os.ReadFile(root + ".hooks")
 			return string(b) == "stop\n"
 		})
@@ -78,7 +78,7 @@ func TestRunDaemonDirSource(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		waitExit(t, cmd, 20*time.Second)
+		waitExit(t, cmd, hangTimeout)
 		if b, _ := os.ReadFile(root + ".hooks"); string(b) != "stop\nstart\n" {
 			t.Errorf("hooks after the daemon stopped: %q\n%s", b, logs.String())
 		}

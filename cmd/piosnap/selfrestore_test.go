@@ -75,7 +75,7 @@ func TestSelfRestoreFinishedByDaemon(t *testing.T) {
 	mustContain(t, "status", out, "restore of this machine (leader1) to version "+shortID(sr.Version), "PENDING verification")
 
 	cmd, logs := f.start(t, bin)
-	waitFor(t, 60*time.Second, "the daemon to verify the restore", func() bool {
+	waitFor(t, hangTimeout, "the daemon to verify the restore", func() bool {
 		sr, _ := readSelfRestore(f.stateDir)
 		return sr != nil && sr.Finished != nil
 	})
@@ -83,7 +83,7 @@ func TestSelfRestoreFinishedByDaemon(t *testing.T) {
 	if !sr.Verified || !strings.Contains(sr.Result, "restored and verified: leader1 matches version") {
 		t.Errorf("recorded result %+v", sr)
 	}
-	waitFor(t, 10*time.Second, "the log line", func() bool {
+	waitFor(t, hangTimeout, "the log line", func() bool {
 		return strings.Contains(logs.String(), "restore of this machine verified after its reboot")
 	})
 	_, out, _ = runMain(t, "-c", f.cfgPath, "status")
@@ -93,7 +93,7 @@ func TestSelfRestoreFinishedByDaemon(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitExit(t, cmd, 30*time.Second)
+	waitExit(t, cmd, hangTimeout)
 }
 
 // TestSelfRestoreVerifiedInProcess: when the command outlives the reboot

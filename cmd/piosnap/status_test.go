@@ -68,7 +68,7 @@ func TestStatusOutput(t *testing.T) {
 		{name: "never started", sfErr: errors.New("no status file /var/lib/piosnap/status.json: the daemon (`piosnap run`) has not started with this state_dir"), units: units},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rep := buildStatus(now, "/var/lib/piosnap/status.json", tc.sf, tc.sfErr, tc.alive, versions, tc.units, tc.unitsErr, 36*time.Hour)
+			rep := buildStatus(now, "/var/lib/piosnap/status.json", tc.sf, tc.sfErr, tc.alive, versions, tc.units, tc.unitsErr, staleness{after: 36 * time.Hour})
 			var text bytes.Buffer
 			printStatus(&text, rep, time.UTC)
 			checkGolden(t, "status_"+strings.ReplaceAll(tc.name, " ", "_")+".txt", text.Bytes())
@@ -88,7 +88,7 @@ func TestStatusFlags(t *testing.T) {
 		{Host: "stale", Time: now.Add(-37 * time.Hour)},
 		{Host: "left", Time: now.Add(-time.Hour)},
 	}}
-	rep := buildStatus(now, "p", nil, errors.New("none"), false, versions, []string{"fresh", "stale", "new"}, nil, 36*time.Hour)
+	rep := buildStatus(now, "p", nil, errors.New("none"), false, versions, []string{"fresh", "stale", "new"}, nil, staleness{after: 36 * time.Hour})
 	got := map[string][2]bool{}
 	for _, h := range rep.Hosts {
 		got[h.Host] = [2]bool{h.Stale, h.Departed}
@@ -101,7 +101,7 @@ func TestStatusFlags(t *testing.T) {
 	}
 	// Without the leader's list nobody is flagged as departed, and units
 	// without versions are unknown.
-	rep = buildStatus(now, "p", nil, errors.New("none"), false, versions, nil, errors.New("timeout"), 36*time.Hour)
+	rep = buildStatus(now, "p", nil, errors.New("none"), false, versions, nil, errors.New("timeout"), staleness{after: 36 * time.Hour})
 	if len(rep.Hosts) != 3 || rep.LeaderError == "" {
 		t.Errorf("hosts %+v, leader error %q", rep.Hosts, rep.LeaderError)
 	}

@@ -164,7 +164,7 @@ func TestDaemonWebRefusesDirRestore(t *testing.T) {
 	d := &daemon{base: &app{}, cfg: cfg, log: slog.New(slog.DiscardHandler), busy: make(chan struct{}, 1)}
 	d.busy <- struct{}{} // a backup runs: a restore that got past the check would wait
 	dw := &daemonWeb{d: d}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	req := web.RestoreRequest{Unit: "cells", Store: "local", Version: strings.Repeat("ab", 32)}
 	if _, err := dw.DryRun(ctx, req); err == nil || !strings.Contains(err.Error(), "sudo piosnap restore --host cells") {

@@ -118,7 +118,7 @@ func (w *webRig) start(t *testing.T) {
 			t.Logf("daemon log:\n%s", logs.String())
 		}
 	})
-	waitFor(t, 30*time.Second, "the daemon's web address", func() bool {
+	waitFor(t, hangTimeout, "the daemon's web address", func() bool {
 		sf, err := readStatusFile(filepath.Join(w.stateDir, statusFileName))
 		if err != nil || sf.WebAddr == "" {
 			return false
@@ -265,7 +265,7 @@ func TestWebEndToEnd(t *testing.T) {
 	run("allow downloads", browser.SetDownloadBehavior(browser.SetDownloadBehaviorBehaviorAllow).WithDownloadPath(dl).WithEventsEnabled(true))
 	run("download", chromedp.Click("li.version a.download", chromedp.ByQuery))
 	var got []byte
-	waitFor(t, 30*time.Second, "the download", func() bool {
+	waitFor(t, hangTimeout, "the download", func() bool {
 		ms, _ := filepath.Glob(filepath.Join(dl, "*.zip"))
 		if len(ms) != 1 {
 			return false
@@ -296,7 +296,7 @@ func TestWebEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := filepath.Join(w1.Dir(), "storage", "calibrations", "od90", "web-second.yaml")
-	w1.SetImportDelay(2 * time.Second) // long enough to see the import running
+	w1.SetImportDelay(time.Hour) // held until the page has shown the import running
 	today := time.Now().UTC().Format("2006-01-02")
 	run("restore page", chromedp.Navigate(w.base+"/units/worker1/restore"), chromedp.WaitVisible("#date", chromedp.ByID),
 		chromedp.SetValue("#date", today, chromedp.ByID), chromedp.Click("#check", chromedp.ByID), chromedp.WaitVisible("ul.checks", chromedp.ByQuery))
@@ -304,6 +304,7 @@ func TestWebEndToEnd(t *testing.T) {
 	run("confirm", chromedp.SendKeys("#confirm", "worker1", chromedp.ByID), chromedp.Click("#restore", chromedp.ByID),
 		chromedp.WaitVisible(`li.step[data-step="import"].running`, chromedp.ByQuery))
 	screenshot(t, ctx, "restore")
+	w1.SetImportDelay(0)
 	run("restore finishes", chromedp.WaitVisible(`#job:not([data-state="running"])`, chromedp.ByQuery))
 	wantIn("the restore's page", text("#job-state"), "done")
 	wantIn("the restore's output", text("#lines"), "safety snapshot of worker1 taken", "restored and verified: worker1 matches version")

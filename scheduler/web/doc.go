@@ -6,7 +6,9 @@
 // a few lines of JavaScript poll a running job's progress. Every page and
 // action needs a login (a bcrypt hash in a file, a session cookie, a CSRF
 // token on every state-changing request), except an optional read-only
-// status page.
+// status page. A JSON API under /api/ serves scripts the same: status,
+// versions, jobs, "back up now", and a restore's check and start, with the
+// page's login, CSRF and confirmation rules.
 //
 // The package does not know how backups and restores are done: it consumes
 // small interfaces (Source, Backupper, Restorer) that the daemon in

@@ -273,18 +273,27 @@ func dirRestoreRefusal(unit string) string {
 		"then the same without --dry-run (`piosnap list --host %s` shows the versions).", unit, unit, unit, unit)
 }
 
-// refuseDirRestore renders the refusal and returns true when unit is a
-// directory source.
-func (s *Server) refuseDirRestore(w http.ResponseWriter, r *http.Request, sess *session, unit string) bool {
+// dirRestore reports whether unit is a directory source, which the web
+// does not restore, and logs the refusal with the refusal's message.
+func (s *Server) dirRestore(r *http.Request, unit string) (msg string, dir bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), pageTimeout)
 	defer cancel()
 	hv, _, err := s.unitVersionsOf(ctx, unit)
 	if err != nil || !isDirSource(hv) {
-		return false // the restore reports what it cannot read
+		return "", false // the restore reports what it cannot read
 	}
 	s.cfg.Log.Warn("web: restore of a directory source refused", "unit", unit, "client", clientAddr(r))
-	s.renderError(w, http.StatusBadRequest, sess, "Restore "+unit+" on the server", dirRestoreRefusal(unit)+" Nothing was changed.")
-	return true
+	return dirRestoreRefusal(unit), true
+}
+
+// refuseDirRestore renders the refusal and returns true when unit is a
+// directory source.
+func (s *Server) refuseDirRestore(w http.ResponseWriter, r *http.Request, sess *session, unit string) bool {
+	msg, dir := s.dirRestore(r, unit)
+	if dir {
+		s.renderError(w, http.StatusBadRequest, sess, "Restore "+unit+" on the server", msg+" Nothing was changed.")
+	}
+	return dir
 }
 
 func (s *Server) restorePage(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -368,23 +377,33 @@ func (s *Server) restoreStart(w http.ResponseWriter, r *http.Request, sess *sess
 		return
 	}
 	req := RestoreRequest{Unit: unit, Store: r.PostFormValue("store"), Version: r.PostFormValue("version")}
-	if req.Store == "" || len(req.Version) != 64 {
+	switch err := confirmRestore(req, r.PostFormValue("confirm")); {
+	case errors.Is(err, errNotChecked):
 		s.renderError(w, http.StatusBadRequest, sess, "Restore refused", "The restore form lacks the checked version: start again from the unit's page.")
 		return
-	}
-	if strings.TrimSpace(r.PostFormValue("confirm")) != unit {
+	case errors.Is(err, errNotConfirmed):
 		s.renderError(w, http.StatusBadRequest, sess, "Restore not confirmed", fmt.Sprintf("To confirm, type the unit's name, %s, exactly. Nothing was changed.", unit))
 		return
 	}
-	job, err := s.jobs.start(KindRestore, &req, func(ctx context.Context, h *jobHandle) error {
-		return s.restore.Restore(ctx, req, h.event)
-	})
+	job, err := s.startRestore(r, req)
 	if err != nil {
 		s.renderError(w, http.StatusConflict, sess, "Busy", err.Error())
 		return
 	}
-	s.cfg.Log.Info("web: restore started", "job", job.ID, "unit", unit, "version", req.Version[:8], "store", req.Store, "client", clientAddr(r))
 	http.Redirect(w, r, "/jobs/"+job.ID, http.StatusSeeOther)
+}
+
+// startRestore starts the restore of a confirmed request as a job, unless
+// another job runs.
+func (s *Server) startRestore(r *http.Request, req RestoreRequest) (*Job, error) {
+	job, err := s.jobs.start(KindRestore, &req, func(ctx context.Context, h *jobHandle) error {
+		return s.restore.Restore(ctx, req, h.event)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.cfg.Log.Info("web: restore started", "job", job.ID, "unit", req.Unit, "version", req.Version[:8], "store", req.Store, "client", clientAddr(r))
+	return job, nil
 }
 
 func (s *Server) startBackup() (*Job, error) {

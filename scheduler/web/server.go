@@ -208,6 +208,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/jobs", s.authed(s.apiJobs))
 	m.HandleFunc("GET /api/jobs/{id}", s.authed(s.apiJob))
 	m.HandleFunc("POST /api/backup", s.authed(s.apiBackup))
+	m.HandleFunc("GET /api/session", s.authed(s.apiSession))
+	m.HandleFunc("POST /api/restore/check", s.authed(s.apiRestoreCheck))
+	m.HandleFunc("POST /api/restore", s.authed(s.apiRestore))
 	s.mux = m
 	// Pages and JSON shrink to a tenth on a phone's Wi-Fi; downloads are
 	// left alone (gzhttp skips compressed content types such as ZIP, and

@@ -43,6 +43,9 @@ type statusDoc struct {
 		AgeSeconds float64   `json:"age_seconds"`
 		Stale      bool      `json:"stale"`
 		Departed   bool      `json:"departed"`
+		// StaleAfter, when set, is the host's own threshold (a source
+		// on a schedule of its own).
+		StaleAfter float64 `json:"stale_after_seconds"`
 		Stores     []struct {
 			Store      string    `json:"store"`
 			Versions   int       `json:"versions"`
@@ -124,6 +127,9 @@ func buildOverview(st *statusDoc, vs []StoreVersions) *overview {
 			reason := "no version in any store yet"
 			if !h.Newest.IsZero() {
 				reason = fmt.Sprintf("the newest version is %s old, more than stale_after (%s)", age(h.AgeSeconds), ov.StaleAfter)
+				if h.StaleAfter > 0 {
+					reason = fmt.Sprintf("the newest version is %s old, more than its own schedule allows (%s)", age(h.AgeSeconds), age(h.StaleAfter))
+				}
 			}
 			if h.Departed {
 				reason += "; expected, since the unit left the cluster"

@@ -109,6 +109,9 @@ func (d Duration) negative() bool {
 	return d.Years < 0 || d.Months < 0 || d.Days < 0 || d.Hours < 0
 }
 
+// Before returns the instant d before t, as the within-rules count back.
+func (d Duration) Before(t time.Time) time.Time { return d.before(t) }
+
 // before returns the instant d before t, computed as restic does: calendar
 // arithmetic in t's location, then the hours subtracted as elapsed time.
 func (d Duration) before(t time.Time) time.Time {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -129,18 +130,20 @@ func (m *MinIO) Start() {
 		close(ran)
 	}()
 	m.cmd, m.ran = cmd, ran
-	if err := waitLive(ran, "http://"+m.Endpoint+"/minio/health/live", 30*time.Second); err != nil {
+	if err := waitReady(ran, m.Endpoint, 30*time.Second); err != nil {
 		m.stopLocked()
 		m.t.Fatalf("minio at %s: %v\noutput:\n%s", m.Endpoint, err, m.out)
 	}
 }
 
-func waitLive(ran <-chan struct{}, url string, timeout time.Duration) error {
+// waitReady waits until the server at endpoint serves requests: its object
+// layer and its IAM sub-system are up.
+func waitReady(ran <-chan struct{}, endpoint string, timeout time.Duration) error {
 	client := &http.Client{Timeout: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+endpoint+"/minio/health/live", nil)
 		if err != nil {
 			return err
 		}
@@ -150,7 +153,7 @@ func waitLive(ran <-chan struct{}, url string, timeout time.Duration) error {
 			// MinIO answers 200 before its object layer is up, and says
 			// so only in this header; requests made then fail with
 			// XMinioServerNotInitialized (seen on a loaded machine).
-			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "offline" {
+			if resp.StatusCode == http.StatusOK && resp.Header.Get("X-Minio-Server-Status") != "offline" && iamReady(ctx, client, endpoint) {
 				return nil
 			}
 		}
@@ -162,6 +165,28 @@ func waitLive(ran <-chan struct{}, url string, timeout time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// iamReady reports whether MinIO's IAM sub-system is up: until it is, a
+// request with an unknown access key is answered 503 (IAM not initialized,
+// retry) instead of 403, and a test of bad credentials sees a retryable
+// error (1 run in 6 of TestBadCredentials on a loaded machine).
+func iamReady(ctx context.Context, client *http.Client, endpoint string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+endpoint+"/", nil)
+	if err != nil {
+		return false
+	}
+	now := time.Now().UTC()
+	req.Header.Set("X-Amz-Date", now.Format("20060102T150405Z"))
+	req.Header.Set("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=PIOSNAPREADYPROBE/"+now.Format("20060102")+
+		"/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="+strings.Repeat("0", 64))
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusForbidden
 }
 
 // Stop stops the server and waits for it to exit; stopping a stopped

@@ -85,14 +85,14 @@ func Start(t testing.TB) *MariaDB {
 	t.Cleanup(m.stop)
 	m.RootOptions = filepath.Join(dir, "root.cnf")
 	m.write(m.RootOptions, fmt.Sprintf("[client]\nuser=%s\nsocket=%s\n", currentUser(), m.Socket))
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if _, err := m.query("SELECT 1"); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
 			errlog, _ := os.ReadFile(filepath.Join(dir, "err.log"))
-			t.Fatalf("mariadbd did not come up within 30s:\n%s\n%s", log.String(), errlog)
+			t.Fatalf("mariadbd did not come up within 2 minutes:\n%s\n%s", log.String(), errlog)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

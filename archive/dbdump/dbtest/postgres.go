@@ -90,14 +90,14 @@ func StartPostgres(t testing.TB) *Postgres {
 	if err := os.WriteFile(p.PassFile, []byte("*:*:*:postgres:super-pw\n*:*:*:pydio:pydio-pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if _, err := p.query("postgres", "SELECT 1"); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "log"))
-			t.Fatalf("postgres did not come up within 30s:\n%s", log)
+			t.Fatalf("postgres did not come up within 2 minutes:\n%s", log)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

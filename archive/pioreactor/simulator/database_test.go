@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,7 +73,9 @@ func TestGrowDatabase(t *testing.T) {
 	if int64(len(after)) < int64(len(before))+n {
 		t.Fatalf("grew from %d to %d bytes, want at least +%d", len(before), len(after), n)
 	}
-	// Appends touch only the tail of each table: most old pages are unchanged.
+	// Appends touch only the tail of each table and a few pages around each
+	// index's insertion points (one per running unit and experiment, plus
+	// the auto-vacuum pointer-map pages): most old pages are unchanged.
 	const page = 4096
 	changed := 0
 	for off := 0; off+page <= len(before); off += page {
@@ -80,7 +83,7 @@ func TestGrowDatabase(t *testing.T) {
 			changed++
 		}
 	}
-	if total := len(before) / page; changed > total/10 {
+	if total := len(before) / page; changed > total/5 {
 		t.Errorf("%d of %d existing pages changed; growth should append at the end", changed, total)
 	}
 	if got := lastTimestamp(t, p); got <= lastBefore {
@@ -152,5 +155,23 @@ func TestReuseSeededDir(t *testing.T) {
 	c2 := startCluster(t, Options{Dir: dir, Workers: []string{"worker1"}})
 	if _, err := os.Stat(filepath.Join(c2.Unit("worker1").Dir(), "marker")); err != nil {
 		t.Errorf("an existing unit directory was reseeded: %v", err)
+	}
+}
+
+// TestPortHeldUntilServing: a unit's port stays taken from the moment it is
+// picked until the unit serves on it. Released in between (while the
+// cluster is seeded, seconds under qemu), another unit of the same or a
+// parallel cluster could pick it too, and Start failed with "address
+// already in use" (4 of 5 starts of a 200-unit cluster did).
+func TestPortHeldUntilServing(t *testing.T) {
+	c := &Cluster{opts: Options{Dir: t.TempDir()}}
+	u, err := newUnit(c, "worker1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.close()
+	if ln, err := net.Listen("tcp", u.Addr()); err == nil {
+		ln.Close()
+		t.Fatalf("%s was free between being picked and served", u.Addr())
 	}
 }

@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf16"
-
-	"github.com/piosnap/piosnap/store"
 )
 
 const (
@@ -37,10 +35,8 @@ func (u *Unit) handleExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	exportedAt := time.Now()
-	u.mu.Lock()
-	delay := u.exportDelay
-	u.mu.Unlock()
-	if store.Sleep(r.Context(), delay) != nil {
+	u.set(func() { u.exports++ })
+	if u.hold(r.Context(), exportedAt, &u.exportDelay) != nil {
 		return
 	}
 	f, err := os.CreateTemp(u.tmp, u.name+"_dot_pioreactor_*.zip")

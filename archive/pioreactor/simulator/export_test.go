@@ -3,6 +3,7 @@ package simulator
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -260,6 +261,35 @@ func TestExportDelayAndSlow(t *testing.T) {
 			t.Errorf("%s: status %d after %v, want 200 after at least 300ms", tt.name, r.status, d)
 		}
 		tt.set(0)
+	}
+}
+
+// TestExportHeldAndReleased: a long export delay holds an export that has
+// begun (Exports counts it) until the delay is set to 0.
+func TestExportHeldAndReleased(t *testing.T) {
+	c := startCluster(t, Options{Workers: []string{"worker1"}})
+	u := c.Unit("worker1")
+	u.SetExportDelay(time.Hour)
+	status := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(u.URL() + "/unit_api/zipped_dot_pioreactor")
+		if err != nil {
+			status <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	waitFor(t, "the export to begin", func() bool { return u.Exports() == 1 })
+	select {
+	case s := <-status:
+		t.Fatalf("the held export answered %d", s)
+	default:
+	}
+	u.SetExportDelay(0)
+	if s := <-status; s != 200 {
+		t.Errorf("released export: status %d, want 200", s)
 	}
 }
 

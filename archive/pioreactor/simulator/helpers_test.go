@@ -148,10 +148,10 @@ func metadataFor(name string) zipEntry {
 	return zipEntry{name: metadataName, mode: 0o600, body: exportMetadata(name, "leader1", "26.7.2", time.Now())}
 }
 
-// waitFor polls cond every 20 ms until it holds or 10 s pass.
+// waitFor polls cond every 20 ms until it holds or 2 minutes (a hang) pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/piosnap/piosnap/store"
 )
 
 const (
@@ -68,6 +66,7 @@ func (u *Unit) handleImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u.tasks[id] = taskResult{}
+	u.queued++
 	u.wg.Add(1)
 	u.mu.Unlock()
 	go func() {
@@ -268,6 +267,7 @@ func (u *Unit) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 // import lock while it runs.
 func (u *Unit) runImport(ctx context.Context, id, upload string) {
 	u.mu.Lock()
+	u.queued--
 	if u.importing {
 		u.tasks[id] = taskResult{done: true, locked: true}
 		u.notifyLocked()
@@ -275,14 +275,14 @@ func (u *Unit) runImport(ctx context.Context, id, upload string) {
 		return
 	}
 	u.importing = true
-	delay, fail := u.importDelay, u.failNext
+	fail := u.failNext
 	u.failNext = nil
 	u.notifyLocked()
 	u.mu.Unlock()
 
 	var err error
 	switch {
-	case store.Sleep(ctx, delay) != nil:
+	case u.hold(ctx, time.Now(), &u.importDelay) != nil:
 		err = errors.New("import cancelled: the simulator is shutting down")
 	case fail != nil:
 		err = errors.New(*fail)

@@ -68,7 +68,7 @@ func TestImportAcceptsLegacyAndNamelessMetadata(t *testing.T) {
 		if r.status != 202 || r.json(t)["status"] != "accepted" {
 			t.Fatalf("got %d %s, want 202 accepted", r.status, r.body)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		if err := u.WaitRebooted(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -80,8 +80,12 @@ func TestImportAcceptsLegacyAndNamelessMetadata(t *testing.T) {
 }
 
 func TestImportLifecycle(t *testing.T) {
-	c := startCluster(t, Options{Workers: []string{"worker1"}, RebootDelay: 400 * time.Millisecond, RebootDowntime: 400 * time.Millisecond})
+	c := startCluster(t, Options{Workers: []string{"worker1"}})
 	u := c.Unit("worker1")
+	// The import, the wait before the reboot and the downtime are held
+	// until the test has seen each state, whatever the machine's load.
+	u.SetRebootDelay(time.Hour)
+	u.SetRebootDowntime(time.Hour)
 
 	// Export, change the unit, import the export back.
 	export := get(t, u.URL()+"/unit_api/zipped_dot_pioreactor").body
@@ -98,7 +102,7 @@ func TestImportLifecycle(t *testing.T) {
 		}
 		entries = append(entries, zipEntry{name: f.Name, mode: f.ExternalAttrs >> 16, body: string(member(t, f))})
 	}
-	u.SetImportDelay(300 * time.Millisecond)
+	u.SetImportDelay(time.Hour)
 	r := postArchive(t, u.URL()+"/unit_api/import_zipped_dot_pioreactor", "archive", "worker1_dot_pioreactor.zip", makeZip(t, entries...))
 	if r.status != 202 {
 		t.Fatalf("import: %d %s", r.status, r.body)
@@ -124,6 +128,7 @@ func TestImportLifecycle(t *testing.T) {
 	}
 
 	// The task finishes: succeeded, then the unit goes down, then comes back.
+	u.SetImportDelay(0)
 	var done reply
 	waitFor(t, "task success", func() bool { done = get(t, poll); return done.status == 200 })
 	if m := done.json(t); m["status"] != "succeeded" || m["result"] != true || m["task_id"] != id {
@@ -132,6 +137,7 @@ func TestImportLifecycle(t *testing.T) {
 	if again := get(t, poll); string(again.body) != string(done.body) {
 		t.Errorf("results are preserved: second poll %s", again.body)
 	}
+	u.SetRebootDelay(0)
 	waitFor(t, "connection refused", func() bool {
 		resp, err := http.Get(u.URL() + "/unit_api/health")
 		if err == nil {
@@ -140,7 +146,8 @@ func TestImportLifecycle(t *testing.T) {
 		}
 		return strings.Contains(err.Error(), "refused")
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	u.SetRebootDowntime(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := u.WaitRebooted(ctx); err != nil {
 		t.Fatal(err)

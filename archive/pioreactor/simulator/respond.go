@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/piosnap/piosnap/store"
 )
 
 // apiError is the flat error payload of Pioreactor ≥ 26.3. Cause defaults to
@@ -111,10 +109,7 @@ func (u *Unit) routes() http.Handler {
 
 func (u *Unit) withSlow(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.mu.Lock()
-		d := u.slow
-		u.mu.Unlock()
-		if store.Sleep(r.Context(), d) != nil {
+		if u.hold(r.Context(), time.Now(), &u.slow) != nil {
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/piosnap/piosnap/store"
 )
 
 // Unit is one simulated Pioreactor (leader or worker): an HTTP server on a
@@ -27,19 +25,28 @@ type Unit struct {
 	handler  http.Handler
 	wg       sync.WaitGroup // background import and reboot tasks
 
+	// held is the listener that picked the unit's port, kept until the
+	// unit first serves so that nothing else can take the port meanwhile
+	// (another unit of this cluster or of a cluster started beside it).
+	held net.Listener
+
 	mu             sync.Mutex
 	srv            *http.Server
 	serveDone      chan struct{}
 	offline        bool
 	rebooting      int
 	closed         bool
-	slow           time.Duration
+	slow           time.Duration // the delays are read through hold
 	exportDelay    time.Duration
 	importDelay    time.Duration
+	rebootDelay    time.Duration
+	rebootDowntime time.Duration
 	failNext       *string
 	tasks          map[string]taskResult
 	importing      bool
+	queued         int // import tasks accepted that have not started yet
 	imports        int
+	exports        int
 	reboots        int
 	pendingReboots int           // enqueued or running reboots
 	changed        chan struct{} // closed and replaced whenever the state above changes
@@ -53,6 +60,9 @@ func newUnit(c *Cluster, name string, leader bool) (*Unit, error) {
 		tmp:     filepath.Join(root, "tmp"),
 		tasks:   make(map[string]taskResult),
 		changed: make(chan struct{}),
+
+		rebootDelay:    c.opts.RebootDelay,
+		rebootDowntime: c.opts.RebootDowntime,
 	}
 	for _, d := range []string{u.dir, u.tmp} {
 		if err := os.MkdirAll(d, 0o775); err != nil {
@@ -63,16 +73,14 @@ func newUnit(c *Cluster, name string, leader bool) (*Unit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for unit %s on loopback: %w", name, err)
 	}
-	u.addr = ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return nil, fmt.Errorf("release probe listener of unit %s: %w", name, err)
-	}
+	u.addr, u.held = ln.Addr().String(), ln
 	u.handler = u.routes()
 	return u, nil
 }
 
 // listenFixed listens on a random loopback port below Linux's ephemeral
-// range (32768–60999 by default). A unit closes and reopens its port when it
+// range (32768–60999 by default); the caller keeps the listener until the
+// unit serves on it. A unit closes and reopens its port when it
 // goes offline or reboots; a port from the ephemeral range could meanwhile
 // become the source port of some outgoing connection, and reopening it would
 // fail. Ports below the range are never handed out that way.
@@ -117,6 +125,10 @@ func (u *Unit) SetOffline(off bool) error {
 	return u.reconcileLocked()
 }
 
+// The delays below also apply to a wait already under way, counted from its
+// start: a test can hold the unit in a state with a long delay, look at it
+// as long as it needs, and release it by setting 0.
+
 // SetSlow delays every response of the unit by d (0 turns it off).
 func (u *Unit) SetSlow(d time.Duration) { u.set(func() { u.slow = d }) }
 
@@ -127,6 +139,38 @@ func (u *Unit) SetExportDelay(d time.Duration) { u.set(func() { u.exportDelay = 
 // SetImportDelay makes the background import task hold the import lock for d
 // before it does its work, so tests can observe the lock.
 func (u *Unit) SetImportDelay(d time.Duration) { u.set(func() { u.importDelay = d }) }
+
+// SetRebootDelay sets how long after a successful import the unit goes down
+// (Options.RebootDelay at the start).
+func (u *Unit) SetRebootDelay(d time.Duration) { u.set(func() { u.rebootDelay = d }) }
+
+// SetRebootDowntime sets how long the unit stays down when it reboots
+// (Options.RebootDowntime at the start).
+func (u *Unit) SetRebootDowntime(d time.Duration) { u.set(func() { u.rebootDowntime = d }) }
+
+// hold waits until the delay *knob has passed since start, or ctx ends. The
+// knob is read again whenever the unit's settings change, so a new value
+// applies to a wait already under way.
+func (u *Unit) hold(ctx context.Context, start time.Time, knob *time.Duration) error {
+	for {
+		u.mu.Lock()
+		left, changed := *knob-time.Since(start), u.changed
+		u.mu.Unlock()
+		if left <= 0 {
+			return nil
+		}
+		timer := time.NewTimer(left)
+		select {
+		case <-timer.C:
+		case <-changed:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
 
 // FailNextImport makes the next import task fail with msg as its error,
 // without touching the directory and without a reboot.
@@ -155,6 +199,14 @@ func (u *Unit) Imports() int {
 	return u.imports
 }
 
+// Exports counts the exports of this unit that have begun, including those
+// still waiting out the export delay.
+func (u *Unit) Exports() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.exports
+}
+
 // Reboots counts the reboots this unit has completed.
 func (u *Unit) Reboots() int {
 	u.mu.Lock()
@@ -162,12 +214,12 @@ func (u *Unit) Reboots() int {
 	return u.reboots
 }
 
-// WaitRebooted blocks until no import is running and every reboot the unit
-// has started is over (the unit answers again), or ctx ends.
+// WaitRebooted blocks until no import is accepted or running and every
+// reboot the unit has started is over (the unit answers again), or ctx ends.
 func (u *Unit) WaitRebooted(ctx context.Context) error {
 	for {
 		u.mu.Lock()
-		done, ch := !u.importing && u.pendingReboots == 0, u.changed
+		done, ch := !u.importing && u.queued == 0 && u.pendingReboots == 0, u.changed
 		u.mu.Unlock()
 		if done {
 			return nil
@@ -223,9 +275,13 @@ func (u *Unit) reconcileLocked() error {
 	up := !u.offline && u.rebooting == 0 && !u.closed
 	switch {
 	case up && u.srv == nil:
-		ln, err := listenRetry(u.addr)
-		if err != nil {
-			return fmt.Errorf("reopen unit %s on %s: %w", u.name, u.addr, err)
+		ln := u.held
+		u.held = nil
+		if ln == nil {
+			var err error
+			if ln, err = listenRetry(u.addr); err != nil {
+				return fmt.Errorf("reopen unit %s on %s: %w", u.name, u.addr, err)
+			}
 		}
 		srv := &http.Server{
 			Handler:           u.handler,
@@ -267,6 +323,10 @@ func (u *Unit) close() error {
 	u.mu.Lock()
 	u.closed = true
 	err := u.reconcileLocked()
+	if u.held != nil {
+		err = errors.Join(err, u.held.Close())
+		u.held = nil
+	}
 	u.mu.Unlock()
 	u.wg.Wait()
 	return err
@@ -275,7 +335,7 @@ func (u *Unit) close() error {
 // reboot takes the unit down for the configured downtime, wipes its /tmp and
 // forgets its task results, then brings it back on the same port.
 func (u *Unit) reboot(ctx context.Context) {
-	if store.Sleep(ctx, u.c.opts.RebootDelay) != nil {
+	if u.hold(ctx, time.Now(), &u.rebootDelay) != nil {
 		u.mu.Lock()
 		u.pendingReboots--
 		u.notifyLocked()
@@ -289,7 +349,7 @@ func (u *Unit) reboot(ctx context.Context) {
 	if err != nil {
 		u.c.opts.Logger.Error("reboot: going down failed", "unit", u.name, "err", err)
 	}
-	_ = store.Sleep(ctx, u.c.opts.RebootDowntime)
+	_ = u.hold(ctx, time.Now(), &u.rebootDowntime)
 	if err := wipeDir(u.tmp); err != nil {
 		u.c.opts.Logger.Error("reboot: wipe /tmp failed", "unit", u.name, "err", err)
 	}

@@ -1,0 +1,207 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/piosnap/piosnap/store"
+)
+
+// TestIndexKeepsWhatEachReadingNeeds backs up a database on two hosts and
+// again after it changed, then loads the index as check and forget do
+// (every blob's place, the slice sized once from the index objects'
+// headers) and as a writer does (places of tree nodes, IDs of pages), and
+// checks both against what the repository holds.
+func TestIndexKeepsWhatEachReadingNeeds(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	db := newSQLiteDB(t, 4096, 3000, false)
+	config := file{"config.ini", randomData(3, 700_000)}
+	v1 := pageBackup(t, repo, "leader1", []file{{"storage/pioreactor.sqlite", db.bytes()}, config}).Version
+	pageBackup(t, repo, "worker1", []file{{"storage/pioreactor.sqlite", db.bytes()}, config})
+	db.update(40)
+	db.append(300)
+	v2 := pageBackup(t, repo, "leader1", []file{{"storage/pioreactor.sqlite", db.bytes()}, config}).Version
+
+	chunks, err := repo.Chunks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := store.LoadIndexShape(ctx, repo, "whole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same pages on two hosts and in two versions are stored once.
+	if whole.Places != len(chunks) || whole.IDs != 0 {
+		t.Errorf("whole index: %d places and %d bare IDs, want %d places (one per blob)", whole.Places, whole.IDs, len(chunks))
+	}
+	// Sized once: each index object's header bounds its records, within
+	// less than one record per pack (the pack IDs in the object).
+	if whole.PlacesCap < whole.Places || whole.PlacesCap > whole.Places+whole.Packs {
+		t.Errorf("whole index: room for %d records, holds %d in %d packs; want it sized from the headers", whole.PlacesCap, whole.Places, whole.Packs)
+	}
+	if whole.Frames*4 > whole.Places {
+		t.Errorf("whole index: %d frames for %d blobs, want the blobs of a frame to share it", whole.Frames, whole.Places)
+	}
+	// check --read-data compares every record with its pack's header and
+	// every blob with its hash.
+	rep, err := repo.Check(ctx, true)
+	if err != nil || !rep.OK() || rep.ChunksRead != len(chunks) {
+		t.Errorf("check --read-data = %+v, %v; want sound, %d blobs read", rep, err, len(chunks))
+	}
+
+	writer, err := store.LoadIndexShape(ctx, repo, "writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if writer.Places+writer.IDs != len(chunks) || writer.Places == 0 || writer.Places*10 > writer.IDs {
+		t.Errorf("writer's index: %d places and %d IDs for %d blobs, want the few tree nodes placed and every page by ID", writer.Places, writer.IDs, len(chunks))
+	}
+	for id := range chunks {
+		if !writer.Has(id) {
+			t.Fatalf("writer's index lacks blob %s", id)
+		}
+	}
+	for _, v := range []*store.Version{v1, v2} {
+		for _, e := range v.Entries {
+			if e.Tree != nil && !writer.Placed(*e.Tree) {
+				t.Errorf("writer's index does not place the root of %s's tree", e.Name)
+			}
+			for _, c := range e.Chunks {
+				if writer.Placed(c) {
+					t.Errorf("writer's index keeps the place of data blob %s of %s", c, e.Name)
+				}
+			}
+		}
+	}
+	if unknown := store.HashChunk([]byte("never stored")); writer.Has(unknown) || whole.Has(unknown) || whole.Placed(unknown) {
+		t.Error("an index knows a blob never stored")
+	}
+}
+
+// TestRunAddsBlobsOnce checks the blobs a run adds: a second host with
+// the same database in the same run stores nothing, and a version aborted
+// while its pages still wait in an open frame leaves them to be stored
+// by the next version that has them.
+func TestRunAddsBlobsOnce(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	db := newSQLiteDB(t, 4096, 2000, false)
+	content := db.bytes()
+	w, err := store.NewWriter(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := w.Begin("worker2")
+	if _, err := dropped.Add(ctx, "storage/pioreactor.sqlite", 0o644, time.Now(), bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dropped.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := backup(t, w, "leader1", []file{{"storage/pioreactor.sqlite", content}})[0]
+	second := backup(t, w, "worker1", []file{{"storage/pioreactor.sqlite", content}})[0]
+	if first.Err != nil || second.Err != nil {
+		t.Fatal(first.Err, second.Err)
+	}
+	if first.Stored == 0 || second.Stored != 0 {
+		t.Errorf("stored %d then %d bytes for the same database twice in a run, want some then none", first.Stored, second.Stored)
+	}
+	if rep, err := repo.Check(ctx, true); err != nil || !rep.OK() {
+		t.Fatalf("check --read-data = %+v, %v", rep, err)
+	}
+	for _, v := range []*store.Version{first.Version, second.Version} {
+		if got := exported(t, repo, v)["storage/pioreactor.sqlite"]; !bytes.Equal(got, content) {
+			t.Errorf("version of %s: database differs after restore", v.Host)
+		}
+	}
+}
+
+// TestRestoreLoadsOnlyItsBlobs backs up a database night after night, and
+// another host's, and checks that rebuilding the last version keeps the
+// places of exactly the blobs it uses, not of the history, and still
+// rebuilds it byte for byte.
+func TestRestoreLoadsOnlyItsBlobs(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	db := newSQLiteDB(t, 4096, 3000, false)
+	other := newSQLiteDB(t, 8192, 3000, false)
+	config := file{"config.ini", randomData(4, 900_000)}
+	pageBackup(t, repo, "worker1", []file{{"storage/pioreactor.sqlite", other.bytes()}})
+	var last *store.Version
+	for night := 0; night < 4; night++ {
+		db.update(50)
+		db.append(400)
+		last = pageBackup(t, repo, "leader1", []file{{"storage/pioreactor.sqlite", db.bytes()}, config}).Version
+	}
+	used, err := store.UsedBlobs(ctx, repo, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := store.LoadIndexShape(ctx, repo, "whole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	needed, err := store.NeededIndexShape(ctx, repo, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if needed.Places != len(used) || needed.PlacesCap != len(used) || needed.IDs != 0 {
+		t.Errorf("restore's index: %d places (room for %d), %d bare IDs; want the %d blobs the version uses", needed.Places, needed.PlacesCap, needed.IDs, len(used))
+	}
+	if whole.Places < needed.Places*3/2 {
+		t.Fatalf("the repository holds %d blobs, the version %d: want a history the restore leaves out", whole.Places, needed.Places)
+	}
+	for id := range used {
+		if !needed.Placed(id) {
+			t.Fatalf("restore's index lacks blob %s the version uses", id)
+		}
+	}
+	got := exported(t, repo, last)
+	if !bytes.Equal(got["storage/pioreactor.sqlite"], db.bytes()) || !bytes.Equal(got["config.ini"], config.data) {
+		t.Error("the last version is not rebuilt byte for byte")
+	}
+	for _, e := range last.Entries {
+		if e.Name == "config.ini" {
+			b, err := io.ReadAll(repo.OpenEntryAlone(ctx, &e))
+			if err != nil || !bytes.Equal(b, config.data) {
+				t.Errorf("OpenEntryAlone(config.ini) = %d bytes, %v; want the %d bytes stored", len(b), err, len(config.data))
+			}
+		}
+	}
+}
+
+// TestRestoreAfterForgetRepacked starts reading a version, then lets a
+// forget repack the pack holding its pages: the reading finds the places
+// it kept gone, reads them again and rebuilds the version byte for byte.
+func TestRestoreAfterForgetRepacked(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	db := newSQLiteDB(t, 4096, 2000, false)
+	content := db.bytes()
+	v1 := pageBackup(t, repo, "leader1", []file{{"storage/pioreactor.sqlite", content}, {"big", randomData(8, 3<<20)}}).Version
+	v2 := pageBackup(t, repo, "leader1", []file{{"storage/pioreactor.sqlite", content}, {"small", randomData(9, 1000)}}).Version
+	read, err := store.StaleVersionReader(ctx, repo, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := repo.Lock(ctx, "forget", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(ctx)
+	rep, err := repo.Forget(ctx, []string{v1.ID})
+	if err != nil || rep.PacksWritten == 0 || rep.PacksDeleted == 0 {
+		t.Fatalf("forget = %+v, %v; want the pack of the pages repacked", rep, err)
+	}
+	got, err := read()
+	if err != nil {
+		t.Fatalf("reading after the forget: %v", err)
+	}
+	if !bytes.Equal(got["storage/pioreactor.sqlite"], content) {
+		t.Error("database differs after the forget repacked its pages")
+	}
+}
