@@ -23,6 +23,10 @@ const indexPrefix = "index/"
 // indexMagic starts the plain content of every index object.
 const indexMagic = "PSNIDX02"
 
+// indexObjectLimit is the size past which an index object is taken for
+// damage rather than read.
+const indexObjectLimit = 64 << 20
+
 // indexObjectRecords bounds the blob records in one index object, so that no
 // index object grows past about 5 MiB.
 const indexObjectRecords = 100_000
@@ -265,7 +269,13 @@ func (r *Repository) loadIndex(ctx context.Context, f indexFilter) (*index, map[
 	}
 	packNum := make(map[ChunkID]uint32)
 	damaged := make(map[string]string)
-	var z, plain []byte
+	var largest int64
+	for _, o := range objs {
+		largest = max(largest, o.size)
+	}
+	// One buffer for the largest object, not one grown object by object.
+	z := make([]byte, 0, min(largest, indexObjectLimit)+bytes.MinRead)
+	var plain []byte
 	for _, o := range objs {
 		z, err = r.readIndexObject(ctx, o, z)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -346,7 +356,7 @@ func (x *index) add(plain []byte, keep func(uint8, ChunkID) keepMode, packNum ma
 // readIndexObject reads an index object into buf (reused) and checks it
 // against its name.
 func (r *Repository) readIndexObject(ctx context.Context, o indexObject, buf []byte) ([]byte, error) {
-	const limit = 64 << 20
+	const limit = indexObjectLimit
 	if o.size > limit {
 		return buf, fmt.Errorf("%s is larger than %d bytes (%w)", o.name, limit, ErrDamaged)
 	}
@@ -417,10 +427,12 @@ func (r *Repository) indexObjectRecords(ctx context.Context, o indexObject) (int
 	if err := h.Decode(head[:n]); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return 0, err
 	}
-	if !h.HasFCS || h.FrameContentSize < uint64(len(indexMagic)) || h.FrameContentSize > 1<<30 {
+	if !h.HasFCS || h.FrameContentSize < uint64(len(indexMagic)) {
 		return 0, nil
 	}
-	return int(h.FrameContentSize-uint64(len(indexMagic))) / headerRecord, nil
+	// A damaged header must not make the slice huge: no writer puts more
+	// than indexObjectRecords records in one object.
+	return int(min(h.FrameContentSize-uint64(len(indexMagic)), indexObjectRecords*headerRecord) / headerRecord), nil
 }
 
 // currentIndex returns the repository's cached index, loading it first if

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -203,5 +205,32 @@ func TestRestoreAfterForgetRepacked(t *testing.T) {
 	}
 	if !bytes.Equal(got["storage/pioreactor.sqlite"], content) {
 		t.Error("database differs after the forget repacked its pages")
+	}
+}
+
+// TestDamagedIndexHeader plants an index object whose zstd header claims
+// a terabyte of records: the load sizes its slice within what a writer
+// ever puts in one object, leaves the object out, and check names it.
+func TestDamagedIndexHeader(t *testing.T) {
+	ctx := context.Background()
+	repo, dir := newRepo(t)
+	pageBackup(t, repo, "leader1", []file{{"config.ini", randomData(5, 1000)}})
+	// Magic, a single-segment frame with an 8-byte content size, then
+	// bytes that are no block.
+	bad := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xe0, 0, 0, 0, 0, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff}
+	name := store.HashChunk(bad).String()
+	if err := os.WriteFile(filepath.Join(dir, "index", name), bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := store.LoadIndexShape(ctx, repo, "whole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole.Places != 1 || whole.PlacesCap > 1+whole.Packs+100_000 {
+		t.Errorf("index with a damaged object: %d places, room for %d; want 1, room bounded", whole.Places, whole.PlacesCap)
+	}
+	rep, err := repo.Check(ctx, false)
+	if err != nil || len(rep.Problems) != 1 || rep.Problems[0].Object != "index/"+name {
+		t.Errorf("check = %+v, %v; want index/%s named", rep, err, name)
 	}
 }

@@ -68,7 +68,16 @@ func (s *neededIndex) reload(ctx context.Context, stale *index, missing ChunkID)
 }
 
 func (s *neededIndex) load(ctx context.Context) (*index, error) {
-	var ids []ChunkID
+	// Room for every chunk, and for the pages and nodes of a tree of 4 KiB
+	// pages (the usual size; other sizes grow the slice or leave room).
+	n := 0
+	for _, e := range s.entries {
+		n += len(e.Chunks)
+		if e.Tree != nil {
+			n += int(e.Size/4096) + int(e.Size/4096/128) + 1
+		}
+	}
+	ids := make([]ChunkID, 0, n)
 	var trees []*Entry
 	for _, e := range s.entries {
 		ids = append(ids, e.Chunks...)

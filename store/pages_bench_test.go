@@ -114,8 +114,9 @@ func BenchmarkBackupLargeDatabase(b *testing.B) {
 		if _, err := store.Init(ctx, mustLocal(b, dir)); err != nil {
 			b.Fatal(err)
 		}
-		report := func(label string, stored int64, start time.Time, stop func() (float64, float64)) {
-			heap, rss := stop()
+		report := func(label string, stored int64, start time.Time, stop func() (float64, float64, float64)) {
+			heap, live, rss := stop()
+			b.ReportMetric(live, label+"-peak-live-MiB")
 			if stored >= 0 {
 				b.ReportMetric(float64(stored)/(1<<20), label+"-stored-MiB")
 			}
@@ -185,16 +186,21 @@ func benchEnv(b *testing.B, name string, def int) int {
 }
 
 // samplePeaks collects garbage, resets the process's peak RSS, and samples
-// the heap in use every 5 ms until the returned function is called, which
-// returns the peak heap and the peak RSS since, in MiB.
-func samplePeaks() func() (heap, rss float64) {
+// the heap every 5 ms until the returned function is called, which returns
+// in MiB the peak heap in use (live objects and garbage not yet collected:
+// under the soft limit this tends to the limit), the peak live heap (what
+// the last collection found reachable: what the program holds), and the
+// peak RSS since.
+func samplePeaks() func() (heap, live, rss float64) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // Linux only; else the peak RSS includes what came before
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	base := s[1].Value.Uint64() // what was live before: the test's own
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	var peak uint64
+	var peak, live uint64
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -203,6 +209,7 @@ func samplePeaks() func() (heap, rss float64) {
 		for {
 			metrics.Read(s)
 			peak = max(peak, s[0].Value.Uint64())
+			live = max(live, s[1].Value.Uint64())
 			select {
 			case <-done:
 				return
@@ -210,9 +217,9 @@ func samplePeaks() func() (heap, rss float64) {
 			}
 		}
 	}()
-	return func() (float64, float64) {
+	return func() (float64, float64, float64) {
 		close(done)
 		wg.Wait()
-		return float64(peak) / (1 << 20), peakRSS()
+		return float64(peak) / (1 << 20), float64(live-min(live, base)) / (1 << 20), peakRSS()
 	}
 }
