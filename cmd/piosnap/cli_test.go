@@ -37,7 +37,7 @@ lock_wait = "2s"
 state_dir = %q
 [pioreactor]
 leader = %q
-timeout = "5s"
+timeout = "1m"
 [pioreactor.addresses]
 %s
 [[store]]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 
 	"github.com/piosnap/piosnap/config"
 	"github.com/piosnap/piosnap/store/s3"
@@ -46,8 +47,7 @@ func cmdConfig(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintf(a.env.Stderr, "piosnap: %v\n", err)
 		return withCode(exitUsage, errors.New(""))
 	}
-	fmt.Fprintf(a.env.Stdout, "%s: ok (%d stores, schedule %q in %s, leader %s)\n",
-		a.configPath, len(cfg.Stores), cfg.Schedule, cfg.ZoneName(), cfg.Pioreactor.Leader)
+	fmt.Fprintf(a.env.Stdout, "%s: ok (%s)\n", a.configPath, configSummary(cfg))
 	if w := a.machine.leaderDiskWarning(cfg); w != "" {
 		fmt.Fprintf(a.env.Stdout, "warning: %s\n", w)
 	}
@@ -70,4 +70,26 @@ func cmdConfig(ctx context.Context, a *app, args []string) error {
 func cmdVersion(ctx context.Context, a *app, args []string) error {
 	fmt.Fprintf(a.env.Stdout, "piosnap %s\n", piosnapVersion())
 	return nil
+}
+
+// configSummary says in a few words what cfg backs up, where and when: the
+// number of stores, the schedule and zone, the cluster's leader (or that
+// there is no cluster) and the sources.
+func configSummary(cfg *config.Config) string {
+	stores := "1 store"
+	if len(cfg.Stores) != 1 {
+		stores = fmt.Sprintf("%d stores", len(cfg.Stores))
+	}
+	what := "no Pioreactor cluster"
+	if cfg.PioreactorEnabled() {
+		what = "leader " + cfg.Pioreactor.Leader
+	}
+	if len(cfg.Sources) > 0 {
+		names := make([]string, len(cfg.Sources))
+		for i, src := range cfg.Sources {
+			names[i] = src.Name
+		}
+		what += ", sources " + strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s, schedule %q in %s, %s", stores, cfg.Schedule, cfg.ZoneName(), what)
 }

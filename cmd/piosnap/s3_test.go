@@ -555,10 +555,10 @@ func waitPaused(t testing.TB, g *storetest.Gate, done <-chan int) {
 // waitOutput waits until o contains s.
 func waitOutput(t *testing.T, o *s3Output, s string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(hangTimeout)
 	for !strings.Contains(o.String(), s) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no %q in 30s; output so far:\n%s", s, o)
+			t.Fatalf("no %q in %v; output so far:\n%s", s, hangTimeout, o)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
