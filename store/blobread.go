@@ -8,17 +8,18 @@ import (
 	"sync"
 )
 
-// Frame cache bounds of one reading of a repository. A database restored
-// after many nights reads its pages from frames of many packs in turn, each
-// frame in ascending page order: about one frame per night at any point of
-// the file, plus the first night's frames in order. Readers that work
-// together (a readAhead's workers) share one cache.
+// Frame cache bounds. A reader on its own keeps up to cacheFrames recently
+// used frames. A database restored after many nights reads its pages from
+// frames of many packs in turn, each frame in ascending page order: about
+// one frame per night at any point of the file, plus the first night's
+// frames in order. So a read-ahead's workers share one cache of up to
+// aheadFrames frames, of which only aheadIdleFrames that no planned read
+// needs (see frameCache).
 const (
-	cacheFrames = 96
-	cacheBytes  = 24 << 20
-	// cacheIdleFrames is how many frames no planned read needs a shared
-	// cache keeps (see frameCache).
-	cacheIdleFrames = 16
+	cacheFrames     = 32
+	cacheBytes      = 24 << 20
+	aheadFrames     = 96
+	aheadIdleFrames = 8
 )
 
 // blobReader reads blobs of one repository through a cache of

@@ -46,6 +46,9 @@ const (
 	walkerBytes  = 8 << 20
 )
 
+// roundUp rounds n up to a multiple of m.
+func roundUp(n, m int) int { return (n + m - 1) / m * m }
+
 // fetch is one piece of an entry being read by a worker.
 type fetch struct {
 	e     *Entry
@@ -76,7 +79,7 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 	work := make(chan *fetch)
 	// The workers share one frame cache, and the places of the blobs
 	// these entries use.
-	cache := newFrameCache(r, cacheFrames, cacheBytes, cacheIdleFrames)
+	cache := newFrameCache(r, aheadFrames, cacheBytes, aheadIdleFrames)
 	src := r.neededIndex(entries)
 	for range n {
 		ra.wg.Add(1)
@@ -85,8 +88,9 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 			br := r.newReaderOf(src, cache)
 			for f := range work {
 				// One allocation of the piece's size, not a doubling per
-				// page (bounded, should the index be wrong).
-				f.buf = slices.Grow(f.buf[:0], min(f.size, 64<<20))
+				// page (bounded, should the index be wrong), rounded up so
+				// that a reused buffer mostly fits the next run of pages.
+				f.buf = slices.Grow(f.buf[:0], min(roundUp(f.size, 64<<10), 64<<20))
 				for i, p := range f.items {
 					if f.err != nil {
 						// Release the frames the rest would have read.
