@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -106,4 +107,30 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// retryNotifyKey is the context key of WithRetryNotify.
+type retryNotifyKey struct{}
+
+// WithRetryNotify returns a context whose backend requests tell notify
+// about every attempt that failed and is about to be retried. A writer of
+// several stores uses it to see that one store stopped answering while its
+// backend is still retrying, instead of waiting for the whole retry budget.
+func WithRetryNotify(ctx context.Context, notify func(err error)) context.Context {
+	return context.WithValue(ctx, retryNotifyKey{}, notify)
+}
+
+// ErrAbandoned is the cause with which a writer of several stores
+// cancels the requests of a store that failed attempt after attempt while
+// the others waited. A Backend with a circuit breaker treats the server as
+// down then, as when a request has used up its retries.
+var ErrAbandoned = errors.New("the store stopped answering while the others waited")
+
+// NotifyRetry is what a Backend that retries calls after a failed attempt,
+// before it waits for the next one; it does nothing unless ctx came from
+// WithRetryNotify.
+func NotifyRetry(ctx context.Context, err error) {
+	if notify, ok := ctx.Value(retryNotifyKey{}).(func(error)); ok {
+		notify(err)
+	}
 }

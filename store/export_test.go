@@ -56,6 +56,18 @@ func LeafDepths(ctx context.Context, r *Repository, root ChunkID) ([]int, error)
 	return depths, walk(root)
 }
 
+// Idle reports whether none of w's store goroutines runs and no frame is
+// being compressed: what a Writer must come back to once no version is
+// pending, whatever happened.
+func (w *Writer) Idle() bool {
+	for _, pk := range w.packers {
+		if pk.sink != nil || len(pk.tokens) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // IndexShape is what an index loaded for one kind of reading holds, for
 // tests of what is kept.
 type IndexShape struct {

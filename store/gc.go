@@ -164,7 +164,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 		if err := r.repack(ctx, x, repack, marks.used, pk); err != nil {
 			return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
 		}
-		if err := pk.flushPack(ctx); err != nil {
+		if err := pk.flush(ctx); err != nil {
 			return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
 		}
 		// The new index: every kept pack's entries, then the new packs.

@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
+	"sync/atomic"
 )
 
 // Blob types, as packs and indexes record them.
@@ -79,37 +82,68 @@ func parseRecord(p []byte) blobRecord {
 // each pack when it is full. It records what it stored so that the caller
 // can write an index before any manifest that uses the blobs.
 //
-// Compression of a frame is the only CPU-heavy step and happens in
-// flushFrame; it depends on nothing but the frame's plain bytes, so a later
-// version can hand frames to a bounded pool of workers.
+// The caller's goroutine fills frames (add, use, drop). A full frame is
+// sealed: it is compressed on a goroutine of its own, so that frames
+// compress on every core, and queued, in the order sealed, for the
+// packer's sink, a goroutine that appends the compressed frames to the open
+// pack and stores each pack when it is full, then the index objects and
+// whatever else the caller queues after them (a manifest). A pack holds the
+// same frames in the same order however the goroutines are scheduled.
+// Frames in flight are bounded by a budget of frameSize tokens (see
+// inFlight), so memory stays flat however fast the caller is; a caller
+// that gets that far ahead of the sink waits for it.
 type packer struct {
 	repo *Repository
 	// open holds the open frame of each blob type: tree nodes go in frames
 	// of their own, so a walk over every version's trees (check, forget,
 	// copy) decompresses no page data.
-	open   [2]openFrame
+	open [2]openFrame
+	// onStore is told, on the sink's goroutine, how many stored bytes each
+	// contributor caused.
+	onStore func(owner any, n int64)
+	// patience, when above zero, lets a caller that waits for the sink
+	// give up on it once the sink's current write has failed that many
+	// attempts in a row and giveUp agrees: see waitSink.
+	patience int32
+	giveUp   func() bool
+	// retried is signalled after every failed attempt of a sink's write;
+	// several packers may share it.
+	retried chan struct{}
+	keepIDs bool
+
+	sink   *packSink     // the running sink; nil while none runs
+	tokens chan struct{} // in-flight budget: one token per frameSize of plain bytes
+	plains chan []byte   // frame buffers for reuse
+	zbufs  chan []byte   // compression buffers for reuse
+
+	// The fields below belong to the sink's goroutine while a sink runs;
+	// the caller reads them only when none runs (after finish or flush).
+
 	pack   []byte       // the open pack's frames, compressed
 	recs   []blobRecord // records of the open pack
 	shares []frameShare // compressed bytes of the open pack, per contributor
 	// done holds the records of stored packs not yet in an index object.
 	done []indexPack
-	// onStore is told how many stored bytes each contributor caused.
-	onStore func(owner any, n int64)
-	// err is the first failure to store a pack. It sticks: blobs that were
-	// in that pack count as present for the rest of the run, so no later
-	// version may be saved on top of them.
+	// err is the first failure to store a pack or an index. It sticks:
+	// blobs that were in that pack count as present for the rest of the
+	// run, so no later version may be saved on top of them.
 	err error
 	// written and packs count the bytes and packs stored; with keepIDs,
 	// stored lists their IDs.
 	written int64
 	packs   int
-	keepIDs bool
 	stored  []ChunkID
 	// doneRecs counts the records in done; indexed the bytes of index
 	// objects written since the last finish.
 	doneRecs int
 	indexed  int64
 }
+
+// inFlight is how many frames' worth of plain bytes (frameSize each) may
+// be sealed and not yet in a pack: twice the cores, so that every core
+// compresses while the sink stores a pack and the caller fills the next
+// frames (BENCHMARKS.md, "Parallel compression").
+func inFlight() int { return 2 * runtime.GOMAXPROCS(0) }
 
 // openFrame is a frame being filled.
 type openFrame struct {
@@ -132,21 +166,232 @@ type indexPack struct {
 	Recs []blobRecord
 }
 
+// sealedFrame is a full frame on its way to the sink.
+type sealedFrame struct {
+	plain  []byte
+	recs   []blobRecord
+	owners []frameShare
+	tokens int           // budget tokens it holds
+	z      []byte        // compressed, once done is closed
+	done   chan struct{} // closed when compressed
+}
+
+// sinkOp is one step for the sink: a frame to append, or a call to make
+// once everything queued before it is stored.
+type sinkOp struct {
+	frame *sealedFrame
+	// call runs on the sink's goroutine after the open pack is stored and,
+	// with index, the index objects written; n is the bytes of those index
+	// objects (with those written earlier for a large version), err the
+	// sink's failure. ctx is the sink's.
+	call  func(ctx context.Context, n int64, err error)
+	index bool
+}
+
+// packSink is a running sink.
+type packSink struct {
+	ops    chan sinkOp
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	exited chan struct{} // closed when the goroutine has returned
+	failed chan struct{} // closed once err is set
+	err    error
+	// attempts counts the failed attempts in a row of the sink's current
+	// write; lastErr is the latest failure.
+	attempts atomic.Int32
+	lastErr  atomic.Pointer[error]
+}
+
 func newPacker(r *Repository, onStore func(owner any, n int64)) *packer {
-	return &packer{repo: r, onStore: onStore}
+	n := inFlight()
+	return &packer{repo: r, onStore: onStore,
+		tokens: make(chan struct{}, n), plains: make(chan []byte, n+2), zbufs: make(chan []byte, n)}
+}
+
+// start runs the sink unless it runs already; ctx bounds its writes.
+func (pk *packer) start(ctx context.Context) *packSink {
+	if pk.sink != nil {
+		return pk.sink
+	}
+	if pk.retried == nil {
+		pk.retried = make(chan struct{}, 1)
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	s := &packSink{ops: make(chan sinkOp, cap(pk.tokens)), cancel: cancel, exited: make(chan struct{}), failed: make(chan struct{})}
+	s.ctx = WithRetryNotify(sctx, func(err error) {
+		s.lastErr.Store(&err)
+		s.attempts.Add(1)
+		select {
+		case pk.retried <- struct{}{}:
+		default:
+		}
+	})
+	if pk.err != nil {
+		s.fail(pk.err)
+	}
+	pk.sink = s
+	go pk.runSink(s)
+	return s
+}
+
+// stop ends the sink once it has worked through what is queued, and waits
+// for it; its failure, if any, sticks in pk.err. A sink that becomes
+// troubled meanwhile (see troubled) is abandoned instead, and stop returns
+// why.
+func (pk *packer) stop() error {
+	s := pk.sink
+	if s == nil {
+		return nil
+	}
+	close(s.ops)
+	var gaveUp error
+wait:
+	for {
+		if gaveUp = pk.troubled(); gaveUp != nil {
+			s.cancel(gaveUp)
+			<-s.exited
+			break
+		}
+		select {
+		case <-s.exited:
+			break wait
+		case <-pk.retried:
+		}
+	}
+	s.cancel(nil)
+	if s.err != nil {
+		pk.err = s.err
+	}
+	if gaveUp != nil {
+		pk.err = gaveUp
+	}
+	pk.sink = nil
+	return gaveUp
+}
+
+// abandon cancels the sink's writes with cause; the sink then fails and
+// works through its queue without storing anything.
+func (pk *packer) abandon(cause error) {
+	if pk.sink != nil {
+		pk.sink.cancel(cause)
+	}
+}
+
+func (s *packSink) fail(err error) {
+	if s.err == nil {
+		s.err = err
+		close(s.failed)
+	}
+}
+
+// failure returns the sink's failure, or pk.err while no sink runs.
+func (pk *packer) failure() error {
+	if s := pk.sink; s != nil {
+		select {
+		case <-s.failed:
+			return s.err
+		default:
+			return nil
+		}
+	}
+	return pk.err
+}
+
+// troubled reports whether the caller should stop waiting for the sink:
+// its current write has failed patience attempts in a row and giveUp
+// agrees. The error says why.
+func (pk *packer) troubled() error {
+	s := pk.sink
+	if pk.patience <= 0 || s == nil {
+		return nil
+	}
+	n := s.attempts.Load()
+	if n < pk.patience || pk.giveUp == nil || !pk.giveUp() {
+		return nil
+	}
+	last := "unknown"
+	if e := s.lastErr.Load(); e != nil {
+		last = (*e).Error()
+	}
+	return fmt.Errorf("%w: gave up on it so that the others could go on after %d attempts in a row of one write failed (last: %s)", ErrAbandoned, n, last)
+}
+
+// waitSink calls try until it reports success, returning early when ctx
+// is done, the sink fails, or the sink is troubled (see troubled). try
+// waits for its own channel and for the three given; it returns false
+// when one of those woke it.
+func (pk *packer) waitSink(ctx context.Context, try func(done, failed, retried <-chan struct{}) bool) error {
+	s := pk.sink
+	for {
+		if err := pk.failure(); err != nil {
+			return err
+		}
+		if err := pk.troubled(); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if try(ctx.Done(), s.failed, pk.retried) {
+			return nil
+		}
+	}
+}
+
+// send queues op for the sink, waiting while the queue is full.
+func (pk *packer) send(ctx context.Context, op sinkOp) error {
+	s := pk.start(ctx)
+	return pk.waitSink(ctx, func(done, failed, retried <-chan struct{}) bool {
+		select {
+		case s.ops <- op:
+			return true
+		case <-done:
+		case <-failed:
+		case <-retried:
+		}
+		return false
+	})
+}
+
+// take takes n budget tokens, waiting while the frames in flight hold
+// them.
+func (pk *packer) take(ctx context.Context, n int) error {
+	pk.start(ctx)
+	for got := 0; got < n; got++ {
+		err := pk.waitSink(ctx, func(done, failed, retried <-chan struct{}) bool {
+			select {
+			case pk.tokens <- struct{}{}:
+				return true
+			case <-done:
+			case <-failed:
+			case <-retried:
+			}
+			return false
+		})
+		if err != nil {
+			for range got {
+				<-pk.tokens
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // add appends a blob to the open frame. The caller has checked that the
 // repository lacks it. owner is credited with the bytes it costs.
 func (pk *packer) add(ctx context.Context, typ uint8, id ChunkID, data []byte, owner any) error {
-	if pk.err != nil {
-		return pk.err
+	if err := pk.failure(); err != nil {
+		return err
 	}
 	f := &pk.open[typ]
 	if len(f.plain) > 0 && len(f.plain)+len(data) > frameSize {
-		if err := pk.flushFrame(ctx, f); err != nil {
+		if err := pk.seal(ctx, f); err != nil {
 			return err
 		}
+	}
+	if f.plain == nil {
+		f.plain = pk.plainBuf()
 	}
 	f.pending = append(f.pending, blobRecord{Type: typ, ID: id, Off: uint32(len(f.plain)), Len: uint32(len(data))})
 	f.added = append(f.added, owner)
@@ -154,9 +399,30 @@ func (pk *packer) add(ctx context.Context, typ uint8, id ChunkID, data []byte, o
 	f.plain = append(f.plain, data...)
 	f.owners = addShare(f.owners, owner, int64(len(data)))
 	if len(f.plain) >= frameSize {
-		return pk.flushFrame(ctx, f)
+		return pk.seal(ctx, f)
 	}
 	return nil
+}
+
+func (pk *packer) plainBuf() []byte {
+	select {
+	case b := <-pk.plains:
+		return b[:0]
+	default:
+		return make([]byte, 0, frameSize)
+	}
+}
+
+// putBuf keeps b for reuse unless it is much larger than a frame (a
+// large chunk's) or enough are kept.
+func putBuf(pool chan []byte, b []byte) {
+	if cap(b) > 2*frameSize {
+		return
+	}
+	select {
+	case pool <- b[:0]:
+	default:
+	}
 }
 
 func addShare(s []frameShare, owner any, n int64) []frameShare {
@@ -184,7 +450,7 @@ func (pk *packer) use(id ChunkID, owner any) {
 }
 
 // drop removes from the open frames the blobs owner added that no other
-// version uses, and returns their IDs. Blobs already compressed stay.
+// version uses, and returns their IDs. Blobs already sealed stay.
 func (pk *packer) drop(owner any) []ChunkID {
 	var gone []ChunkID
 	for t := range pk.open {
@@ -215,47 +481,102 @@ func (pk *packer) drop(owner any) []ChunkID {
 	return gone
 }
 
-// flushFrame compresses the open frame into the open pack, and stores the
-// pack once it is full.
-func (pk *packer) flushFrame(ctx context.Context, f *openFrame) error {
+// seal hands the open frame to a goroutine that compresses it and queues
+// it for the sink. On failure the frame stays open.
+func (pk *packer) seal(ctx context.Context, f *openFrame) error {
 	if len(f.plain) == 0 {
 		return nil
 	}
-	r := pk.repo
-	r.zmu.Lock()
-	z := r.enc.EncodeAll(f.plain, r.zbuf[:0])
-	r.zbuf = z
+	n := min((len(f.plain)+frameSize-1)/frameSize, cap(pk.tokens))
+	if err := pk.take(ctx, n); err != nil {
+		return err
+	}
+	sf := &sealedFrame{plain: f.plain, recs: slices.Clone(f.pending), owners: slices.Clone(f.owners), tokens: n, done: make(chan struct{})}
+	if err := pk.send(ctx, sinkOp{frame: sf}); err != nil {
+		for range n {
+			<-pk.tokens
+		}
+		return err
+	}
+	var z []byte
+	select {
+	case z = <-pk.zbufs:
+	default:
+	}
+	go func() {
+		sf.z = pk.repo.enc.EncodeAll(sf.plain, z[:0])
+		putBuf(pk.plains, sf.plain)
+		sf.plain = nil
+		close(sf.done)
+	}()
+	f.plain, f.pending, f.owners = nil, f.pending[:0], f.owners[:0]
+	f.added, f.shared = f.added[:0], f.shared[:0]
+	return nil
+}
+
+// runSink is the sink's goroutine.
+func (pk *packer) runSink(s *packSink) {
+	defer close(s.exited)
+	for op := range s.ops {
+		if f := op.frame; f != nil {
+			<-f.done
+			if s.err == nil {
+				if err := pk.appendFrame(s, f); err != nil {
+					s.fail(err)
+				}
+			}
+			putBuf(pk.zbufs, f.z)
+			for range f.tokens {
+				<-pk.tokens
+			}
+			continue
+		}
+		var n int64
+		err := s.err
+		if err == nil {
+			err = pk.storePack(s)
+			if err == nil && op.index {
+				n, err = pk.writeDone(s)
+				n += pk.indexed
+				pk.indexed = 0
+			}
+			if err != nil {
+				s.fail(err)
+			}
+		}
+		op.call(s.ctx, n, err)
+		s.attempts.Store(0)
+	}
+}
+
+// appendFrame adds a compressed frame to the open pack, and stores the
+// pack once it is full.
+func (pk *packer) appendFrame(s *packSink, f *sealedFrame) error {
 	off := len(pk.pack)
-	pk.pack = append(pk.pack, z...)
-	r.zmu.Unlock()
-	for _, rec := range f.pending {
-		rec.FrameOff, rec.FrameLen = uint32(off), uint32(len(z))
+	pk.pack = append(pk.pack, f.z...)
+	for _, rec := range f.recs {
+		rec.FrameOff, rec.FrameLen = uint32(off), uint32(len(f.z))
 		pk.recs = append(pk.recs, rec)
 	}
 	// Each contributor pays for the compressed frame in proportion to the
 	// plain bytes it put in.
 	var total int64
-	for _, s := range f.owners {
-		total += s.n
+	for _, o := range f.owners {
+		total += o.n
 	}
-	for _, s := range f.owners {
-		pk.shares = addShare(pk.shares, s.owner, int64(len(z))*s.n/total)
+	for _, o := range f.owners {
+		pk.shares = addShare(pk.shares, o.owner, int64(len(f.z))*o.n/total)
 	}
-	f.plain, f.pending, f.owners = f.plain[:0], f.pending[:0], f.owners[:0]
-	f.added, f.shared = f.added[:0], f.shared[:0]
 	if len(pk.pack) >= packSize {
-		return pk.flushPack(ctx)
+		return pk.storePack(s)
 	}
 	return nil
 }
 
-// flushPack writes the open pack's header and stores it.
-func (pk *packer) flushPack(ctx context.Context) error {
-	for i := range pk.open {
-		if err := pk.flushFrame(ctx, &pk.open[i]); err != nil {
-			return err
-		}
-	}
+// storePack writes the open pack's header and stores it. It runs on the
+// sink's goroutine.
+func (pk *packer) storePack(s *packSink) error {
+	ctx := s.ctx
 	if len(pk.recs) == 0 {
 		return nil
 	}
@@ -264,16 +585,14 @@ func (pk *packer) flushPack(ctx context.Context) error {
 	for i := range pk.recs {
 		hdr = pk.recs[i].append(hdr)
 	}
-	r.zmu.Lock()
 	zh := r.enc.EncodeAll(hdr, nil)
-	r.zmu.Unlock()
 	pk.pack = append(pk.pack, zh...)
 	pk.pack = binary.LittleEndian.AppendUint32(pk.pack, uint32(len(zh)))
 	id := ChunkID(sha256.Sum256(pk.pack))
 	if err := r.backend.Put(ctx, packName(id), bytes.NewReader(pk.pack), int64(len(pk.pack))); err != nil {
-		pk.err = fmt.Errorf("store pack %s: %w", id, err)
-		return pk.err
+		return fmt.Errorf("store pack %s: %w", id, err)
 	}
+	s.attempts.Store(0)
 	pk.written += int64(len(pk.pack))
 	pk.packs++
 	if pk.keepIDs {
@@ -283,16 +602,16 @@ func (pk *packer) flushPack(ctx context.Context) error {
 	// contributed most.
 	if len(pk.shares) > 0 {
 		big := 0
-		for i, s := range pk.shares {
-			if s.n > pk.shares[big].n {
+		for i, sh := range pk.shares {
+			if sh.n > pk.shares[big].n {
 				big = i
 			}
 		}
 		pk.shares[big].n += int64(len(zh) + 4)
 	}
 	if pk.onStore != nil {
-		for _, s := range pk.shares {
-			pk.onStore(s.owner, s.n)
+		for _, sh := range pk.shares {
+			pk.onStore(sh.owner, sh.n)
 		}
 	}
 	pk.done = append(pk.done, indexPack{ID: id, Recs: append([]blobRecord(nil), pk.recs...)})
@@ -305,7 +624,7 @@ func (pk *packer) flushPack(ctx context.Context) error {
 		// A large version: index what is stored so far, so that the
 		// records held in memory stay bounded. The manifest still comes
 		// after every index object.
-		n, err := pk.writeDone(ctx)
+		n, err := pk.writeDone(s)
 		pk.indexed += n
 		return err
 	}
@@ -313,33 +632,89 @@ func (pk *packer) flushPack(ctx context.Context) error {
 }
 
 // writeDone stores index objects for the packs stored and not yet indexed.
-func (pk *packer) writeDone(ctx context.Context) (int64, error) {
+// It runs on the sink's goroutine.
+func (pk *packer) writeDone(s *packSink) (int64, error) {
 	if len(pk.done) == 0 {
 		return 0, nil
 	}
-	n, err := pk.repo.writeIndex(ctx, pk.done)
+	n, err := pk.repo.writeIndex(s.ctx, pk.done)
 	if err != nil {
-		pk.err = err
 		return n, err
 	}
+	s.attempts.Store(0)
 	pk.done, pk.doneRecs = pk.done[:0], 0
 	return n, nil
 }
 
-// finish stores the open pack and then an index object for every pack
-// stored since the last finish. It returns the bytes of the index objects.
-// After finish returns, every blob given to add is stored and indexed.
-func (pk *packer) finish(ctx context.Context) (int64, error) {
-	if pk.err != nil {
+// sealAll seals the open frames of both types.
+func (pk *packer) sealAll(ctx context.Context) error {
+	for i := range pk.open {
+		if err := pk.seal(ctx, &pk.open[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// then queues call for the sink after every blob given to add so far: it
+// runs once they are stored in packs and, with index, indexed. It returns
+// without waiting; a failure to queue is returned and call is not made.
+func (pk *packer) then(ctx context.Context, index bool, call func(ctx context.Context, n int64, err error)) error {
+	if err := pk.sealAll(ctx); err != nil {
+		return err
+	}
+	return pk.send(ctx, sinkOp{call: call, index: index})
+}
+
+// sync stores every blob given to add so far and, with index, an index
+// object for every pack stored since the last finish, then stops the
+// sink. It returns the bytes of those index objects.
+func (pk *packer) sync(ctx context.Context, index bool) (int64, error) {
+	if pk.err != nil && pk.sink == nil {
 		return 0, pk.err
 	}
-	if err := pk.flushPack(ctx); err != nil {
+	type result struct {
+		n   int64
+		err error
+	}
+	res := make(chan result, 1)
+	err := pk.then(ctx, index, func(_ context.Context, n int64, err error) { res <- result{n, err} })
+	var r result
+	if err == nil {
+		err = pk.waitSink(ctx, func(done, failed, retried <-chan struct{}) bool {
+			select {
+			case r = <-res:
+				return true
+			case <-done:
+			case <-retried:
+			}
+			return false
+		})
+	}
+	if err != nil {
+		pk.abandon(err)
+	}
+	if serr := pk.stop(); err == nil {
+		err = serr
+	}
+	if err != nil {
 		return 0, err
 	}
-	n, err := pk.writeDone(ctx)
-	n += pk.indexed
-	pk.indexed = 0
-	return n, err
+	return r.n, r.err
+}
+
+// finish stores the open frames and pack and then an index object for
+// every pack stored since the last finish. It returns the bytes of the
+// index objects. After finish returns, every blob given to add is stored
+// and indexed, and no goroutine of the packer runs.
+func (pk *packer) finish(ctx context.Context) (int64, error) { return pk.sync(ctx, true) }
+
+// flush stores the open frames and pack without writing an index (forget
+// writes its own); large runs may still have written index objects (see
+// storePack), counted in pk.indexed.
+func (pk *packer) flush(ctx context.Context) error {
+	_, err := pk.sync(ctx, false)
+	return err
 }
 
 // readPackHeader parses the header at the end of a whole pack.

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"sync/atomic"
 	"time"
 
 	"github.com/restic/chunker"
@@ -19,6 +20,16 @@ import (
 // every repository that lacks it. A repository that fails stops receiving
 // data for the version at hand; the others carry on.
 //
+// Each repository is written by a goroutine of its own (its packer's
+// sink), fed through a bounded queue, so that a slow store does not slow
+// the others down until its queue is full; the caller then waits for it (a
+// store that answers, however slowly, still gets every version). A store
+// whose write has failed waitAttempts attempts in a row while the caller
+// waits for it is left out of the rest of the run instead, as long as
+// another store is still written, and its goroutine is stopped: the
+// healthy stores do not wait for its backend's whole retry budget. The
+// goroutines run while a version is pending and are gone once none is.
+//
 // A Writer is not safe for concurrent use; the caller must hold each
 // repository's lock for the Writer's lifetime.
 type Writer struct {
@@ -27,6 +38,7 @@ type Writer struct {
 	packers []*packer  // per repository: blobs being packed
 	broken  []error    // per repository: why it cannot be written, from the start or since it failed
 	pending map[*Pending]bool
+	retried chan struct{} // signalled by every store's sink after a failed attempt
 	chunker *chunker.Chunker
 	buf     []byte
 	br      *bufio.Reader
@@ -75,9 +87,9 @@ func NewWriter(ctx context.Context, repos ...*Repository) (*Writer, error) {
 	if len(repos) == 0 {
 		return nil, errors.New("new writer: no repository")
 	}
-	w := &Writer{repos: repos, pending: make(map[*Pending]bool)}
+	w := &Writer{repos: repos, pending: make(map[*Pending]bool), retried: make(chan struct{}, 1)}
 	healthy := 0
-	for _, r := range repos {
+	for i, r := range repos {
 		set, err := r.blobSet(ctx)
 		if err == nil {
 			err = r.Upgrade(ctx)
@@ -87,11 +99,17 @@ func NewWriter(ctx context.Context, repos ...*Repository) (*Writer, error) {
 		}
 		w.known = append(w.known, set)
 		w.broken = append(w.broken, err)
-		w.packers = append(w.packers, newPacker(r, func(owner any, n int64) {
+		pk := newPacker(r, func(owner any, n int64) {
 			if p, ok := owner.(*Pending); ok {
-				p.addStored(r, n)
+				p.stored[i].Add(n)
 			}
-		}))
+		})
+		pk.retried = w.retried
+		if len(repos) > 1 {
+			pk.patience = waitAttempts
+			pk.giveUp = func() bool { return w.othersHealthy(i) }
+		}
+		w.packers = append(w.packers, pk)
 		if err == nil {
 			healthy++
 		}
@@ -104,6 +122,23 @@ func NewWriter(ctx context.Context, repos ...*Repository) (*Writer, error) {
 	w.buf = make([]byte, cfg.ChunkMaxSize)
 	w.br = bufio.NewReaderSize(nil, 64<<10)
 	return w, nil
+}
+
+// waitAttempts is how many failed attempts in a row of one write a store
+// is given while the others wait for it (see Writer). With the S3
+// backend's default policy, about two seconds against a server that
+// refuses connections.
+const waitAttempts = 3
+
+// othersHealthy reports whether a repository other than i is still
+// written in this run.
+func (w *Writer) othersHealthy(i int) bool {
+	for j, err := range w.broken {
+		if j != i && err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // blobSet loads what the repository holds.
@@ -127,8 +162,8 @@ type Pending struct {
 	host    string
 	entries []Entry
 	size    int64
-	errs    []error // per repository: first failure, nil while healthy
-	stored  []int64 // per repository: bytes written
+	errs    []error        // per repository: first failure, nil while healthy
+	stored  []atomic.Int64 // per repository: bytes written (added by the stores' goroutines)
 	start   time.Time
 	done    bool
 	page    []byte
@@ -140,20 +175,12 @@ func (w *Writer) Begin(host string) *Pending {
 		w:      w,
 		host:   host,
 		errs:   make([]error, len(w.repos)),
-		stored: make([]int64, len(w.repos)),
+		stored: make([]atomic.Int64, len(w.repos)),
 		start:  time.Now(),
 	}
 	copy(p.errs, w.broken)
 	w.pending[p] = true
 	return p
-}
-
-func (p *Pending) addStored(r *Repository, n int64) {
-	for i, rr := range p.w.repos {
-		if rr == r {
-			p.stored[i] += n
-		}
-	}
 }
 
 // Host returns the host the version belongs to.
@@ -443,6 +470,7 @@ func (p *Pending) putBlob(ctx context.Context, typ uint8, id ChunkID, data []byt
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
+				p.w.abandon(i, err)
 				p.fail(i, err)
 				continue
 			}
@@ -474,6 +502,25 @@ func (p *Pending) fail(i int, err error) {
 	}
 }
 
+// abandon stops writing repository i for the rest of the run: its
+// goroutine's writes are cancelled with cause.
+func (w *Writer) abandon(i int, cause error) {
+	w.packers[i].abandon(cause)
+}
+
+// settle stops the stores' goroutines once no version is pending. A store
+// left out while they finish is broken for the rest of the run.
+func (w *Writer) settle() {
+	if len(w.pending) > 0 {
+		return
+	}
+	for i, pk := range w.packers {
+		if err := pk.stop(); err != nil && w.broken[i] == nil {
+			w.broken[i] = fmt.Errorf("left out of the rest of this run: %w", err)
+		}
+	}
+}
+
 // Entries returns the entries added so far. The caller may correct their
 // Mode and Modified fields before Commit, e.g. once an archive's central
 // directory has been read.
@@ -500,31 +547,91 @@ type Result struct {
 // from the pending version. It returns one Result per repository, in the
 // order given to NewWriter.
 func (p *Pending) Commit(ctx context.Context, v Version) []Result {
+	w := p.w
 	p.done = true
-	delete(p.w.pending, p)
+	delete(w.pending, p)
+	defer w.settle()
 	v.Host = p.host
 	v.Entries = p.entries
 	v.Size = p.size
-	res := make([]Result, len(p.w.repos))
-	for i, r := range p.w.repos {
-		if p.errs[i] == nil {
-			n, err := p.w.packers[i].finish(ctx)
-			p.stored[i] += n
-			if err != nil {
-				p.fail(i, err)
-			}
-		}
-		res[i] = Result{Repo: r, Stored: p.stored[i], Err: p.errs[i]}
+	type reply struct {
+		i   int
+		v   *Version
+		err error
+	}
+	// Each store's goroutine stores what is queued, the index and then the
+	// manifest, each as soon as it can: a healthy store's version is
+	// visible while a slower one is still busy.
+	replies := make(chan reply, len(w.repos))
+	waiting := make([]bool, len(w.repos))
+	n := 0
+	for i, r := range w.repos {
 		if p.errs[i] != nil {
 			continue
 		}
 		vv := v
-		if err := r.SaveVersion(ctx, &vv); err != nil {
-			res[i].Err = err
+		err := w.packers[i].then(ctx, true, func(sctx context.Context, n int64, err error) {
+			p.stored[i].Add(n)
+			if err == nil {
+				err = r.SaveVersion(sctx, &vv)
+			}
+			if err != nil {
+				replies <- reply{i, nil, err}
+				return
+			}
+			replies <- reply{i, &vv, nil}
+		})
+		if err != nil {
+			w.abandon(i, err)
 			p.fail(i, err)
 			continue
 		}
-		res[i].Version = &vv
+		waiting[i] = true
+		n++
+	}
+	saved := make([]*Version, len(w.repos))
+	giveUp := func() {
+		for i := range waiting {
+			if !waiting[i] {
+				continue
+			}
+			if err := w.packers[i].troubled(); err != nil {
+				waiting[i] = false
+				n--
+				w.abandon(i, err)
+				p.fail(i, err)
+			}
+		}
+	}
+	for giveUp(); n > 0; {
+		select {
+		case rp := <-replies:
+			if !waiting[rp.i] {
+				continue
+			}
+			waiting[rp.i] = false
+			n--
+			if rp.err != nil {
+				p.fail(rp.i, rp.err)
+			} else {
+				saved[rp.i] = rp.v
+			}
+		case <-w.retried:
+			giveUp()
+		case <-ctx.Done():
+			for i := range waiting {
+				if waiting[i] {
+					waiting[i] = false
+					n--
+					w.abandon(i, ctx.Err())
+					p.fail(i, ctx.Err())
+				}
+			}
+		}
+	}
+	res := make([]Result, len(w.repos))
+	for i, r := range w.repos {
+		res[i] = Result{Repo: r, Stored: p.stored[i].Load(), Err: p.errs[i], Version: saved[i]}
 	}
 	return res
 }
@@ -545,5 +652,6 @@ func (p *Pending) Abort(ctx context.Context) error {
 			p.w.known[i].added.remove(id)
 		}
 	}
+	p.w.settle()
 	return nil
 }

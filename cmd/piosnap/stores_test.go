@@ -218,6 +218,57 @@ func TestBackupLocalDiskFillsHalfWay(t *testing.T) {
 	}
 }
 
+// MinIO stopped in the middle of a backup into a local and an S3 store:
+// the local store gets every host without waiting for the S3 backend's
+// retry budget (8 attempts, which would log 7 retries), the S3 store is
+// reported failed for each host, and the run exits 3.
+func TestS3StoppedMidRunDoesNotHoldLocal(t *testing.T) {
+	h := newS3Harness(t, 8<<20, "worker1", "worker2")
+	cfg, g := h.pausedAfterPack("midrun", func(ep string) []string {
+		return []string{h.localStore("local"), s3StoreAt(ep, "offsite", "midrun", "")}
+	})
+	var out, errOut s3Output
+	done := make(chan int, 1)
+	go func() { done <- h.mainTo(context.Background(), &out, &errOut, cfg, "backup", "--json") }()
+	waitPaused(t, g, done)
+	h.minio.Stop()
+	g.Release()
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(10 * time.Minute):
+		t.Fatal("the backup did not end")
+	}
+	h.minio.Start()
+	if code != exitPartial {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitPartial, out.String(), errOut.String())
+	}
+	var rep backupJSON
+	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
+		t.Fatalf("backup --json: %v\n%s", err, out.String())
+	}
+	versions, errs := rep.storeOutcome("local")
+	if len(versions) != 3 || len(errs) != 0 {
+		t.Errorf("local store: versions %v, errors %v; want all 3 hosts", versions, errs)
+	}
+	versions, errs = rep.storeOutcome("offsite")
+	if len(versions) != 0 || len(errs) != 3 {
+		t.Errorf("offsite: versions %v, errors %v; want an error for each of the 3 hosts", versions, errs)
+	}
+	if e := errs["leader1"]; !strings.Contains(e, "stopped answering while the others waited") {
+		t.Errorf("offsite's error for leader1 %q does not say why it was left out", e)
+	}
+	if n := strings.Count(errOut.String(), "retrying s3 request"); n == 0 || n >= 7 {
+		t.Errorf("%d retries logged; want some, and fewer than the retry budget's 7:\n%s", n, errOut.String())
+	}
+	if rows := h.list(cfg, "--store", "local"); len(rows) != 3 {
+		t.Errorf("local store lists %d versions, want 3", len(rows))
+	}
+	if out := h.mustMain(cfg, "check", "--read-data"); strings.Count(out, "no damage found") != 2 {
+		t.Errorf("check --read-data after the run:\n%s", out)
+	}
+}
+
 // With MinIO down, every command that reads serves the local store at once
 // and reports the S3 store unavailable (exit 3) after a short probe, not a
 // minute of retries.

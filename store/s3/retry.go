@@ -82,6 +82,7 @@ func (b *Backend) retryUnder(ctx context.Context, policy Retry, op, name string,
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
 		if ctx.Err() != nil && err != nil {
+			b.abandoned(ctx, start, attempt > 1)
 			return b.wrap(op, name, "", ctx.Err())
 		}
 		var cb callbackError
@@ -112,10 +113,23 @@ func (b *Backend) retryUnder(ctx context.Context, policy Retry, op, name string,
 		}
 		b.log.Warn("retrying s3 request", "op", op, "name", name, "attempt", attempt,
 			"wait", jittered, "err", b.redact(err.Error()))
+		store.NotifyRetry(ctx, b.wrap(op, name, "", err))
 		if err := store.Sleep(ctx, jittered); err != nil {
+			b.abandoned(ctx, start, true)
 			return b.wrap(op, name, "", err)
 		}
 		wait = min(2*wait, policy.Max)
+	}
+}
+
+// abandoned opens the circuit breaker as if the request had used up its
+// retries when its caller cancelled it for failing (store.ErrAbandoned):
+// a writer of several stores stops waiting for a store after a few failed
+// attempts, and the run's later requests to the server (releasing its
+// lock) must not wait for it a whole retry budget either.
+func (b *Backend) abandoned(ctx context.Context, start time.Time, failed bool) {
+	if failed && errors.Is(context.Cause(ctx), store.ErrAbandoned) {
+		b.setDown(start)
 	}
 }
 

@@ -1,0 +1,356 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/local"
+)
+
+// writerFiles is a version that fills more than one pack and keeps every
+// core compressing: a database of compressible pages and an ordinary file
+// of incompressible chunks.
+func writerFiles() []file {
+	return []file{
+		{"storage/pioreactor.sqlite", killDB(7)},
+		{"config.ini", []byte("[cluster.topology]\nleader_hostname=leader1\n")},
+		{"storage/blob.bin", randomData(11, 20<<20)},
+	}
+}
+
+// objects lists a repository's object names under prefix, sorted.
+func objects(t *testing.T, b store.Backend, prefix string) []string {
+	t.Helper()
+	var names []string
+	if err := b.List(context.Background(), prefix, func(name string, _ int64) error {
+		names = append(names, name)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Frames are compressed on every core, and packs still come out the same,
+// byte for byte, whatever the number of cores: the pack writer keeps the
+// order in which frames were filled.
+func TestWriterPacksAreDeterministic(t *testing.T) {
+	ctx := context.Background()
+	files := writerFiles()
+	var packs [][]string
+	var repoBackends []store.Backend
+	for _, procs := range []int{1, 4, 16} {
+		old := runtime.GOMAXPROCS(procs)
+		repo, _ := newRepo(t)
+		w, err := store.NewWriter(ctx, repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := backup(t, w, "leader1", files)
+		runtime.GOMAXPROCS(old)
+		if res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+		if !w.Idle() {
+			t.Errorf("GOMAXPROCS %d: a store goroutine or frame is left after the commit", procs)
+		}
+		if rep, err := repo.Check(ctx, true); err != nil || !rep.OK() {
+			t.Fatalf("GOMAXPROCS %d: check --read-data = %+v, %v", procs, rep, err)
+		}
+		got := exported(t, repo, res[0].Version)
+		for _, f := range files {
+			if !bytes.Equal(got[f.name], f.data) {
+				t.Errorf("GOMAXPROCS %d: %s reads back different", procs, f.name)
+			}
+		}
+		repoBackends = append(repoBackends, repo.Backend())
+		packs = append(packs, append(objects(t, repo.Backend(), "packs/"), objects(t, repo.Backend(), "index/")...))
+	}
+	if n := len(objects(t, repoBackends[0], "packs/")); n < 2 {
+		t.Fatalf("only %d pack; the test needs several", n)
+	}
+	for i := 1; i < len(packs); i++ {
+		if !slices.Equal(packs[i], packs[0]) {
+			t.Errorf("packs and index differ with more cores:\n%v\n%v", packs[0], packs[i])
+		}
+	}
+}
+
+// cancelReader is a reader that cancels a context once n bytes were read.
+type cancelReader struct {
+	r      io.Reader
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.n -= n; c.n <= 0 {
+		c.cancel()
+	}
+	return n, err
+}
+
+// A run cancelled in the middle of an entry stops, leaves no goroutine
+// behind, and nothing of the version becomes visible.
+func TestWriterCancelled(t *testing.T) {
+	a, _ := newRepo(t)
+	b, _ := newRepo(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := store.NewWriter(ctx, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := writerFiles()
+	p := w.Begin("leader1")
+	_, err = p.Add(ctx, files[2].name, 0o644, time.Now(), &cancelReader{r: bytes.NewReader(files[2].data), n: 8 << 20, cancel: cancel})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Add with the context cancelled half-way: %v, want context.Canceled", err)
+	}
+	if err := p.Abort(context.WithoutCancel(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	if !w.Idle() {
+		t.Error("a store goroutine or frame is left after the abort")
+	}
+	for _, r := range []*store.Repository{a, b} {
+		if vs, err := r.Versions(context.Background()); err != nil || len(vs) != 0 {
+			t.Errorf("after the cancelled run: %d versions, %v; want none", len(vs), err)
+		}
+		if rep, err := r.Check(context.Background(), true); err != nil || !rep.OK() {
+			t.Errorf("check --read-data after the cancelled run = %+v, %v", rep, err)
+		}
+	}
+}
+
+// faultyBackend wraps a local backend: pack writes fail after the first
+// okPacks, or, with retrying, behave like a server that refuses every
+// connection while its client retries for as long as it is let (until
+// the context is cancelled or the test ends); with hold, each pack write
+// waits until hold is closed.
+type faultyBackend struct {
+	store.Backend
+	okPacks  int
+	retrying bool
+	hold     chan struct{}
+	end      chan struct{} // closed when the test ends
+
+	mu    sync.Mutex
+	packs int
+	tries int
+}
+
+var errRefused = errors.New("connect: connection refused")
+
+func (f *faultyBackend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if !strings.HasPrefix(name, "packs/") {
+		return f.Backend.Put(ctx, name, r, size)
+	}
+	if f.hold != nil {
+		select {
+		case <-f.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	f.packs++
+	n := f.packs
+	f.mu.Unlock()
+	switch {
+	case f.retrying:
+		for {
+			f.mu.Lock()
+			f.tries++
+			f.mu.Unlock()
+			store.NotifyRetry(ctx, errRefused)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-f.end:
+				return errRefused
+			case <-time.After(time.Millisecond):
+			}
+		}
+	case n > f.okPacks:
+		return errors.New("write: no space left on device")
+	}
+	return f.Backend.Put(ctx, name, r, size)
+}
+
+func newFaultyRepo(t *testing.T, f *faultyBackend) *store.Repository {
+	t.Helper()
+	b, err := local.Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Backend, f.end = b, make(chan struct{})
+	t.Cleanup(func() { close(f.end) })
+	r, err := store.Init(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// A store whose writes fail loses the version; the other store gets it,
+// the failing one is left out of the rest of the run, and no goroutine is
+// left behind.
+func TestWriterFailingStore(t *testing.T) {
+	ctx := context.Background()
+	for _, okPacks := range []int{0, 1} {
+		good, _ := newRepo(t)
+		bad := newFaultyRepo(t, &faultyBackend{okPacks: okPacks})
+		w, err := store.NewWriter(ctx, bad, good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := backup(t, w, "leader1", writerFiles())
+		if res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "no space left on device") || res[0].Version != nil {
+			t.Errorf("%d packs fit: failing store's result %+v; want the disk's error", okPacks, res[0])
+		}
+		if res[1].Err != nil || res[1].Version == nil {
+			t.Fatalf("%d packs fit: healthy store's result %+v", okPacks, res[1])
+		}
+		if !w.Idle() {
+			t.Errorf("%d packs fit: a store goroutine or frame is left after the commit", okPacks)
+		}
+		res = backup(t, w, "worker1", []file{{"config.ini", []byte("x")}})
+		if res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "left out of the rest of this run") || res[1].Err != nil {
+			t.Errorf("%d packs fit: the next host: %v / %v; want the failed store left out and the other written", okPacks, res[0].Err, res[1].Err)
+		}
+		for _, r := range []*store.Repository{bad, good} {
+			if rep, err := r.Check(ctx, true); err != nil || !rep.OK() {
+				t.Errorf("%d packs fit: check --read-data of %s = %+v, %v", okPacks, r.Location(), rep, err)
+			}
+		}
+	}
+}
+
+// A store that stops answering while its backend retries does not hold
+// the healthy store back: once its write has failed a few attempts in a
+// row while the run waits for it, it is left out of the run and its write
+// cancelled, and the healthy store gets every host. The dead store would
+// retry until the test ends, so without that the test hangs.
+func TestWriterDeadStoreDoesNotHoldOthers(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files []file
+	}{
+		{"queue full", writerFiles()},     // more than a pack: the run waits to queue a frame
+		{"at commit", writerFiles()[1:2]}, // a small version: the run waits for the commit
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dead := &faultyBackend{retrying: true}
+			deadRepo := newFaultyRepo(t, dead)
+			good, _ := newRepo(t)
+			w, err := store.NewWriter(ctx, good, deadRepo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan [2][]store.Result, 1)
+			go func() {
+				var out [2][]store.Result
+				out[0] = backup(t, w, "leader1", tc.files)
+				out[1] = backup(t, w, "worker1", []file{{"config.ini", []byte("x")}})
+				done <- out
+			}()
+			var out [2][]store.Result
+			select {
+			case out = <-done:
+			case <-time.After(5 * time.Minute):
+				t.Fatal("the healthy store is still waiting for the dead one")
+			}
+			for i, host := range []string{"leader1", "worker1"} {
+				res := out[i]
+				if res[0].Err != nil || res[0].Version == nil {
+					t.Errorf("%s: healthy store: %v", host, res[0].Err)
+				}
+				if res[1].Err == nil {
+					t.Errorf("%s: the dead store reports no error", host)
+				}
+			}
+			if e := out[0][1].Err; e == nil || !strings.Contains(e.Error(), "attempts in a row of one write failed") || !strings.Contains(e.Error(), "connection refused") {
+				t.Errorf("dead store's error for the first host: %v; want why it was not waited for", e)
+			}
+			if !w.Idle() {
+				t.Error("a store goroutine or frame is left after the run")
+			}
+			dead.mu.Lock()
+			packs := dead.packs
+			dead.mu.Unlock()
+			if packs != 1 {
+				t.Errorf("the dead store was sent %d pack writes; want 1 (left out after it)", packs)
+			}
+			if vs, _ := good.Versions(ctx); len(vs) != 2 {
+				t.Errorf("healthy store holds %d versions, want 2", len(vs))
+			}
+			if vs, _ := deadRepo.Versions(ctx); len(vs) != 0 {
+				t.Errorf("dead store holds %d versions, want 0", len(vs))
+			}
+		})
+	}
+}
+
+// Each store is written by its own goroutine: a healthy store's version is
+// stored and visible while a slower store is still writing its first pack
+// (which waits here until the healthy store's version is visible), and the
+// slow store, which fails no attempt, is waited for and gets the version
+// too. (A version larger than a store's queue waits for the slow store:
+// a store that answers is never dropped for being slow.)
+func TestWriterSlowStoreDoesNotDelayOthers(t *testing.T) {
+	ctx := context.Background()
+	slow := &faultyBackend{okPacks: 1 << 30, hold: make(chan struct{})}
+	slowRepo := newFaultyRepo(t, slow)
+	fast, _ := newRepo(t)
+	w, err := store.NewWriter(ctx, slowRepo, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []store.Result, 1)
+	go func() { done <- backup(t, w, "leader1", writerFiles()[:2]) }()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		vs, err := fast.Versions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vs) == 1 {
+			break
+		}
+		select {
+		case res := <-done:
+			t.Fatalf("the run ended before the fast store's version was visible: %+v", res)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fast store's version is not visible while the slow store writes")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(slow.hold)
+	res := <-done
+	for i, r := range res {
+		if r.Err != nil || r.Version == nil {
+			t.Errorf("store %d: %v", i, r.Err)
+		}
+	}
+	if res[0].Version != nil && res[1].Version != nil && res[0].Version.ID != res[1].Version.ID {
+		t.Errorf("the stores hold different versions: %s and %s", res[0].Version.ID, res[1].Version.ID)
+	}
+	if !w.Idle() {
+		t.Error("a store goroutine or frame is left after the commit")
+	}
+}
