@@ -166,6 +166,15 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// count formats n with its noun, singular for one: "1 version", "3 versions".
+// The plural is the noun with an s, which every noun piosnap counts takes.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // humanBytes formats a byte count with binary units.
 func humanBytes(n int64) string {
 	const unit = 1024

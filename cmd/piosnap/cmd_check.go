@@ -74,7 +74,7 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 			if *readData {
 				read = fmt.Sprintf(", %d read and verified", rep.ChunksRead)
 			}
-			fmt.Fprintf(a.env.Stdout, "store %s: %d versions, %d blobs in %d packs%s", r.Store, rep.Versions, rep.Chunks, rep.Packs, read)
+			fmt.Fprintf(a.env.Stdout, "store %s: %s, %s in %s%s", r.Store, count(rep.Versions, "version"), count(rep.Chunks, "blob"), count(rep.Packs, "pack"), read)
 			if rep.Unused > 0 || rep.UnindexedPacks > 0 {
 				fmt.Fprintf(a.env.Stdout, ", %d blobs and %d packs unused (left by an interrupted run; the next forget removes them)", rep.Unused, rep.UnindexedPacks)
 			}

@@ -76,10 +76,7 @@ func cmdVersion(ctx context.Context, a *app, args []string) error {
 // number of stores, the schedule and zone, the cluster's leader (or that
 // there is no cluster) and the sources.
 func configSummary(cfg *config.Config) string {
-	stores := "1 store"
-	if len(cfg.Stores) != 1 {
-		stores = fmt.Sprintf("%d stores", len(cfg.Stores))
-	}
+	stores := count(len(cfg.Stores), "store")
 	what := "no Pioreactor cluster"
 	if cfg.PioreactorEnabled() {
 		what = "leader " + cfg.Pioreactor.Leader

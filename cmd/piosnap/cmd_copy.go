@@ -75,7 +75,7 @@ func cmdCopy(ctx context.Context, a *app, args []string) error {
 }
 
 func printCopyReport(w io.Writer, from, to string, rep *store.CopyReport) {
-	fmt.Fprintf(w, "copy %s -> %s: %d versions copied, %d already there\n", from, to, len(rep.Copied), rep.Present)
+	fmt.Fprintf(w, "copy %s -> %s: %s copied, %d already there\n", from, to, count(len(rep.Copied), "version"), rep.Present)
 	fmt.Fprintf(w, "  %d blobs sent (%s), %d blobs already there\n", rep.Chunks, humanBytes(rep.Bytes), rep.ChunksPresent)
 	ids := make([]string, 0, len(rep.Failed))
 	for id := range rep.Failed {

@@ -114,10 +114,10 @@ func printForget(w io.Writer, rep *forgetReport, loc *time.Location) {
 				}
 			}
 		}
-		fmt.Fprintf(w, "store %s: dry run, %d versions would be removed\n", rep.Store, n)
+		fmt.Fprintf(w, "store %s: dry run, %s would be removed\n", rep.Store, count(n, "version"))
 	case rep.Result != nil:
 		g := rep.Result
-		fmt.Fprintf(w, "store %s: removed %d versions and %d blobs, freed %s", rep.Store, g.VersionsDeleted, g.ChunksDeleted, humanBytes(g.BytesFreed))
+		fmt.Fprintf(w, "store %s: removed %s and %s, freed %s", rep.Store, count(g.VersionsDeleted, "version"), count(g.ChunksDeleted, "blob"), humanBytes(g.BytesFreed))
 		if g.PacksWritten > 0 {
 			fmt.Fprintf(w, " (repacked the used blobs of mostly unused packs into %d new packs, %s)", g.PacksWritten, humanBytes(g.BytesRepacked))
 		}

@@ -262,7 +262,7 @@ func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
 			if r.Error != "" {
 				fmt.Fprintf(w, "  retention in store %s FAILED: %s\n", r.Store, r.Error)
 			} else {
-				fmt.Fprintf(w, "  retention in store %s: removed %d versions, freed %s\n", r.Store, r.Removed, humanBytes(r.Freed))
+				fmt.Fprintf(w, "  retention in store %s: removed %s, freed %s\n", r.Store, count(r.Removed, "version"), humanBytes(r.Freed))
 			}
 		}
 	} else {
@@ -294,7 +294,7 @@ func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
 			if s.Stale {
 				flag = "  STALE in this store"
 			}
-			fmt.Fprintf(w, "    store %-10s %3d versions, newest %s ago%s\n", s.Store, s.Versions, age(s.AgeSeconds), flag)
+			fmt.Fprintf(w, "    store %-10s %s, newest %s ago%s\n", s.Store, count(s.Versions, "version"), age(s.AgeSeconds), flag)
 		}
 	}
 	if rep.LeaderError != "" {
