@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/piosnap/piosnap/scheduler"
 	"github.com/piosnap/piosnap/scheduler/metrics"
 	"github.com/piosnap/piosnap/scheduler/notify"
 	"github.com/piosnap/piosnap/store"
@@ -127,7 +128,7 @@ func (d *daemon) metricsHandler() http.Handler {
 		cfg, _ := d.current()
 		now := time.Now()
 		d.metrics.setInterval(func(host string) time.Duration {
-			return scheduleInterval(cfg.ScheduleOf(host), cfg.Location(), now)
+			return scheduler.Interval(cfg.ScheduleOf(host), cfg.Location(), now)
 		})
 		d.metrics.reg.ServeHTTP(w, r)
 	})

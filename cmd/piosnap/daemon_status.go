@@ -11,6 +11,7 @@ import (
 
 	"github.com/piosnap/piosnap/config"
 	"github.com/piosnap/piosnap/scheduler/notify"
+	"github.com/piosnap/piosnap/store/local"
 )
 
 // statusFileName is the daemon's status file in state_dir.
@@ -75,7 +76,7 @@ func (d *daemon) writeStatus() {
 	log := d.log
 	d.mu.Unlock()
 	if err == nil {
-		_, err = writeFileAtomic(d.statusPath, func(f *os.File) error {
+		_, err = local.WriteFileAtomic(d.statusPath, func(f *os.File) error {
 			if err := f.Chmod(0o644); err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/scheduler"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -154,7 +155,7 @@ func TestMetricsIntervalPerSchedule(t *testing.T) {
 	m := newDaemonMetrics()
 	now := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
 	m.recordVersions("local", []*store.Version{{Host: "leader1", Time: now}, {Host: "cells", Time: now}}, []string{"leader1", "cells"})
-	m.setInterval(func(host string) time.Duration { return scheduleInterval(cfg.ScheduleOf(host), cfg.Location(), now) })
+	m.setInterval(func(host string) time.Duration { return scheduler.Interval(cfg.ScheduleOf(host), cfg.Location(), now) })
 	got := m.scrape(t)
 	for host, want := range map[string]float64{"leader1": 86400, "cells": 7 * 86400} {
 		if v := got[fmt.Sprintf(`piosnap_expected_interval_seconds{host=%q,store="local"}`, host)]; v != want {

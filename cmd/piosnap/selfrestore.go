@@ -15,6 +15,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/local"
 )
 
 // selfRestoreFileName is the file in state_dir that carries a restore of
@@ -65,7 +66,7 @@ func writeSelfRestore(stateDir string, sr *selfRestore) error {
 	if err != nil {
 		return err
 	}
-	_, err = writeFileAtomic(selfRestorePath(stateDir), func(f *os.File) error {
+	_, err = local.WriteFileAtomic(selfRestorePath(stateDir), func(f *os.File) error {
 		if err := f.Chmod(0o644); err != nil {
 			return err
 		}
