@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"net/http"
@@ -25,6 +25,7 @@ type daemonMetrics struct {
 	retentionSuccess *metrics.Gauge // store
 }
 
+// newDaemonMetrics registers the gauges.
 func newDaemonMetrics() *daemonMetrics {
 	r := metrics.NewRegistry()
 	g := func(name, help string, labels ...string) *metrics.Gauge {
@@ -122,7 +123,7 @@ func (m *daemonMetrics) retentionOK(storeName string, t time.Time) {
 
 // metricsHandler serves the registry, refreshing the expected interval
 // from the schedule in force at each scrape.
-func (d *daemon) metricsHandler() http.Handler {
+func (d *Daemon) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		cfg, _ := d.current()
