@@ -75,8 +75,8 @@ type Reporter interface {
 	Notices() []string
 }
 
-// Report is what the daemon knows for `piosnap status`, read from its own
-// state instead of the status file and the repositories.
+// Report is what `piosnap status` shows, as the daemon knows it: its own
+// state instead of the status file, and the versions it has read.
 type Report struct {
 	// Now is the time the report is made at.
 	Now time.Time
