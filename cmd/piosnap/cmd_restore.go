@@ -11,6 +11,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/dir"
 	"github.com/piosnap/piosnap/archive/pioreactor"
+	"github.com/piosnap/piosnap/archive/pioreactor/restore"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
 	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
@@ -114,22 +115,22 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	defer hold.Unlock(context.WithoutCancel(ctx))
 
 	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateRunning})
-	replace, err := checkRestorable(ctx, s.Repo, v, target, o.rewriteHostname)
+	replace, err := restore.CheckVersion(ctx, s.Repo, v, target, o.rewriteHostname)
 	if err != nil {
 		return fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), target, err)
 	}
 	if target != v.Host {
 		fmt.Fprintf(a.env.Stderr, "WARNING: cloning %s's configuration, calibrations and plugins onto %s; the archive's unit name is rewritten to %s\n", v.Host, target, target)
 	}
-	src, err := newZipSource(ctx, s.Repo, v, replace, o.compress)
+	src, err := restore.NewSource(ctx, s.Repo, v, replace, o.compress)
 	if err != nil {
 		return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 	}
-	defer src.close()
-	size := src.size()
+	defer src.Close()
+	size := src.Size()
 	if o.dryRun || o.compress {
 		start := time.Now()
-		if err := src.check(ctx); err != nil {
+		if err := src.Check(ctx); err != nil {
 			return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 		}
 		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked in %s: %s\n", time.Since(start).Round(100*time.Millisecond), humanBytes(size))
@@ -247,7 +248,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	}
 	a.restoreEvent(web.Event{Step: web.StepVerify, State: web.StateRunning})
 	verify := newStep(a.env.Stderr, "verifying "+target, 0)
-	diff, err := verifyRestore(ctx, cl, s.Repo, v, target, verify.add)
+	diff, err := restore.Verify(ctx, cl, s.Repo, v, target, verify.add)
 	verified := verify.took()
 	if err != nil {
 		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
@@ -255,18 +256,18 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if sr != nil {
 		// This command survived the reboot and verified the restore itself.
 		now := time.Now().UTC()
-		sr.Finished, sr.Verified = &now, diff.empty()
+		sr.Finished, sr.Verified = &now, diff.Empty()
 		sr.Result = fmt.Sprintf("restored and verified: %s matches version %s of %s", target, v.ShortID(), v.Host)
-		if !diff.empty() {
-			sr.Result = fmt.Sprintf("%s differs from version %s: %s", target, v.ShortID(), diff.summary())
+		if !diff.Empty() {
+			sr.Result = fmt.Sprintf("%s differs from version %s: %s", target, v.ShortID(), diff.Summary())
 		}
 		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
 			fmt.Fprintf(a.env.Stderr, "WARNING: cannot record the verification in state_dir: %v\n", err)
 		}
 	}
-	if !diff.empty() {
+	if !diff.Empty() {
 		fmt.Fprintf(out, "%s differs from version %s:\n%s", target, v.ShortID(), diff)
-		return withUndo(fmt.Errorf("%s was restored but does not match version %s (%s)", target, v.ShortID(), diff.summary()), undo)
+		return withUndo(fmt.Errorf("%s was restored but does not match version %s (%s)", target, v.ShortID(), diff.Summary()), undo)
 	}
 	fmt.Fprintf(out, "restored and verified: %s matches version %s of %s (%d entries, exported and compared in %s; config.ini compared by its settings, as Pioreactor rewrites it)\n",
 		target, v.ShortID(), v.Host, len(v.Entries), verified)
@@ -415,8 +416,8 @@ func (a *app) safetySnapshot(ctx context.Context, s snapshot.Store, unit string,
 
 // upload streams the rebuilt archive to the unit through the leader. When
 // the leader masks the unit's refusal, the unit is asked for the reason.
-func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, src zipSource, size int64) (*pioreactor.Task, error) {
-	body, wait := src.stream(ctx)
+func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, src *restore.Source, size int64) (*pioreactor.Task, error) {
+	body, wait := src.Stream(ctx)
 	bar := newProgress(a.env.Stderr, unit, size)
 	a.restoreEvent(web.Event{Step: web.StepUpload, State: web.StateRunning, Total: size})
 	start := time.Now()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
+	"github.com/piosnap/piosnap/archive/pioreactor/restore"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -126,9 +127,9 @@ func (a *app) finishSelfRestore(ctx context.Context, log *slog.Logger) {
 	case err != nil:
 		sr.Result = fmt.Sprintf("could not verify %s: %v", sr.Unit, err)
 		log.Error("restore of this machine NOT verified", "err", err, "undo", sr.Undo)
-	case !diff.empty():
-		sr.Result = fmt.Sprintf("%s differs from version %s: %s", sr.Unit, shortID(sr.Version), diff.summary())
-		log.Error("restore of this machine does not match the version", "differences", diff.summary(), "undo", sr.Undo)
+	case !diff.Empty():
+		sr.Result = fmt.Sprintf("%s differs from version %s: %s", sr.Unit, shortID(sr.Version), diff.Summary())
+		log.Error("restore of this machine does not match the version", "differences", diff.Summary(), "undo", sr.Undo)
 	default:
 		sr.Verified = true
 		sr.Result = fmt.Sprintf("restored and verified: %s matches version %s of %s", sr.Unit, shortID(sr.Version), sr.Host)
@@ -141,7 +142,7 @@ func (a *app) finishSelfRestore(ctx context.Context, log *slog.Logger) {
 
 // verifySelfRestore waits for the unit to answer, then compares it with the
 // restored version.
-func (a *app) verifySelfRestore(ctx context.Context, sr *selfRestore) (*restoreDiff, error) {
+func (a *app) verifySelfRestore(ctx context.Context, sr *selfRestore) (*restore.Diff, error) {
 	stores, err := a.openReadable(ctx, sr.Store)
 	if err != nil {
 		return nil, err
@@ -171,7 +172,7 @@ func (a *app) verifySelfRestore(ctx context.Context, sr *selfRestore) (*restoreD
 			return nil, err
 		}
 	}
-	return verifyRestore(ctx, cl, stores[0].Repo, v, sr.Unit, nil)
+	return restore.Verify(ctx, cl, stores[0].Repo, v, sr.Unit, nil)
 }
 
 // printSelfRestore shows the last restore of this machine in `piosnap
