@@ -675,3 +675,26 @@ func TestStatusString(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusIn(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := Status{LastStart: time.Date(2026, 5, 10, 1, 0, 0, 0, time.UTC), Next: time.Date(2026, 5, 11, 1, 0, 0, 0, time.UTC)}
+	tests := []struct {
+		loc  *time.Location
+		want string
+	}{
+		{berlin, "last run 2026-05-10 03:00 CEST ok; next run 2026-05-11 03:00 CEST"},
+		{nil, "last run 2026-05-10 01:00 UTC ok; next run 2026-05-11 01:00 UTC"},
+	}
+	for _, tt := range tests {
+		if got := st.In(tt.loc).String(); got != tt.want {
+			t.Errorf("In(%v).String() = %q, want %q", tt.loc, got, tt.want)
+		}
+	}
+	if got := (Status{}).In(berlin); !got.LastStart.IsZero() || !got.Next.IsZero() {
+		t.Errorf("In kept zero times zero? got %+v", got)
+	}
+}

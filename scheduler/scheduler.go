@@ -153,6 +153,20 @@ type Status struct {
 	Waiting string
 }
 
+// In returns s with its times in loc (UTC when loc is nil), the zone the
+// schedule is written in, so that one status line never mixes zones.
+func (s Status) In(loc *time.Location) Status {
+	if loc == nil {
+		loc = time.UTC
+	}
+	for _, t := range []*time.Time{&s.LastStart, &s.LastEnd, &s.Next} {
+		if !t.IsZero() {
+			*t = t.In(loc)
+		}
+	}
+	return s
+}
+
 // String formats s on one line, as used for systemd's STATUS=.
 func (s Status) String() string {
 	const layout = "2006-01-02 15:04 MST"
@@ -281,7 +295,7 @@ func (s *Scheduler) current() (Config, schedules) {
 func (s *Scheduler) update(f func(st *Status)) {
 	s.mu.Lock()
 	f(&s.status)
-	line := s.status.String()
+	line := s.status.In(s.cfg.Zone).String()
 	changed := line != s.published
 	s.published = line
 	s.mu.Unlock()

@@ -335,7 +335,9 @@ func TestVersionAtAndFind(t *testing.T) {
 		{day(2), "aaaa1111", ""},
 		{day(3), "aaaa2222", ""},
 		{day(30), "aaaa2222", ""},
-		{time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), "", "the oldest is from 2026-03-01"},
+		{time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), "", "the oldest is from 2026-03-01T01:30:00Z"},
+		// Both times are given in the zone the user asked in.
+		{time.Date(2026, 2, 1, 0, 0, 0, 0, time.FixedZone("CET", 3600)), "", "at or before 2026-02-01T00:00:00+01:00: the oldest is from 2026-03-01T02:30:00+01:00"},
 	}
 	for _, tt := range tests {
 		v, err := store.VersionAt(vs, "w1", tt.at)

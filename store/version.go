@@ -290,7 +290,7 @@ func VersionAt(vs []*Version, host string, t time.Time) (*Version, error) {
 	case n == 0:
 		return nil, fmt.Errorf("no versions of host %q: see `piosnap list` for the hosts backed up", host)
 	case best == nil:
-		return nil, fmt.Errorf("no version of %s at or before %s: the oldest is from %s", host, t.Format(time.RFC3339), oldest.Format(time.RFC3339))
+		return nil, fmt.Errorf("no version of %s at or before %s: the oldest is from %s", host, t.Format(time.RFC3339), oldest.In(t.Location()).Format(time.RFC3339))
 	}
 	return best, nil
 }
