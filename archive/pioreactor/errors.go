@@ -36,6 +36,10 @@ var (
 	ErrImportLocked = errors.New("an import is already running")
 	// ErrImportFailed: the unit ran the import task and it failed.
 	ErrImportFailed = errors.New("import failed")
+	// ErrTmpFull: the unit's /tmp, which Pioreactor keeps in RAM, could not
+	// hold the upload or the import's working copies. It also matches
+	// ErrImportFailed when the import task was the one that ran out.
+	ErrTmpFull = errors.New("no room in the unit's /tmp")
 	// ErrNoReboot: the import succeeded but the unit did not reboot.
 	ErrNoReboot = errors.New("unit did not reboot")
 	// ErrNoComeback: the unit went down after an import and did not answer
@@ -190,6 +194,10 @@ func (c *Client) explain(ae *APIError, op string, to target, unit string) error 
 	case ae.Status == http.StatusInternalServerError && (strings.Contains(ae.Message, "Timed out fetching") || ae.Message == "Timed out"):
 		return &Error{Kind: ErrLeaderTimeout, Unit: to.name, Err: ae,
 			Msg: fmt.Sprintf("%s timed out collecting the %s archive (it waits at most 120 s for all units): export each unit directly instead", to.name, unit)}
+	case ae.Status == http.StatusInternalServerError && op == "import" && ae.Message == "Failed to save uploaded archive":
+		return &Error{Kind: ErrTmpFull, Unit: unit, Err: ae,
+			Msg: fmt.Sprintf("%s could not save the uploaded archive in its /tmp (%s): Pioreactor keeps /tmp in RAM, and it is too full for the archive; nothing was imported. "+
+				"Reboot %s to empty /tmp, or send a smaller archive with `piosnap restore --compress`", to.name, ae.Cause, to.name)}
 	case ae.Status == http.StatusBadGateway && op == "import":
 		return &Error{Kind: ErrLeaderMasked, Unit: unit, Err: ae,
 			Msg: fmt.Sprintf("%s could not import into %s and hides the unit's reply (HTTP 502 %q): check that %s is reachable from %s, "+

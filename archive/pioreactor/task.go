@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/piosnap/piosnap/store"
@@ -169,9 +170,7 @@ func (c *Client) WaitImport(ctx context.Context, unit string, task *Task, opts W
 			o.imported()
 			return c.waitReboot(ctx, out, task.TaskID, o)
 		case st.State == TaskFailed:
-			return out, &Error{Kind: ErrImportFailed, Unit: unit,
-				Msg: fmt.Sprintf("import into %s failed: %s (%s); the unit restores its previous files on failure, check its logs and retry",
-					unit, st.Error, st.Cause)}
+			return out, importFailed(unit, st)
 		case st.State == TaskRunning:
 			return out, &Error{Kind: ErrImportLocked, Unit: unit,
 				Msg: fmt.Sprintf("%s was already running another import, so task %s did not run: wait for it to finish, then upload again", unit, task.TaskID)}
@@ -184,6 +183,30 @@ func (c *Client) WaitImport(ctx context.Context, unit string, task *Task, opts W
 			return out, fmt.Errorf("pioreactor: wait for import into %s: %w", unit, err)
 		}
 	}
+}
+
+// importFailed explains a failed import task. Two failures come from the
+// unit's /tmp, which Pioreactor keeps in RAM and where the task extracts the
+// archive and then moves the unit's current files: it gets them told apart,
+// since the second may leave part of ~/.pioreactor in /tmp, which a reboot
+// empties.
+func importFailed(unit string, st TaskStatus) error {
+	switch {
+	case strings.Contains(st.Error, "No space left on device"):
+		return &Error{Kind: ErrImportFailed, Unit: unit, Err: ErrTmpFull,
+			Msg: fmt.Sprintf("import into %s failed: %s: its /tmp, which Pioreactor keeps in RAM, is too small to extract the archive; %s keeps its files. "+
+				"Reboot %s to empty /tmp (the failed upload stays there until then), then restore again with --compress, which uploads a smaller archive",
+				unit, st.Error, unit, unit)}
+	case st.Error == "Failed to backup existing DOT_PIOREACTOR":
+		return &Error{Kind: ErrImportFailed, Unit: unit, Err: ErrTmpFull,
+			Msg: fmt.Sprintf("import into %s failed: %s: %s could not move its ~/.pioreactor into /tmp, most likely because /tmp (in RAM) is too full, "+
+				"and part of it may now be in /tmp/%s_dot_pioreactor_backup_*, which a reboot empties. Check ~/.pioreactor on %s and move any such files back before rebooting it; "+
+				"piosnap's safety snapshot, unless it was skipped, holds its state from before the restore",
+				unit, st.Error, unit, unit, unit)}
+	}
+	return &Error{Kind: ErrImportFailed, Unit: unit,
+		Msg: fmt.Sprintf("import into %s failed: %s (%s); the unit restores its previous files on failure, check its logs and retry",
+			unit, st.Error, st.Cause)}
 }
 
 // waitReboot waits for the unit to go down after a successful import. A

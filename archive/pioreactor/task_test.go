@@ -23,7 +23,7 @@ func taskReplies() map[string]struct {
 		"pending":      {202, `{"status": "pending", "task_id": "t1", "result_url_path": "/unit_api/task_results/t1"}`},
 		"running":      {202, `{"status": "running", "error": "task is locked and already running.", "cause": "locked", "remediation": "wait", "task_id": "t1"}`},
 		"succeeded":    {200, `{"status": "succeeded", "result": true, "task_id": "t1"}`},
-		"failed":       {200, `{"status": "failed", "error": "Failed to backup existing DOT_PIOREACTOR", "cause": "Huey task failed with an exception.", "remediation": "Check logs and retry.", "task_id": "t1"}`},
+		"failed":       {200, `{"status": "failed", "error": "Failed to write new DOT_PIOREACTOR contents", "cause": "Huey task failed with an exception.", "remediation": "Check logs and retry.", "task_id": "t1"}`},
 		"old-pending":  {202, `{"status": "pending or not present"}`},
 		"old-complete": {200, `{"status": "complete", "result": true}`},
 		"old-failed":   {500, `{"status": "failed", "error": "boom"}`},
@@ -78,7 +78,7 @@ func TestTaskResult(t *testing.T) {
 			default:
 				checkErr(t, err, tt.kind, "")
 			}
-			if tt.reply == "failed" && (st.Error != "Failed to backup existing DOT_PIOREACTOR" || st.Cause == "" || st.Remediation == "") {
+			if tt.reply == "failed" && (st.Error != "Failed to write new DOT_PIOREACTOR contents" || st.Cause == "" || st.Remediation == "") {
 				t.Errorf("failure details lost: %+v", st)
 			}
 		})
@@ -153,7 +153,7 @@ func TestWaitImport(t *testing.T) {
 		{"dropped while pending", []phase{{2, "pending", false}, {3, "", true}, {0, "pending", false}}, fast,
 			ImportOutcome{Unit: "worker2", Rebooted: true}, nil, ""},
 		{"failed", []phase{{2, "pending", false}, {0, "failed", false}}, fast, ImportOutcome{Unit: "worker2"}, ErrImportFailed,
-			"import into worker2 failed: Failed to backup existing DOT_PIOREACTOR (Huey task failed with an exception.); the unit restores its previous files on failure, check its logs and retry"},
+			"import into worker2 failed: Failed to write new DOT_PIOREACTOR contents (Huey task failed with an exception.); the unit restores its previous files on failure, check its logs and retry"},
 		{"old failed", []phase{{0, "old-failed", false}}, fast, ImportOutcome{Unit: "worker2"}, ErrImportFailed, ""},
 		{"locked", []phase{{0, "running", false}}, fast, ImportOutcome{Unit: "worker2"}, ErrImportLocked,
 			"worker2 was already running another import, so task t1 did not run: wait for it to finish, then upload again"},

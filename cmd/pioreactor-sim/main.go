@@ -47,6 +47,7 @@ type config struct {
 	units    int
 	keep     bool
 	dbSize   string
+	tmpSize  string
 	auth     string
 	logLevel string
 	nights   int
@@ -73,6 +74,7 @@ Flags:
 	fs.IntVar(&cfg.units, "units", 4, "number of units INCLUDING the leader: 4 means the leader plus 3 workers (worker1..worker3)")
 	fs.StringVar(&cfg.opts.Leader, "leader", simulator.DefaultLeader, "leader hostname")
 	fs.StringVar(&cfg.dbSize, "db-size", "2MiB", "initial size of the leader's storage/pioreactor.sqlite, e.g. 500KiB, 200MiB, 2GiB, 1GB or plain bytes")
+	fs.StringVar(&cfg.tmpSize, "tmp-size", "0", "capacity of each unit's /tmp, a tmpfs in RAM on current images (half the RAM by default, e.g. 1GiB on a 2 GB Pi); uploads, extractions and the import's copy of ~/.pioreactor that do not fit fail as on a real unit; 0 means unlimited")
 	fs.StringVar(&cfg.opts.AppVersion, "app-version", simulator.DefaultAppVersion, "Pioreactor version written in export metadata")
 	fs.DurationVar(&cfg.opts.ExportTimeout, "export-timeout", simulator.DefaultExportTimeout, "leader's overall cap on a fan-out export (answered with 500 when exceeded)")
 	fs.DurationVar(&cfg.opts.ImportTimeout, "import-timeout", simulator.DefaultImportTimeout, "leader's timeout when it forwards an import to a unit")
@@ -103,6 +105,11 @@ Flags:
 		return nil, err
 	}
 	cfg.opts.DBSize = size
+	if cfg.tmpSize != "0" {
+		if cfg.opts.TmpSize, err = parseSize(cfg.tmpSize); err != nil {
+			return nil, fmt.Errorf("--tmp-size: %w", err)
+		}
+	}
 	if cfg.auth != "" {
 		user, pass, ok := strings.Cut(cfg.auth, ":")
 		if !ok || user == "" {

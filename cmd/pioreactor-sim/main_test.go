@@ -46,7 +46,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatalf("--help: %v", err)
 	}
 	for _, f := range []string{"dir", "keep", "units", "leader", "db-size", "app-version", "export-timeout", "import-timeout",
-		"unit-timeout", "reboot-delay", "reboot-downtime", "basic-auth", "log-level", "age-nights", "age-seed"} {
+		"unit-timeout", "reboot-delay", "reboot-downtime", "basic-auth", "log-level", "age-nights", "age-seed", "tmp-size"} {
 		if !strings.Contains(out.String(), "  -"+f) {
 			t.Errorf("--help does not document -%s", f)
 		}
@@ -58,7 +58,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"--units", "0"}, {"--db-size", "big"}, {"--basic-auth", "nocolon"}, {"--log-level", "loud"}, {"extra"}, {"--nope"}, {"--age-nights", "-1"},
+		{"--units", "0"}, {"--db-size", "big"}, {"--basic-auth", "nocolon"}, {"--log-level", "loud"}, {"extra"}, {"--nope"}, {"--age-nights", "-1"}, {"--tmp-size", "lots"},
 	} {
 		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("run(%q) succeeded", args)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -56,6 +57,12 @@ type Options struct {
 	// RebootDowntime is how long a unit refuses connections while it
 	// reboots (default 2 s).
 	RebootDowntime time.Duration
+	// TmpSize is the capacity in bytes of each unit's /tmp, which current
+	// Pioreactor images mount as a tmpfs in RAM (half the RAM by default).
+	// An upload, an extraction or the import's copy of ~/.pioreactor that
+	// does not fit fails as the real unit does, with ENOSPC. 0 means
+	// unlimited.
+	TmpSize int64
 	// BasicAuth, when non-nil, holds the user and password that every route
 	// of every unit requires, as the pioreactor-basic-auth-for-ui plugin does.
 	// The leader sends them on its own calls to units.
@@ -74,8 +81,10 @@ type Cluster struct {
 	order  []string
 	client *http.Client
 	dbMu   sync.Mutex // serialises database growth
-	closed sync.Once
-	err    error
+	// tmpSize is Options.TmpSize, changed by SetTmpSize.
+	tmpSize atomic.Int64
+	closed  sync.Once
+	err     error
 }
 
 // Start seeds the units' directories under opts.Dir (existing seeded
@@ -87,6 +96,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{opts: opts, units: make(map[string]*Unit)}
+	c.tmpSize.Store(opts.TmpSize)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.client = &http.Client{Transport: &http.Transport{
 		ResponseHeaderTimeout: opts.UnitTimeout,
@@ -187,6 +197,10 @@ func (c *Cluster) Units() []string { return slices.Clone(c.order) }
 
 // Unit returns the named unit, or nil if there is none.
 func (c *Cluster) Unit(name string) *Unit { return c.units[name] }
+
+// SetTmpSize changes the capacity of every unit's /tmp (Options.TmpSize)
+// from the next write on; 0 means unlimited.
+func (c *Cluster) SetTmpSize(n int64) { c.tmpSize.Store(n) }
 
 // Addresses maps each unit name to its "127.0.0.1:PORT" address, like the
 // [cluster.addresses] section of a real cluster's config.ini.

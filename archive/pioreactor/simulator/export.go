@@ -46,7 +46,8 @@ func (u *Unit) handleExport(w http.ResponseWriter, r *http.Request) {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	if err := u.writeArchive(r.Context(), f, exportedAt); err != nil {
+	// The real export writes its ZIP into /tmp, in RAM, before sending it.
+	if err := u.writeArchive(r.Context(), &tmpWriter{w: f, path: f.Name(), left: u.tmpFree()}, exportedAt); err != nil {
 		u.c.opts.Logger.Error("export failed", "unit", u.name, "err", err)
 		writeError(w, http.StatusInternalServerError, "Failed to build export archive", err.Error(), "")
 		return
@@ -75,7 +76,7 @@ func (u *Unit) handleExport(w http.ResponseWriter, r *http.Request) {
 
 // writeArchive writes the unit's per-unit archive to f the way
 // unit_api.get_zipped_dot_pioreactor does.
-func (u *Unit) writeArchive(ctx context.Context, f *os.File, exportedAt time.Time) error {
+func (u *Unit) writeArchive(ctx context.Context, f io.WriteSeeker, exportedAt time.Time) error {
 	base, err := filepath.EvalSymlinks(u.dir)
 	if err != nil {
 		return fmt.Errorf("resolve %s: %w", u.dir, err)

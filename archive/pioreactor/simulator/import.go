@@ -125,7 +125,7 @@ func (u *Unit) saveUpload(r *http.Request) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("create upload file: %w", err)
 		}
-		_, err = io.Copy(f, part)
+		_, err = io.Copy(&tmpWriter{w: f, path: f.Name(), left: u.tmpFree()}, part)
 		err = errors.Join(err, f.Chmod(0o640), f.Close())
 		if err != nil {
 			return "", fmt.Errorf("save upload to %s: %w", f.Name(), err)
@@ -320,11 +320,17 @@ func (u *Unit) replaceDir(upload string) error {
 	if err != nil {
 		return fmt.Errorf("create extraction root: %w", err)
 	}
-	if err := extractAll(upload, extract); err != nil {
+	if err := extractAll(upload, extract, u.tmpFree()); err != nil {
 		return err
 	}
 	backup := filepath.Join(u.tmp, u.name+"_dot_pioreactor_backup_"+utcTimestamp(now))
 	if err := os.Mkdir(backup, 0o775); err != nil {
+		return errBackup
+	}
+	// ~/.pioreactor is on the SD card and /tmp in RAM, so moving it there
+	// copies it. The real task may fail half way through the move; here it
+	// fails before moving anything.
+	if dirSize(u.dir) > u.tmpFree() {
 		return errBackup
 	}
 	if err := moveChildren(u.dir, backup); err != nil {
@@ -382,8 +388,10 @@ func moveChildren(from, to string) error {
 
 // extractAll behaves like ZipFile.extractall: later members with the same
 // name overwrite earlier ones, modes and mtimes are not restored (files get
-// 0666 and directories 0777, less the umask).
-func extractAll(zipPath, dst string) error {
+// 0666 and directories 0777, less the umask). Writing more than free bytes
+// fails with ENOSPC, as extracting into a full tmpfs does, leaving what was
+// written.
+func extractAll(zipPath, dst string, free int64) error {
 	zr, err := zip.OpenReader(zipPath)
 	if err != nil {
 		return fmt.Errorf("open uploaded archive %s: %w", zipPath, err)
@@ -401,14 +409,17 @@ func extractAll(zipPath, dst string) error {
 			}
 			continue
 		}
-		if err := extractFile(f, target); err != nil {
+		if err := extractFile(f, target, &free); err != nil {
+			if errors.As(err, new(noSpaceError)) {
+				return taskError(noSpace) // Python's OSError on write names no file
+			}
 			return fmt.Errorf("extract %s: %w", f.Name, err)
 		}
 	}
 	return nil
 }
 
-func extractFile(f *zip.File, target string) error {
+func extractFile(f *zip.File, target string, free *int64) error {
 	if err := os.MkdirAll(filepath.Dir(target), 0o777); err != nil {
 		return err
 	}
@@ -421,7 +432,9 @@ func extractFile(f *zip.File, target string) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, rc)
+	tw := &tmpWriter{w: out, path: target, left: *free}
+	_, err = io.Copy(tw, rc)
+	*free = tw.left
 	return errors.Join(err, out.Close())
 }
 

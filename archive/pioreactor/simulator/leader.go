@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -236,6 +238,10 @@ func (u *Unit) handleLeaderImport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "Invalid archive filename", "", "")
 		return
 	}
+	if err := u.spool(safe, data); err != nil {
+		writeError(w, http.StatusInternalServerError, "Failed to save uploaded archive", err.Error(), "")
+		return
+	}
 	if !u.c.registered(target) {
 		writeError(w, http.StatusBadRequest, "Unknown Pioreactor unit: "+target, "", "")
 		return
@@ -276,6 +282,19 @@ func readArchivePart(r *http.Request) (string, []byte, error) {
 		}
 		return part.FileName(), data, nil
 	}
+}
+
+// spool saves an uploaded archive in the leader's /tmp and deletes it
+// again, as the real proxy does before it reads the file back into memory:
+// a /tmp too full for it fails the upload.
+func (u *Unit) spool(name string, data []byte) error {
+	p := filepath.Join(u.tmp, "import_dot_pioreactor_"+newTaskID()+"_"+name)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = (&tmpWriter{w: f, path: p, left: u.tmpFree()}).Write(data)
+	return errors.Join(err, f.Close(), os.Remove(p))
 }
 
 func (u *Unit) forwardImport(ctx context.Context, unit, filename string, data []byte) (*http.Response, []byte, error) {
