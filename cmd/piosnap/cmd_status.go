@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/piosnap/piosnap/archive/pioreactor/restore"
 	"github.com/piosnap/piosnap/scheduler/daemon"
 	"github.com/piosnap/piosnap/scheduler/notify"
 	"github.com/piosnap/piosnap/store"
@@ -29,7 +30,7 @@ type statusReport struct {
 	StoreErrors []string `json:"store_errors,omitempty"`
 	// SelfRestore is the last restore of the machine piosnap runs on,
 	// pending or verified after its reboot.
-	SelfRestore *selfRestore `json:"self_restore,omitempty"`
+	SelfRestore *restore.Record `json:"self_restore,omitempty"`
 }
 
 // daemonStatus is the daemon part of statusReport.
