@@ -20,6 +20,9 @@ const (
 	cacheBytes      = 24 << 20
 	aheadFrames     = 96
 	aheadIdleFrames = 8
+	// cacheSpares is how many buffers of evicted frames a cache keeps for
+	// the frames it reads next.
+	cacheSpares = 4
 )
 
 // blobReader reads blobs of one repository through a cache of
@@ -47,28 +50,48 @@ func (r *Repository) newReaderOf(src indexSource, c *frameCache) *blobReader {
 }
 
 // indexSource gives blobReaders the index they find blobs in: the
-// repository's whole index, or only the part one reading needs.
+// repository's whole index, or only the places one reading needs.
 type indexSource interface {
 	// index returns the index to read with.
-	index(ctx context.Context) (*index, error)
+	index(ctx context.Context) (blobIndex, error)
 	// reload returns the index read again after blob missing was not
 	// where stale placed it, or in it at all (a forget may have repacked
 	// it since), or stale itself when there is nothing to read again.
-	reload(ctx context.Context, stale *index, missing ChunkID) (*index, error)
+	reload(ctx context.Context, stale blobIndex, missing ChunkID) (blobIndex, error)
+}
+
+// blobIndex is where a blobReader looks blobs up: an index, or the
+// compact places of the blobs one reading needs (blobPlaces).
+type blobIndex interface {
+	// locate returns the n-th place (from 0) where blob id may lie, or
+	// false when there are no more. A place may hold another blob (the
+	// copy of a blob stored twice may be damaged; blobPlaces knows blobs
+	// by the start of their IDs only): the content's hash tells.
+	locate(id ChunkID, n int) (blobLoc, bool)
 }
 
 // repoIndex is the repository's whole index, shared by its readers.
 type repoIndex struct{ r *Repository }
 
-func (s repoIndex) index(ctx context.Context) (*index, error) { return s.r.currentIndex(ctx) }
+func (s repoIndex) index(ctx context.Context) (blobIndex, error) {
+	x, err := s.r.currentIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return x, nil
+}
 
-func (s repoIndex) reload(ctx context.Context, stale *index, _ ChunkID) (*index, error) {
+func (s repoIndex) reload(ctx context.Context, stale blobIndex, _ ChunkID) (blobIndex, error) {
 	s.r.idxMu.Lock()
 	defer s.r.idxMu.Unlock()
-	if s.r.idx != nil && s.r.idx != stale {
+	if s.r.idx != nil && blobIndex(s.r.idx) != stale {
 		return s.r.idx, nil // read again by another reader meanwhile
 	}
-	return s.r.reloadIndexLocked(ctx)
+	x, err := s.r.reloadIndexLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return x, nil
 }
 
 // loadedIndex is an index one reading loaded (check and forget: whole),
@@ -81,16 +104,16 @@ type loadedIndex struct {
 	x  *index
 }
 
-func (s *loadedIndex) index(context.Context) (*index, error) {
+func (s *loadedIndex) index(context.Context) (blobIndex, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.x, nil
 }
 
-func (s *loadedIndex) reload(ctx context.Context, stale *index, _ ChunkID) (*index, error) {
+func (s *loadedIndex) reload(ctx context.Context, stale blobIndex, _ ChunkID) (blobIndex, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.x != stale {
+	if blobIndex(s.x) != stale {
 		return s.x, nil
 	}
 	x, _, err := s.r.loadIndex(ctx, s.f)
@@ -104,8 +127,10 @@ func (s *loadedIndex) reload(ctx context.Context, stale *index, _ ChunkID) (*ind
 // fixedIndex is an index that is not read again.
 type fixedIndex struct{ x *index }
 
-func (s fixedIndex) index(context.Context) (*index, error)                   { return s.x, nil }
-func (s fixedIndex) reload(context.Context, *index, ChunkID) (*index, error) { return s.x, nil }
+func (s fixedIndex) index(context.Context) (blobIndex, error) { return s.x, nil }
+func (s fixedIndex) reload(context.Context, blobIndex, ChunkID) (blobIndex, error) {
+	return s.x, nil
+}
 
 // read appends the verified content of blob id to buf. A blob in no index
 // is looked for among the format-1 chunks. A missing blob gives an error
@@ -155,24 +180,44 @@ type blobLoc struct {
 	off, len uint32
 }
 
-// locate returns where index x places blob id, or false.
-func (x *index) locate(id ChunkID) (blobLoc, bool) {
+// locate returns the n-th place (from 0) where index x places blob id: a
+// blob stored twice has two.
+func (x *index) locate(id ChunkID, n int) (blobLoc, bool) {
 	i := x.find(id)
-	if i < 0 {
+	if i < 0 || i+n >= len(x.entries) || x.entries[i+n].id != id {
 		return blobLoc{}, false
 	}
-	e := &x.entries[i]
+	e := &x.entries[i+n]
 	f := &x.frames[e.frame]
 	return blobLoc{frame: frameKey{x.packs[f.pack], f.off}, frameLen: f.len, off: e.off, len: e.len}, true
 }
 
-// readIndexed reads a blob the index x knows; errNotIndexed if it does not.
-func (b *blobReader) readIndexed(ctx context.Context, x *index, id ChunkID, buf []byte) ([]byte, error) {
-	loc, ok := x.locate(id)
-	if !ok {
+// readIndexed reads a blob the index x places; errNotIndexed if it places
+// none. The places x gives are tried in turn until one holds content that
+// hashes to id (see blobIndex): only when none does is the blob damaged,
+// unless it is a format-1 chunk whose ID starts like an indexed blob's.
+func (b *blobReader) readIndexed(ctx context.Context, x blobIndex, id ChunkID, buf []byte) ([]byte, error) {
+	var damage error
+	for n := 0; ; n++ {
+		loc, ok := x.locate(id, n)
+		if !ok {
+			break
+		}
+		out, err := b.readAt(ctx, id, loc, false, buf)
+		if err == nil || !errors.Is(err, ErrDamaged) {
+			return out, err
+		}
+		if damage == nil {
+			damage = err
+		}
+	}
+	if damage == nil {
 		return buf, errNotIndexed
 	}
-	return b.readAt(ctx, id, loc, false, buf)
+	if out, err := b.repo.ReadChunk(ctx, id, buf); err == nil {
+		return out, nil
+	}
+	return buf, damage
 }
 
 // readAt appends the verified content of blob id, which lies at loc, to

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"io"
+	"slices"
 )
 
 // BlobPlace returns the backend name of the pack holding blob id and the
@@ -42,7 +43,7 @@ func LeafDepths(ctx context.Context, r *Repository, root ChunkID) ([]int, error)
 			return err
 		}
 		if level == 0 {
-			_, d, err := resolveLeaf(node, func(b ChunkID) ([]byte, error) { return br.read(ctx, b, nil) }, 0)
+			_, d, err := newLeafResolver(br).resolve(ctx, node, nil)
 			depths = append(depths, d)
 			return err
 		}
@@ -82,10 +83,19 @@ type IndexShape struct {
 	// IDs counts the blobs known by ID only.
 	IDs int
 	x   *index
+	// places is set instead of x for the compact places a reading keeps.
+	places *blobPlaces
 }
 
-// Placed reports whether the index knows where id is.
-func (s IndexShape) Placed(id ChunkID) bool { return s.x.find(id) >= 0 }
+// Placed reports whether the index knows where id is (for compact
+// places: where a blob whose ID starts like id's is).
+func (s IndexShape) Placed(id ChunkID) bool {
+	if s.places != nil {
+		_, ok := s.places.locate(id, 0)
+		return ok
+	}
+	return s.x.find(id) >= 0
+}
 
 // Has reports whether the index knows id is stored.
 func (s IndexShape) Has(id ChunkID) bool { return s.x.has(id) }
@@ -115,7 +125,8 @@ func NeededIndexShape(ctx context.Context, r *Repository, v *Version) (IndexShap
 	if err != nil {
 		return IndexShape{}, err
 	}
-	return shapeOf(x), nil
+	p := x.(*blobPlaces)
+	return IndexShape{Places: len(p.places), PlacesCap: cap(p.places), Frames: len(p.frames), Packs: len(p.packs), places: p}, nil
 }
 
 // UsedBlobs returns the distinct blobs v uses: chunks, pages and tree nodes.
@@ -157,4 +168,46 @@ func files(v *Version) []*Entry {
 		}
 	}
 	return out
+}
+
+// ReadWithPrefixCollision loads the places v's files need, as a restore
+// does, then makes blob a's place a candidate for blob b too, tried before
+// b's own, as if their IDs began with the same 8 bytes; with dropOwn, b's
+// own place is left out. It returns the contents of v's files read with
+// these places through a read-ahead, as a restore reads them, and the
+// error of reading blob b alone.
+func ReadWithPrefixCollision(ctx context.Context, r *Repository, v *Version, a, b ChunkID, dropOwn bool) (map[string][]byte, error, error) {
+	src := r.neededIndex(files(v))
+	x, err := src.index(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := x.(*blobPlaces)
+	find := func(id ChunkID) int {
+		pre := idPrefix(&id)
+		return slices.IndexFunc(p.places, func(q blobPlace) bool { return q.prefix() == pre })
+	}
+	ia, ib := find(a), find(b)
+	if ia < 0 || ib < 0 {
+		return nil, nil, errNotIndexed
+	}
+	wrong := p.places[ia]
+	wrong.hi, wrong.lo = p.places[ib].hi, p.places[ib].lo
+	if dropOwn {
+		p.places[ib] = wrong
+	} else {
+		p.places = slices.Insert(p.places, ib, wrong)
+	}
+	_, readErr := r.newBlobReaderOn(src).read(ctx, b, nil)
+	out := make(map[string][]byte)
+	ra := r.readAheadOn(ctx, files(v), src)
+	defer ra.close()
+	for _, e := range files(v) {
+		data, err := io.ReadAll(ra.next(e))
+		if err != nil {
+			return out, readErr, err
+		}
+		out[e.Name] = data
+	}
+	return out, readErr, nil
 }

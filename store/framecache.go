@@ -33,7 +33,7 @@ type frameCache struct {
 	plans  map[frameKey]int // planned reads not done yet, per frame
 	bytes  int              // capacity of the frames' plain buffers
 	tick   uint64
-	spare  []byte // the plain buffer of an evicted frame, for reuse
+	spares [][]byte // plain buffers of evicted frames, for reuse
 }
 
 // frame is one decompressed frame in a frameCache.
@@ -91,8 +91,10 @@ func (c *frameCache) get(ctx context.Context, key frameKey, length uint32, raw *
 	f := &frame{key: key, ready: make(chan struct{}), refs: 1, used: c.tick}
 	c.frames[key] = f
 	c.evictLocked()
-	reuse := c.spare
-	c.spare = nil
+	var reuse []byte
+	if n := len(c.spares); n > 0 {
+		reuse, c.spares = c.spares[n-1], c.spares[:n-1]
+	}
 	c.mu.Unlock()
 
 	plain, err := c.load(ctx, key, length, raw, reuse)
@@ -166,8 +168,8 @@ func (c *frameCache) evictLocked() {
 func (c *frameCache) removeLocked(f *frame) {
 	delete(c.frames, f.key)
 	c.bytes -= cap(f.plain)
-	if c.spare == nil && cap(f.plain) <= 2*frameSize {
-		c.spare = f.plain[:0]
+	if len(c.spares) < cacheSpares && cap(f.plain) <= 2*frameSize {
+		c.spares = append(c.spares, f.plain[:0])
 	}
 }
 
@@ -196,6 +198,12 @@ func (c *frameCache) load(ctx context.Context, key frameKey, length uint32, raw 
 			return nil, fmt.Errorf("pack %s ends inside a frame (%w)", key.pack, ErrDamaged)
 		}
 		return nil, err
+	}
+	if reuse == nil {
+		// Room for any frame of pages or tree nodes (they end past
+		// frameSize by less than a page or a node), so that the buffer
+		// serves whichever frame comes next once it is let go.
+		reuse = make([]byte, 0, frameSize+64<<10)
 	}
 	plain, err := r.decodeAll(z, reuse)
 	if err != nil {

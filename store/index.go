@@ -268,7 +268,36 @@ func (r *Repository) loadIndex(ctx context.Context, f indexFilter) (*index, map[
 		x.ids = make([]ChunkID, 0, f.ids)
 	}
 	packNum := make(map[ChunkID]uint32)
-	damaged := make(map[string]string)
+	read, damaged, err := r.readIndexObjects(ctx, objs, func(plain []byte) error {
+		return x.add(plain, f.keep, packNum)
+	})
+	x.objects = read
+	if err != nil {
+		return nil, nil, err
+	}
+	slices.SortFunc(x.entries, func(a, b indexEntry) int {
+		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
+			return c
+		}
+		return int(x.frames[a.frame].pack) - int(x.frames[b.frame].pack)
+	})
+	slices.SortFunc(x.ids, func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) })
+	x.ids = slices.Compact(x.ids)
+	if len(x.ids) == 0 {
+		x.ids = nil
+	}
+	return x, damaged, nil
+}
+
+// readIndexObjects reads the index objects objs one after the other and
+// hands the plain content of each to add, which must leave what it built
+// as it was when it returns an error. It returns the names of the objects
+// added; an object that is damaged (or that add refuses) is reported in
+// damaged (name -> reason) and left out; an error reading the backend is
+// returned. One object is held at a time, compressed and plain, in buffers
+// reused from object to object.
+func (r *Repository) readIndexObjects(ctx context.Context, objs []indexObject, add func(plain []byte) error) (read []string, damaged map[string]string, err error) {
+	damaged = make(map[string]string)
 	var largest int64
 	for _, o := range objs {
 		largest = max(largest, o.size)
@@ -291,26 +320,15 @@ func (r *Repository) loadIndex(ctx context.Context, f indexFilter) (*index, map[
 			}
 		}
 		if err == nil {
-			err = x.add(plain, f.keep, packNum)
+			err = add(plain)
 		}
 		if err != nil {
 			damaged[o.name] = err.Error()
 			continue
 		}
-		x.objects = append(x.objects, o.name)
+		read = append(read, o.name)
 	}
-	slices.SortFunc(x.entries, func(a, b indexEntry) int {
-		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
-			return c
-		}
-		return int(x.frames[a.frame].pack) - int(x.frames[b.frame].pack)
-	})
-	slices.SortFunc(x.ids, func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) })
-	x.ids = slices.Compact(x.ids)
-	if len(x.ids) == 0 {
-		x.ids = nil
-	}
-	return x, damaged, nil
+	return read, damaged, nil
 }
 
 // add parses the plain content of one index object into x, keeping what

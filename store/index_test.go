@@ -3,9 +3,11 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +175,67 @@ func TestRestoreLoadsOnlyItsBlobs(t *testing.T) {
 				t.Errorf("OpenEntryAlone(config.ini) = %d bytes, %v; want the %d bytes stored", len(b), err, len(config.data))
 			}
 		}
+	}
+}
+
+// TestReadPrefixCollision reads a version whose compact places (found by
+// the first 8 bytes of a blob's ID) offer, for one blob, the place of
+// another blob first, as two IDs sharing their first 8 bytes would: the
+// read-ahead of a restore and a read of the blob alone find the hash
+// wrong, try the next place and rebuild the version byte for byte. When
+// no place holds the blob, reading it is damage, not another blob's
+// content.
+func TestReadPrefixCollision(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	db := newSQLiteDB(t, 4096, 2000, false)
+	want := map[string][]byte{
+		"storage/pioreactor.sqlite": db.bytes(),
+		"config.ini":                randomData(11, 3000),
+		"unit.json":                 randomData(12, 5000),
+	}
+	var fs []file
+	for name, data := range want {
+		fs = append(fs, file{name, data})
+	}
+	v := pageBackup(t, repo, "leader1", fs).Version
+	chunk := func(name string) store.ChunkID {
+		for _, e := range v.Entries {
+			if e.Name == name && len(e.Chunks) == 1 {
+				return e.Chunks[0]
+			}
+		}
+		t.Fatalf("no entry %s of one chunk", name)
+		return store.ChunkID{}
+	}
+	a, b := chunk("config.ini"), chunk("unit.json")
+	for _, tc := range []struct {
+		name    string
+		dropOwn bool
+	}{
+		{"other blob's place first", false},
+		{"only the other blob's place", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, blobErr, err := store.ReadWithPrefixCollision(ctx, repo, v, a, b, tc.dropOwn)
+			if tc.dropOwn {
+				if !errors.Is(blobErr, store.ErrDamaged) {
+					t.Errorf("reading the blob alone: %v, want damage", blobErr)
+				}
+				if !errors.Is(err, store.ErrDamaged) || !strings.Contains(err.Error(), "unit.json") {
+					t.Errorf("reading the version: %v, want damage naming unit.json", err)
+				}
+				return
+			}
+			if blobErr != nil || err != nil {
+				t.Fatalf("reading the blob alone: %v; the version: %v", blobErr, err)
+			}
+			for name, data := range want {
+				if !bytes.Equal(got[name], data) {
+					t.Errorf("%s: %d bytes differ from the %d stored", name, len(got[name]), len(data))
+				}
+			}
+		})
 	}
 }
 

@@ -87,15 +87,18 @@ func (er *entryReader) Read(p []byte) (int, error) {
 }
 
 // treeCursor walks a page tree depth first, yielding its content piece by
-// piece. It holds one decoded node per level.
+// piece. It holds one decoded node per level, in buffers reused from node
+// to node.
 type treeCursor struct {
 	blobs   *blobReader
 	root    ChunkID
 	started bool
 	stack   []cursorNode
+	leaves  *leafResolver
 }
 
 type cursorNode struct {
+	node  []byte
 	items []treeItem
 	pos   int
 }
@@ -113,7 +116,8 @@ func (c *treeCursor) next(ctx context.Context, buf []byte) ([]byte, error) {
 }
 
 // nextItem returns the next leaf item: a data blob reference or inline
-// bytes. It returns io.EOF at the end of the tree.
+// bytes. It returns io.EOF at the end of the tree. Inline bytes are valid
+// until the next call.
 func (c *treeCursor) nextItem(ctx context.Context) (treeItem, error) {
 	if !c.started {
 		c.started = true
@@ -143,18 +147,21 @@ func (c *treeCursor) nextItem(ctx context.Context) (treeItem, error) {
 }
 
 func (c *treeCursor) push(ctx context.Context, id ChunkID) error {
-	node, err := c.blobs.read(ctx, id, nil)
+	if c.leaves == nil {
+		c.leaves = newLeafResolver(c.blobs)
+	}
+	// Reuse the buffers of the node last held at this level.
+	var n cursorNode
+	if len(c.stack) < cap(c.stack) {
+		n = c.stack[:len(c.stack)+1][len(c.stack)]
+	}
+	node, err := c.blobs.read(ctx, id, n.node[:0])
 	if err != nil {
 		return err
 	}
-	var n cursorNode
-	level, err := parseNode(node, func(it treeItem) error {
-		n.items = append(n.items, it)
-		return nil
-	})
-	if err == nil && level == 0 && len(n.items) > 0 && n.items[0].kind == itemBase {
-		n.items, _, err = resolveLeaf(node, func(id ChunkID) ([]byte, error) { return c.blobs.read(ctx, id, nil) }, 0)
-	}
+	n.node = node
+	n.items, err = readNode(ctx, node, n.items[:0], c.leaves)
+	n.pos = 0
 	if err != nil {
 		return fmt.Errorf("tree node %s: %w", id, err)
 	}

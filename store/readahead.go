@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,7 @@ type readAhead struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	order  chan *fetch // fetches in the consumer's order, bounded
-	free   chan []byte // buffers for reuse
+	free   chan *fetch // fetches the consumer is done with, for reuse
 	wg     sync.WaitGroup
 	err    error // the first error the consumer saw
 }
@@ -73,14 +74,18 @@ type piece struct {
 // newReadAhead starts reading the contents of entries, in order. Read them
 // with next, one entry after the other, and call close at the end.
 func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAhead {
+	// The workers share the places of the blobs these entries use.
+	return r.readAheadOn(ctx, entries, r.neededIndex(entries))
+}
+
+// readAheadOn is newReadAhead finding blobs in src.
+func (r *Repository) readAheadOn(ctx context.Context, entries []*Entry, src indexSource) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
 	n := readAheadWorkers()
-	ra := &readAhead{ctx: ctx, cancel: cancel, order: make(chan *fetch, n), free: make(chan []byte, 2*n+1)}
+	ra := &readAhead{ctx: ctx, cancel: cancel, order: make(chan *fetch, n), free: make(chan *fetch, 2*n+1)}
 	work := make(chan *fetch)
-	// The workers share one frame cache, and the places of the blobs
-	// these entries use.
+	// The workers share one frame cache.
 	cache := newFrameCache(r, aheadFrames, cacheBytes, aheadIdleFrames)
-	src := r.neededIndex(entries)
 	for range n {
 		ra.wg.Add(1)
 		go func() {
@@ -107,9 +112,10 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 					case p.planned:
 						var out []byte
 						out, f.err = br.readAt(ctx, p.id, p.loc, true, f.buf)
-						if errors.Is(f.err, fs.ErrNotExist) {
+						if errors.Is(f.err, fs.ErrNotExist) || errors.Is(f.err, ErrDamaged) {
 							// Repacked by a forget since the index was
-							// read: read the index again.
+							// read, or the place held another blob whose
+							// ID starts the same: read looks again.
 							out, f.err = br.read(ctx, p.id, f.buf)
 						}
 						f.buf = out
@@ -126,13 +132,19 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 		defer ra.wg.Done()
 		defer close(work)
 		defer close(ra.order)
+		// newFetch returns a fetch of e, with the buffers of one the
+		// consumer is done with if there is one.
+		newFetch := func(e *Entry) *fetch {
+			select {
+			case f := <-ra.free:
+				*f = fetch{e: e, items: f.items[:0], buf: f.buf[:0]}
+				return f
+			default:
+				return &fetch{e: e}
+			}
+		}
 		send := func(f *fetch) bool {
 			f.done = make(chan struct{})
-			select {
-			case f.buf = <-ra.free:
-				f.buf = f.buf[:0]
-			default:
-			}
 			select {
 			case work <- f:
 			case <-ctx.Done():
@@ -163,14 +175,14 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 		}
 		// blob looks a blob up once and plans its read.
 		blob := func(id ChunkID) (piece, int) {
-			loc, ok := x.locate(id)
+			loc, ok := x.locate(id, 0)
 			if !ok {
 				// A worker may have read the index again since (this
 				// process stored blobs after reading it, or a forget
 				// repacked them).
 				if nx, err := src.index(ctx); err == nil && nx != x {
 					x = nx
-					loc, ok = x.locate(id)
+					loc, ok = x.locate(id, 0)
 				}
 			}
 			if !ok {
@@ -184,19 +196,25 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 			if e.Tree == nil {
 				for i, id := range e.Chunks {
 					p, n := blob(id)
-					if !send(&fetch{e: e, items: []piece{p}, size: n, last: i == len(e.Chunks)-1}) {
+					f := newFetch(e)
+					f.items, f.size, f.last = append(f.items, p), n, i == len(e.Chunks)-1
+					if !send(f) {
 						return
 					}
 				}
-				if len(e.Chunks) == 0 && !send(&fetch{e: e, last: true}) {
-					return
+				if len(e.Chunks) == 0 {
+					f := newFetch(e)
+					f.last = true
+					if !send(f) {
+						return
+					}
 				}
 				continue
 			}
 			// Walk the tree here (its nodes are in frames of their own)
 			// and hand out runs of pages.
 			cur := &treeCursor{blobs: nodes, root: *e.Tree}
-			f := &fetch{e: e}
+			f := newFetch(e)
 			var last frameKey
 			for {
 				it, err := cur.nextItem(ctx)
@@ -207,7 +225,9 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 					fail(f, err)
 					return
 				}
-				p, n := piece{inline: it.inline}, len(it.inline)
+				// Inline bytes (WAL frame headers) are the cursor's until
+				// its next item: the piece keeps a copy.
+				p, n := piece{inline: bytes.Clone(it.inline)}, len(it.inline)
 				if it.kind != itemInline {
 					p, n = blob(it.id)
 				}
@@ -217,7 +237,7 @@ func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAh
 					if !send(f) {
 						return
 					}
-					f = &fetch{e: e}
+					f = newFetch(e)
 				}
 				f.items = append(f.items, p)
 				f.size += n
@@ -267,7 +287,7 @@ func (ar *aheadReader) Read(p []byte) (int, error) {
 		if ar.cur != nil {
 			last := ar.cur.last
 			select {
-			case ar.ra.free <- ar.cur.buf:
+			case ar.ra.free <- ar.cur:
 			default:
 			}
 			ar.cur = nil

@@ -5,7 +5,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,6 +78,9 @@ func BenchmarkStoredZipDatabase(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(z.Size())
+	b.ReportAllocs()
+	debug.FreeOSMemory()
+	stop := sampleHeap()
 	b.ResetTimer()
 	for range b.N {
 		reads.reset()
@@ -83,9 +89,41 @@ func BenchmarkStoredZipDatabase(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	// The heap in use at its highest, sampled every 5 ms while the
+	// archive is written.
+	b.ReportMetric(float64(stop())/(1<<20), "peak-heap-MiB")
 	// Each frame read from a pack is also decompressed: reading one
 	// several times is work done twice.
 	n, distinct := reads.counts()
 	b.ReportMetric(float64(n), "frame-reads")
 	b.ReportMetric(float64(n)/float64(distinct), "reads/frame")
+}
+
+// sampleHeap records the heap in use every 5 ms until the returned function
+// is called, which returns the largest value seen.
+func sampleHeap() func() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var peak uint64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		wg.Wait()
+		return peak
+	}
 }

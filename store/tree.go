@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -288,52 +290,89 @@ func (b *treeBuilder) finish() (ChunkID, error) {
 	}
 }
 
-// resolveLeaf returns the items of a leaf, a delta leaf's applied to its
-// base's (read with read), and the leaf's delta depth (0 for a full leaf).
-func resolveLeaf(node []byte, read func(ChunkID) ([]byte, error), guard int) ([]treeItem, int, error) {
-	var items []treeItem
+// leafResolver reads leaves, a delta leaf applied to its chain of bases,
+// reusing its buffers from leaf to leaf: one node and one list of items per
+// link of the chain, so reading a tree's leaves makes no garbage once the
+// longest chain has been read.
+type leafResolver struct {
+	br *blobReader
+	// onBase, if set, is told each base leaf before it is read.
+	onBase func(ChunkID)
+	nodes  [][]byte     // per link of the chain: the base leaf's bytes
+	items  [][]treeItem // per link: the base leaf's items, resolved
+}
+
+func newLeafResolver(br *blobReader) *leafResolver { return &leafResolver{br: br} }
+
+// errStopParse stops parseNode after the item wanted.
+var errStopParse = errors.New("stop")
+
+// resolve appends the items of leaf node to out, a delta leaf's applied
+// to its base's (read first, and so on down the chain), and returns them
+// with the leaf's delta depth (0 for a full leaf). Inline items alias node
+// and the resolver's buffers: they are valid until the next resolve.
+func (lr *leafResolver) resolve(ctx context.Context, node []byte, out []treeItem) ([]treeItem, int, error) {
+	return lr.resolveAt(ctx, node, out, 0)
+}
+
+func (lr *leafResolver) resolveAt(ctx context.Context, node []byte, out []treeItem, link int) ([]treeItem, int, error) {
+	var first treeItem
 	level, err := parseNode(node, func(it treeItem) error {
-		items = append(items, it)
-		return nil
+		first = it
+		return errStopParse
 	})
-	if err != nil {
-		return nil, 0, err
+	if err != nil && err != errStopParse {
+		return out, 0, err
 	}
 	if level != 0 {
-		return nil, 0, fmt.Errorf("tree node of level %d where a leaf belongs (%w)", level, ErrDamaged)
+		return out, 0, fmt.Errorf("tree node of level %d where a leaf belongs (%w)", level, ErrDamaged)
 	}
-	if len(items) == 0 || items[0].kind != itemBase {
-		for _, it := range items {
+	if first.kind != itemBase {
+		_, err := parseNode(node, func(it treeItem) error {
 			if it.kind == itemCopy {
-				return nil, 0, fmt.Errorf("tree leaf copies from no base (%w)", ErrDamaged)
+				return fmt.Errorf("tree leaf copies from no base (%w)", ErrDamaged)
 			}
-		}
-		return items, 0, nil
+			out = append(out, it)
+			return nil
+		})
+		return out, 0, err
 	}
-	if guard > 64 {
-		return nil, 0, fmt.Errorf("chain of delta leaves longer than 64 (%w)", ErrDamaged)
+	if link > 64 {
+		return out, 0, fmt.Errorf("chain of delta leaves longer than 64 (%w)", ErrDamaged)
 	}
-	baseNode, err := read(items[0].id)
+	if len(lr.nodes) <= link {
+		lr.nodes = append(lr.nodes, nil)
+		lr.items = append(lr.items, make([]treeItem, 0, treeFanout))
+	}
+	if lr.onBase != nil {
+		lr.onBase(first.id)
+	}
+	baseNode, err := lr.br.read(ctx, first.id, lr.nodes[link][:0])
 	if err != nil {
-		return nil, 0, fmt.Errorf("base leaf %s: %w", items[0].id, err)
+		return out, 0, fmt.Errorf("base leaf %s: %w", first.id, err)
 	}
-	base, _, err := resolveLeaf(baseNode, read, guard+1)
+	lr.nodes[link] = baseNode
+	base, _, err := lr.resolveAt(ctx, baseNode, lr.items[link][:0], link+1)
+	lr.items[link] = base
 	if err != nil {
-		return nil, 0, err
+		return out, 0, err
 	}
-	out := make([]treeItem, 0, treeFanout)
-	for _, it := range items[1:] {
-		switch it.kind {
-		case itemCopy:
+	isBase := true
+	_, err = parseNode(node, func(it treeItem) error {
+		switch {
+		case isBase:
+			isBase = false
+		case it.kind == itemCopy:
 			if it.start+it.count > len(base) {
-				return nil, 0, fmt.Errorf("delta leaf copies items %d+%d of a base of %d (%w)", it.start, it.count, len(base), ErrDamaged)
+				return fmt.Errorf("delta leaf copies items %d+%d of a base of %d (%w)", it.start, it.count, len(base), ErrDamaged)
 			}
 			out = append(out, base[it.start:it.start+it.count]...)
-		case itemBase:
-			return nil, 0, fmt.Errorf("delta leaf names two bases (%w)", ErrDamaged)
+		case it.kind == itemBase:
+			return fmt.Errorf("delta leaf names two bases (%w)", ErrDamaged)
 		default:
 			out = append(out, it)
 		}
-	}
-	return out, int(items[0].size), nil
+		return nil
+	})
+	return out, int(first.size), err
 }

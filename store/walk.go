@@ -13,13 +13,14 @@ import (
 // a subtree already walked (its return for other types is ignored). An
 // unreadable tree node stops the walk with an error naming the entry.
 func walkVersion(ctx context.Context, br *blobReader, v *Version, visit func(id ChunkID, typ uint8) bool) error {
+	tw := newTreeWalker(br, visit)
 	for i := range v.Entries {
 		e := &v.Entries[i]
 		for _, c := range e.Chunks {
 			visit(c, blobData)
 		}
 		if e.Tree != nil {
-			if err := walkTree(ctx, br, *e.Tree, 0, visit); err != nil {
+			if err := tw.walk(ctx, *e.Tree); err != nil {
 				return fmt.Errorf("entry %q: %w", e.Name, err)
 			}
 		}
@@ -27,8 +28,29 @@ func walkVersion(ctx context.Context, br *blobReader, v *Version, visit func(id 
 	return nil
 }
 
-func walkTree(ctx context.Context, br *blobReader, id ChunkID, depth int, visit func(ChunkID, uint8) bool) error {
-	if !visit(id, blobTree) {
+// treeWalker walks page trees for walkVersion, reusing its buffers from
+// node to node: one node and one list of items per level, and a
+// leafResolver.
+type treeWalker struct {
+	br     *blobReader
+	visit  func(ChunkID, uint8) bool
+	leaves *leafResolver
+	nodes  [][]byte     // per level
+	items  [][]treeItem // per level
+}
+
+func newTreeWalker(br *blobReader, visit func(ChunkID, uint8) bool) *treeWalker {
+	tw := &treeWalker{br: br, visit: visit, leaves: newLeafResolver(br)}
+	// A delta leaf needs its base chain to be read (the nodes only).
+	tw.leaves.onBase = func(id ChunkID) { visit(id, blobBase) }
+	return tw
+}
+
+// walk visits the tree whose root is id.
+func (tw *treeWalker) walk(ctx context.Context, id ChunkID) error { return tw.walkAt(ctx, id, 0) }
+
+func (tw *treeWalker) walkAt(ctx context.Context, id ChunkID, depth int) error {
+	if !tw.visit(id, blobTree) {
 		return nil
 	}
 	if depth >= 16 {
@@ -37,37 +59,44 @@ func walkTree(ctx context.Context, br *blobReader, id ChunkID, depth int, visit 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	node, err := br.read(ctx, id, nil)
+	if len(tw.nodes) <= depth {
+		tw.nodes = append(tw.nodes, nil)
+		tw.items = append(tw.items, make([]treeItem, 0, treeFanout))
+	}
+	node, err := tw.br.read(ctx, id, tw.nodes[depth][:0])
 	if err != nil {
 		return fmt.Errorf("tree node: %w", err)
 	}
-	var items []treeItem
-	level, err := parseNode(node, func(it treeItem) error {
-		items = append(items, it)
-		return nil
-	})
-	if err == nil && level == 0 && len(items) > 0 && items[0].kind == itemBase {
-		// A delta leaf: its base chain is needed to read it (the nodes
-		// only), and its content is the resolved items.
-		items, _, err = resolveLeaf(node, func(b ChunkID) ([]byte, error) {
-			visit(b, blobBase)
-			return br.read(ctx, b, nil)
-		}, 0)
-	}
+	tw.nodes[depth] = node
+	items, err := readNode(ctx, node, tw.items[depth][:0], tw.leaves)
+	tw.items[depth] = items
 	if err != nil {
 		return fmt.Errorf("tree node %s: %w", id, err)
 	}
 	for _, it := range items {
 		switch it.kind {
 		case itemRef:
-			visit(it.id, blobData)
+			tw.visit(it.id, blobData)
 		case itemChild:
-			if err := walkTree(ctx, br, it.id, depth+1, visit); err != nil {
+			if err := tw.walkAt(ctx, it.id, depth+1); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// readNode appends the items of a tree node to out: an inner node's
+// children, or a leaf's content, resolved with lr when it is a delta leaf.
+func readNode(ctx context.Context, node []byte, out []treeItem, lr *leafResolver) ([]treeItem, error) {
+	level, err := parseNode(node, func(it treeItem) error {
+		out = append(out, it)
+		return nil
+	})
+	if err == nil && level == 0 && len(out) > 0 && out[0].kind == itemBase {
+		out, _, err = lr.resolve(ctx, node, out[:0])
+	}
+	return out, err
 }
 
 // blobMarks records which blobs the versions of a repository use: the mark

@@ -373,6 +373,10 @@ func (p *Pending) baseLeaves(ctx context.Context, name string) func(int) (ChunkI
 	}
 	br := w.repos[first].newBlobReaderOn(fixedIndex{w.known[first].idx})
 	read := func(id ChunkID) ([]byte, error) { return br.read(ctx, id, nil) }
+	// The items handed out are the builder's until it asks for the next
+	// leaf: one list and the resolver's buffers serve every leaf.
+	leaves := newLeafResolver(br)
+	var items []treeItem
 	type level struct {
 		children []ChunkID
 		pos      int
@@ -431,7 +435,9 @@ func (p *Pending) baseLeaves(ctx context.Context, name string) func(int) (ChunkI
 			failed = true
 			return id, 0, nil, false
 		}
-		items, depth, err := resolveLeaf(node, read, 0)
+		var depth int
+		var err error
+		items, depth, err = leaves.resolve(ctx, node, items[:0])
 		if err != nil {
 			failed = true
 			return id, 0, nil, false
