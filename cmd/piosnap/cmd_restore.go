@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/piosnap/piosnap/archive/dir"
-	"github.com/piosnap/piosnap/archive/pioreactor"
+	"github.com/piosnap/piosnap/archive/pioreactor/restore"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
 	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
@@ -82,7 +82,8 @@ func (a *app) restoreVersion(ctx context.Context, o restoreOptions) (snapshot.St
 }
 
 // restore runs one restore: pick, check, probe, confirm, safety snapshot,
-// upload, wait, verify. Every step that can fail says what was (not) done.
+// upload, wait, verify (see package restore). Every step that can fail says
+// what was (not) done.
 func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	out := a.env.Stdout
 	target := o.to
@@ -107,50 +108,37 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	if !o.dryRun && !o.yes && !isTerminal(a.env.Stdin) {
 		return usageErrorf("a restore replaces everything in %s's ~/.pioreactor and reboots it, and standard input is not a terminal to confirm on: pass --yes to restore without asking (nothing was uploaded)", target)
 	}
-	hold, err := s.Repo.Hold(ctx, "restore", v.ID)
-	if err != nil {
-		return fmt.Errorf("hold version %s against retention: %w", v.ShortID(), err)
-	}
-	defer hold.Unlock(context.WithoutCancel(ctx))
-
-	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateRunning})
-	replace, err := checkRestorable(ctx, s.Repo, v, target, o.rewriteHostname)
-	if err != nil {
-		return fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), target, err)
-	}
-	if target != v.Host {
-		fmt.Fprintf(a.env.Stderr, "WARNING: cloning %s's configuration, calibrations and plugins onto %s; the archive's unit name is rewritten to %s\n", v.Host, target, target)
-	}
-	src, err := newZipSource(ctx, s.Repo, v, replace, o.compress)
-	if err != nil {
-		return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
-	}
-	defer src.close()
-	size := src.size()
-	if o.dryRun || o.compress {
-		start := time.Now()
-		if err := src.check(ctx); err != nil {
-			return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
-		}
-		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked in %s: %s\n", time.Since(start).Round(100*time.Millisecond), humanBytes(size))
-	} else {
-		fmt.Fprintf(out, "archive of %s, rebuilt from the repository as it is sent; every chunk is checked on the way\n", humanBytes(size))
-	}
-
 	cl, err := a.client()
 	if err != nil {
 		return err
 	}
-	if err := a.waitUnitReady(ctx, cl, target, o.lockWait); err != nil {
+	rp := &restoreReport{a: a, v: v, unit: target}
+	r, err := restore.Prepare(ctx, restore.Options{
+		Store: s, Version: v, Client: cl, Unit: target,
+		RewriteHostname: o.rewriteHostname, Compress: o.compress, CheckAll: o.dryRun,
+		NoSafety: o.noSafety, NoWait: o.noWait,
+		LockWait: o.lockWait, RebootTimeout: a.cfg.Pioreactor.RebootTimeout.Duration,
+		Self: a.restoresItself(cl, target), StateDir: a.cfg.StateDir,
+		Safety: func(ctx context.Context, unit, note string) (*snapshot.Report, error) {
+			stores := []snapshot.Store{s}
+			unlock, err := a.lockAll(ctx, stores, "restore safety snapshot")
+			if err != nil {
+				return nil, err
+			}
+			defer unlock()
+			return a.backup(ctx, stores, []string{unit}, store.KindSafety, note)
+		},
+		Report: rp.event,
+	})
+	if be := (*restore.BlockedError)(nil); errors.As(err, &be) {
+		// Refused before anything happened: the user must act first
+		// (README, "Exit codes": 2).
+		return withCode(exitUsage, err)
+	}
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%s answers and nothing blocks an import\n", target)
-	a.restoreEvent(web.Event{Step: web.StepCheck, State: web.StateDone})
-	self := a.restoresItself(cl, target)
-	if self {
-		fmt.Fprintf(out, "%s is the machine piosnap runs on: the import reboots it, which ends this command before it can verify the restore; the verification is saved in %s, and piosnap's daemon finishes it when it starts after the reboot and reports it in its log and in `piosnap status`\n",
-			target, selfRestorePath(a.cfg.StateDir))
-	}
+	defer r.Close()
 	if o.dryRun {
 		fmt.Fprintf(out, "dry run: every check passed; no safety snapshot was taken and nothing was uploaded\n")
 		return nil
@@ -171,114 +159,94 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 			return withCode(exitFailure, errors.New("not confirmed: nothing was uploaded"))
 		}
 	}
-
-	undo := ""
-	if o.noSafety {
-		fmt.Fprintf(a.env.Stderr, "WARNING: no safety snapshot (--no-safety-snapshot): %s's current state is not kept\n", target)
-		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateSkipped})
-	} else {
-		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateRunning})
-		start := time.Now()
-		id, err := a.safetySnapshot(ctx, s, target, v)
-		if err != nil {
-			return err
-		}
-		took := time.Since(start).Round(100 * time.Millisecond)
-		a.restoreEvent(web.Event{Step: web.StepSafety, State: web.StateDone, SafetyVersion: id, SafetyStore: s.Name})
-		undo = fmt.Sprintf("piosnap restore --host %s --version %s --store %s", target, id[:8], s.Name)
-		fmt.Fprintf(out, "safety snapshot of %s taken in %s: version %s (to undo the restore: %s)\n", target, took, id[:8], undo)
-	}
-
-	var sr *selfRestore
-	if self {
-		sr = &selfRestore{Unit: target, Host: v.Host, Version: v.ID, Store: s.Name, Started: time.Now().UTC(), Undo: undo}
-		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
-			fmt.Fprintf(a.env.Stderr, "WARNING: cannot save the pending verification in state_dir (%v): after the reboot nothing verifies this restore by itself; run this command as the piosnap user, or check state_dir\n", err)
-			sr = nil
-		}
-	}
-
-	deadline := time.Now().Add(o.lockWait)
-	for {
-		task, err := a.upload(ctx, cl, target, src, size)
-		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
-			if err := a.waitLocked(ctx, target, task); err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			dropSelfRestore(a.cfg.StateDir, sr) // the unit imported nothing
-			return withUndo(err, undo)
-		}
-		if o.noWait {
-			fmt.Fprintf(out, "%s accepted the archive (task %s) and reboots in a few seconds; not waiting (--no-wait), so nothing was verified\n", target, task.TaskID)
-			if sr != nil {
-				fmt.Fprintf(out, "piosnap's daemon verifies it when it starts after the reboot; `piosnap status` shows the result\n")
-			}
-			return nil
-		}
-		fmt.Fprintf(out, "%s accepted the archive; waiting for the import and the reboot (up to %s)\n", target, a.cfg.Pioreactor.RebootTimeout.Duration)
-		a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateRunning})
-		rt := a.cfg.Pioreactor.RebootTimeout.Duration
-		wait := newStep(a.env.Stderr, fmt.Sprintf("waiting for %s to import and reboot", target), 0)
-		stopTick := wait.tickEvery(time.Second)
-		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt, Imported: func() {
-			a.restoreEvent(web.Event{Step: web.StepImport, State: web.StateDone})
-			a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateRunning})
-		}})
-		stopTick()
-		waited := wait.took()
-		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
-			if err := a.waitLocked(ctx, target, task); err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			if errors.Is(err, pioreactor.ErrImportFailed) {
-				dropSelfRestore(a.cfg.StateDir, sr) // the unit kept its files
-			}
-			return withUndo(fmt.Errorf("restore of version %s onto %s: %w", v.ShortID(), target, err), undo)
-		}
-		fmt.Fprintf(out, "%s imported the archive, rebooted and answers again after %s; verifying by exporting it\n", outcome.Unit, waited)
-		a.restoreEvent(web.Event{Step: web.StepReboot, State: web.StateDone})
-		break
-	}
-	a.restoreEvent(web.Event{Step: web.StepVerify, State: web.StateRunning})
-	verify := newStep(a.env.Stderr, "verifying "+target, 0)
-	diff, err := verifyRestore(ctx, cl, s.Repo, v, target, verify.add)
-	verified := verify.took()
-	if err != nil {
-		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
-	}
-	if sr != nil {
-		// This command survived the reboot and verified the restore itself.
-		now := time.Now().UTC()
-		sr.Finished, sr.Verified = &now, diff.empty()
-		sr.Result = fmt.Sprintf("restored and verified: %s matches version %s of %s", target, v.ShortID(), v.Host)
-		if !diff.empty() {
-			sr.Result = fmt.Sprintf("%s differs from version %s: %s", target, v.ShortID(), diff.summary())
-		}
-		if err := writeSelfRestore(a.cfg.StateDir, sr); err != nil {
-			fmt.Fprintf(a.env.Stderr, "WARNING: cannot record the verification in state_dir: %v\n", err)
-		}
-	}
-	if !diff.empty() {
-		fmt.Fprintf(out, "%s differs from version %s:\n%s", target, v.ShortID(), diff)
-		return withUndo(fmt.Errorf("%s was restored but does not match version %s (%s)", target, v.ShortID(), diff.summary()), undo)
-	}
-	fmt.Fprintf(out, "restored and verified: %s matches version %s of %s (%d entries, exported and compared in %s; config.ini compared by its settings, as Pioreactor rewrites it)\n",
-		target, v.ShortID(), v.Host, len(v.Entries), verified)
-	return nil
+	return r.Run(ctx)
 }
 
-// withUndo appends how to undo a half-done restore to err.
-func withUndo(err error, undo string) error {
-	if undo == "" {
-		return err
+// restoreReport prints a restore's events as `piosnap restore` does, draws
+// its long steps on a terminal, and passes its steps to the web page
+// following it, if any.
+type restoreReport struct {
+	a    *app
+	v    *store.Version
+	unit string
+
+	bar      *progress     // the upload
+	wait     *stepProgress // the import and the reboot
+	stopTick func()
+	verify   *stepProgress // the export that verifies
+}
+
+func (p *restoreReport) event(ev restore.Event) {
+	out, warn, v := p.a.env.Stdout, p.a.env.Stderr, p.v
+	switch ev.Kind {
+	case restore.KindStep:
+		if ev.Step == restore.StepUpload && ev.State == restore.StateRunning {
+			p.bar = newProgress(warn, p.unit, ev.Total)
+		}
+		p.a.restoreEvent(web.Event{Step: string(ev.Step), State: string(ev.State), Sent: ev.Sent, Total: ev.Total,
+			SafetyVersion: ev.SafetyVersion, SafetyStore: ev.SafetyStore})
+		switch {
+		case ev.Step == restore.StepImport && ev.State == restore.StateRunning:
+			p.wait = newStep(warn, fmt.Sprintf("waiting for %s to import and reboot", p.unit), 0)
+			p.stopTick = p.wait.tickEvery(time.Second)
+		case ev.Step == restore.StepVerify && ev.State == restore.StateRunning:
+			p.verify = newStep(warn, "verifying "+p.unit, 0)
+		}
+	case restore.KindCloning:
+		fmt.Fprintf(warn, "WARNING: cloning %s's configuration, calibrations and plugins onto %s; the archive's unit name is rewritten to %s\n", ev.Host, ev.Unit, ev.Unit)
+	case restore.KindRebuilt:
+		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked in %s: %s\n", ev.Took, humanBytes(ev.Size))
+	case restore.KindStreaming:
+		fmt.Fprintf(out, "archive of %s, rebuilt from the repository as it is sent; every chunk is checked on the way\n", humanBytes(ev.Size))
+	case restore.KindImportRunning:
+		fmt.Fprintf(out, "%s is running another import; waiting for it to finish (up to %s)\n", ev.Unit, ev.Wait)
+	case restore.KindRebootingAfter:
+		fmt.Fprintf(out, "%s went down after that import (rebooting); waiting for it to come back (up to %s)\n", ev.Unit, ev.Wait)
+	case restore.KindReady:
+		fmt.Fprintf(out, "%s answers and nothing blocks an import\n", ev.Unit)
+	case restore.KindSelf:
+		fmt.Fprintf(out, "%s is the machine piosnap runs on: the import reboots it, which ends this command before it can verify the restore; the verification is saved in %s, and piosnap's daemon finishes it when it starts after the reboot and reports it in its log and in `piosnap status`\n",
+			ev.Unit, ev.Path)
+	case restore.KindNoSafety:
+		fmt.Fprintf(warn, "WARNING: no safety snapshot (--no-safety-snapshot): %s's current state is not kept\n", ev.Unit)
+	case restore.KindSafetyTaken:
+		fmt.Fprintf(out, "safety snapshot of %s taken in %s: version %s (to undo the restore: %s)\n", ev.Unit, ev.Took, ev.SafetyVersion[:8], ev.Undo)
+	case restore.KindRecordNotSaved:
+		fmt.Fprintf(warn, "WARNING: cannot save the pending verification in state_dir (%v): after the reboot nothing verifies this restore by itself; run this command as the piosnap user, or check state_dir\n", ev.Err)
+	case restore.KindSent:
+		p.bar.update(ev.Sent)
+		p.a.restoreEvent(web.Event{Sent: ev.Sent, Total: ev.Total})
+	case restore.KindUploadEnded:
+		p.bar.finish()
+	case restore.KindUploaded:
+		fmt.Fprintf(out, "uploaded %s to %s through the leader in %s (%s/s)\n",
+			humanBytes(ev.Size), ev.Unit, ev.Took.Round(time.Millisecond), humanBytes(int64(float64(ev.Size)/max(ev.Took.Seconds(), 1e-3))))
+	case restore.KindLocked:
+		fmt.Fprintf(out, "%s is running another import; uploading again in %s\n", ev.Unit, ev.Wait)
+	case restore.KindAcceptedNoWait:
+		fmt.Fprintf(out, "%s accepted the archive (task %s) and reboots in a few seconds; not waiting (--no-wait), so nothing was verified\n", ev.Unit, ev.TaskID)
+		if ev.Self {
+			fmt.Fprintf(out, "piosnap's daemon verifies it when it starts after the reboot; `piosnap status` shows the result\n")
+		}
+	case restore.KindAccepted:
+		fmt.Fprintf(out, "%s accepted the archive; waiting for the import and the reboot (up to %s)\n", ev.Unit, ev.Wait)
+	case restore.KindWaitEnded:
+		p.stopTick()
+		p.wait.took()
+	case restore.KindRebooted:
+		fmt.Fprintf(out, "%s imported the archive, rebooted and answers again after %s; verifying by exporting it\n", ev.Unit, ev.Took)
+	case restore.KindExported:
+		p.verify.add(ev.Size)
+	case restore.KindVerifyEnded:
+		p.verify.took()
+	case restore.KindRecordNotUpdated:
+		fmt.Fprintf(warn, "WARNING: cannot record the verification in state_dir: %v\n", ev.Err)
+	case restore.KindDiffers:
+		fmt.Fprintf(out, "%s differs from version %s:\n%s", ev.Unit, v.ShortID(), ev.Diff)
+	case restore.KindVerified:
+		fmt.Fprintf(out, "restored and verified: %s matches version %s of %s (%d entries, exported and compared in %s; config.ini compared by its settings, as Pioreactor rewrites it)\n",
+			ev.Unit, v.ShortID(), v.Host, len(v.Entries), ev.Took)
 	}
-	return fmt.Errorf("%w; to go back to the state before the restore: %s", err, undo)
 }
 
 func databaseNote(v *store.Version) string {
@@ -303,148 +271,6 @@ func confirm(r io.Reader, w io.Writer, question string) (bool, error) {
 		return true, nil
 	}
 	return false, nil
-}
-
-// rebootGrace is how long a unit that just finished another import is
-// watched for the reboot a successful import triggers (2 s on Pioreactor,
-// plus shutdown).
-const rebootGrace = 15 * time.Second
-
-// waitUnitReady asks the unit itself what would block an import, since the
-// leader hides the unit's reasons behind a 502. An import already running is
-// waited for up to lockWait, and the reboot that follows it up to the
-// configured reboot timeout; anything else stops the restore.
-func (a *app) waitUnitReady(ctx context.Context, cl *pioreactor.Client, unit string, lockWait time.Duration) error {
-	lockDeadline := time.Now().Add(lockWait)
-	var downSince time.Time // when the unit went down after the import we waited for
-	var upSince time.Time   // when the unit was free again, before its reboot
-	sawImport := false
-	for {
-		err := cl.Probe(ctx, unit)
-		switch {
-		case err == nil && (!sawImport || !downSince.IsZero()):
-			return nil
-		case err == nil && upSince.IsZero():
-			// The other import finished; a successful one reboots the unit
-			// seconds later, which must not hit our upload.
-			upSince = time.Now()
-		case err == nil && time.Since(upSince) > rebootGrace:
-			return nil // it did not reboot: that import failed
-		}
-		if err == nil {
-			if err := store.Sleep(ctx, 500*time.Millisecond); err != nil {
-				return err
-			}
-			continue
-		}
-		locked := errors.Is(err, pioreactor.ErrImportLocked)
-		rebooting := sawImport && errors.Is(err, pioreactor.ErrUnreachable)
-		blocked := errors.Is(err, pioreactor.ErrSentinel) || errors.Is(err, pioreactor.ErrWrongUnit) || errors.Is(err, pioreactor.ErrUnauthorized)
-		switch {
-		case blocked:
-			// Refused before anything happened: the user must act first
-			// (README, "Exit codes": 2).
-			return withCode(exitUsage, fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err))
-		case !locked && !rebooting:
-			return fmt.Errorf("%s cannot take an import now: %w (nothing was uploaded)", unit, err)
-		case locked && time.Now().After(lockDeadline):
-			return fmt.Errorf("%s is still running another import after %s: %w (nothing was uploaded; retry later or raise --lock-wait)", unit, lockWait, err)
-		case locked:
-			downSince = time.Time{}
-			if !sawImport {
-				fmt.Fprintf(a.env.Stdout, "%s is running another import; waiting for it to finish (up to %s)\n", unit, lockWait)
-			}
-			sawImport = true
-		case downSince.IsZero():
-			downSince = time.Now()
-			fmt.Fprintf(a.env.Stdout, "%s went down after that import (rebooting); waiting for it to come back (up to %s)\n", unit, a.cfg.Pioreactor.RebootTimeout.Duration)
-		case time.Since(downSince) > a.cfg.Pioreactor.RebootTimeout.Duration:
-			return fmt.Errorf("%s did not come back within %s (reboot_timeout) after the import it was running: %w (nothing was uploaded)", unit, a.cfg.Pioreactor.RebootTimeout.Duration, err)
-		}
-		if err := store.Sleep(ctx, 500*time.Millisecond); err != nil {
-			return err
-		}
-	}
-}
-
-// waitLocked pauses before uploading again after the unit said another
-// import holds its lock.
-func (a *app) waitLocked(ctx context.Context, unit string, task *pioreactor.Task) error {
-	d := time.Second
-	if task != nil && task.RetryAfter > d {
-		d = task.RetryAfter
-	}
-	fmt.Fprintf(a.env.Stdout, "%s is running another import; uploading again in %s\n", unit, d)
-	return store.Sleep(ctx, d)
-}
-
-// safetySnapshot stores the unit's current state as a KindSafety version in
-// s and returns its ID.
-func (a *app) safetySnapshot(ctx context.Context, s snapshot.Store, unit string, v *store.Version) (string, error) {
-	fail := func(err error) error {
-		return fmt.Errorf("safety snapshot of %s failed: %w (nothing was uploaded; fix this, or pass --no-safety-snapshot to restore with no way back)", unit, err)
-	}
-	stores := []snapshot.Store{s}
-	unlock, err := a.lockAll(ctx, stores, "restore safety snapshot")
-	if err != nil {
-		return "", fail(err)
-	}
-	defer unlock()
-	rep, err := a.backup(ctx, stores, []string{unit}, store.KindSafety, "before restore of version "+v.ShortID())
-	if err != nil {
-		return "", fail(err)
-	}
-	for _, h := range rep.Hosts {
-		if h.Host != unit {
-			continue
-		}
-		if err := h.Err(); err != nil {
-			return "", fail(err)
-		}
-		for _, sr := range h.Stores {
-			if sr.Error != "" {
-				return "", fail(fmt.Errorf("store %q: %s", sr.Store, sr.Error))
-			}
-			if len(sr.VersionID) >= 8 {
-				return sr.VersionID, nil
-			}
-		}
-	}
-	return "", fail(errors.New("the run stored no version of it"))
-}
-
-// upload streams the rebuilt archive to the unit through the leader. When
-// the leader masks the unit's refusal, the unit is asked for the reason.
-func (a *app) upload(ctx context.Context, cl *pioreactor.Client, unit string, src zipSource, size int64) (*pioreactor.Task, error) {
-	body, wait := src.stream(ctx)
-	bar := newProgress(a.env.Stderr, unit, size)
-	a.restoreEvent(web.Event{Step: web.StepUpload, State: web.StateRunning, Total: size})
-	start := time.Now()
-	task, err := cl.Import(ctx, unit, body, size, func(sent int64) {
-		bar.update(sent)
-		a.restoreEvent(web.Event{Sent: sent, Total: size})
-	})
-	body.Close()
-	werr := wait()
-	bar.finish()
-	if werr != nil && !errors.Is(werr, io.ErrClosedPipe) && ctx.Err() == nil {
-		// The archive broke off before its end, so the unit never received a
-		// whole one and imported nothing.
-		return nil, fmt.Errorf("rebuild the archive of the version from the repository: %w (the upload to %s was cut short, so it imported nothing; run `piosnap check --read-data`)", werr, unit)
-	}
-	if err != nil {
-		if errors.Is(err, pioreactor.ErrLeaderMasked) {
-			if perr := cl.Probe(ctx, unit); perr != nil {
-				return nil, fmt.Errorf("upload to %s refused: %w", unit, perr)
-			}
-		}
-		return task, fmt.Errorf("upload to %s: %w", unit, err)
-	}
-	el := time.Since(start)
-	a.restoreEvent(web.Event{Step: web.StepUpload, State: web.StateDone, Sent: size, Total: size})
-	fmt.Fprintf(a.env.Stdout, "uploaded %s to %s through the leader in %s (%s/s)\n",
-		humanBytes(size), unit, el.Round(time.Millisecond), humanBytes(int64(float64(size)/max(el.Seconds(), 1e-3))))
-	return task, nil
 }
 
 // restoreEvent tells the web page following this restore, if any, about a

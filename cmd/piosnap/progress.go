@@ -125,16 +125,48 @@ func (p *stepProgress) draw(force bool) {
 	fmt.Fprintf(p.w, "\r%-79s", p.line(now))
 }
 
-// countingReader passes the size of each read to add.
-type countingReader struct {
-	r   io.Reader
-	add func(int64)
+// progress draws an upload progress bar on a terminal and nothing elsewhere.
+type progress struct {
+	w     io.Writer
+	on    bool
+	unit  string
+	total int64
+
+	mu    sync.Mutex
+	last  time.Time
+	drawn bool
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if n > 0 {
-		c.add(int64(n))
+func newProgress(w io.Writer, unit string, total int64) *progress {
+	return &progress{w: w, on: isTerminal(w), unit: unit, total: total}
+}
+
+// update is called from the sending goroutine with the bytes sent so far.
+func (p *progress) update(sent int64) {
+	if !p.on {
+		return
 	}
-	return n, err
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sent < p.total && time.Since(p.last) < 200*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	p.drawn = true
+	const width = 30
+	frac := 1.0
+	if p.total > 0 {
+		frac = float64(sent) / float64(p.total)
+	}
+	n := int(frac * width)
+	fmt.Fprintf(p.w, "\ruploading to %s [%s%s] %3.0f%% %s of %s ", p.unit,
+		strings.Repeat("=", n), strings.Repeat(" ", width-n), frac*100, humanBytes(sent), humanBytes(p.total))
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -18,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
+	"github.com/piosnap/piosnap/archive/pioreactor/restore"
 	"github.com/piosnap/piosnap/archive/pioreactor/simulator"
 	"github.com/piosnap/piosnap/store"
 	"github.com/piosnap/piosnap/store/local"
@@ -184,8 +184,8 @@ func compareTrees(t *testing.T, want, got map[string][]byte) {
 		case name == pioreactor.MetadataFile:
 		case !ok:
 			t.Errorf("%s missing after the restore", name)
-		case name == configINI:
-			if d := compareConfig(string(w), string(g)); len(d) > 0 {
+		case name == "config.ini":
+			if d := restore.CompareConfig(string(w), string(g)); len(d) > 0 {
 				t.Errorf("config.ini settings differ: %v", d)
 			}
 		case !bytes.Equal(w, g):
@@ -558,187 +558,6 @@ func TestConfirm(t *testing.T) {
 		}
 		if prompt.String() != "Restore? [y/N] " {
 			t.Errorf("prompt written = %q", prompt.String())
-		}
-	}
-}
-
-func TestCompareConfig(t *testing.T) {
-	const orig = `# a comment
-[PWM]
-# map the PWM channels
-1=stirring
-2=media
-
-[leds]
-A=IR
-B = white light
-
-[storage]
-database=/home/pioreactor/.pioreactor/storage/pioreactor.sqlite
-temporary_cache=/tmp/local_intermittent_pioreactor_metadata.sqlite
-
-[dosing]
-schedule=0, 1,
-    2, 3
-`
-	rewritten := "[PWM]\n1=stirring\n2=media\n\n[leds]\na=IR\nb=white light\n\n[storage]\n" +
-		"database=/home/pioreactor/.pioreactor/storage/pioreactor.sqlite\n" +
-		"temporary_cache=/run/pioreactor/cache/local_intermittent_pioreactor_metadata.sqlite\n\n[dosing]\nschedule=0, 1,\n\t2, 3\n\n"
-	tests := []struct {
-		name, want, got string
-		diffs           []string
-	}{
-		{"identical", orig, orig, nil},
-		{"rewritten by the import", orig, rewritten, nil},
-		{"changed value", orig, strings.Replace(rewritten, "2=media", "2=heating", 1), []string{`[PWM] 2 is "heating", want "media"`}},
-		{"missing option", orig, strings.Replace(rewritten, "b=white light\n", "", 1), []string{"[leds] b missing"}},
-		{"extra option", orig, strings.Replace(rewritten, "a=IR", "a=IR\nc=UV", 1), []string{"[leds] c extra"}},
-		{"missing section", orig, strings.Replace(rewritten, "[dosing]\nschedule=0, 1,\n\t2, 3\n", "", 1), []string{"[dosing] missing"}},
-		{"extra section", orig, rewritten + "[new]\nx=1\n", []string{"[new] extra"}},
-		{"temporary_cache only in the unit's copy", "[storage]\ndatabase=d\n", "[storage]\ndatabase=d\ntemporary_cache=x\n", nil},
-		{"storage section added for temporary_cache", "[a]\nb=c\n", "[a]\nb=c\n\n[storage]\ntemporary_cache=x\n", nil},
-		{"continuation changed", orig, strings.Replace(rewritten, "\t2, 3", "\t2, 4", 1), []string{`[dosing] schedule is "0, 1,\n2, 4", want "0, 1,\n2, 3"`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := compareConfig(tt.want, tt.got)
-			if strings.Join(got, "|") != strings.Join(tt.diffs, "|") {
-				t.Errorf("compareConfig = %q, want %q", got, tt.diffs)
-			}
-		})
-	}
-}
-
-// TestVerifyRestoreDiffers checks that verification names every missing,
-// extra and changed entry and every differing config.ini setting.
-func TestVerifyRestoreDiffers(t *testing.T) {
-	t.Parallel()
-	r := newRestoreRig(t, rigOptions{})
-	r.mustRun("backup", "--host", "worker1")
-	w1 := r.cluster.Unit("worker1")
-	ctx := context.Background()
-	b, err := local.Open(r.repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := store.Open(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vs, err := repo.Versions(ctx)
-	if err != nil || len(vs) != 1 {
-		t.Fatalf("versions: %d, %v", len(vs), err)
-	}
-	cl, err := pioreactor.New(pioreactor.Config{Leader: r.cluster.LeaderURL(), Addresses: r.cluster.Addresses()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := verifyRestore(ctx, cl, repo, vs[0], "worker1", nil)
-	if err != nil || !d.empty() {
-		t.Fatalf("unchanged unit: diff %v, err %v; want none", d, err)
-	}
-
-	if err := w1.WriteCalibration("od90", "extra", "x: 1\n"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(w1.Dir(), "unit_config.ini"), []byte("changed\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(w1.Dir(), ".image_metadata")); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(w1.Dir(), "config.ini")
-	cfgText, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfgPath, append(cfgText, "\n[piosnap_test]\nk=v\n"...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d, err = verifyRestore(ctx, cl, repo, vs[0], "worker1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := &restoreDiff{
-		Missing: []string{".image_metadata"},
-		Extra:   []string{"storage/calibrations/od90/extra.yaml"},
-		Changed: []string{"unit_config.ini"},
-		Config:  []string{"[piosnap_test] extra"},
-	}
-	if d.String() != want.String() {
-		t.Errorf("diff:\n%s\nwant:\n%s", d, want)
-	}
-	mustContain(t, "summary", d.summary(), "1 missing", "1 extra", "1 changed", "1 config.ini settings differing")
-
-	if err := w1.SetOffline(true); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := verifyRestore(ctx, cl, repo, vs[0], "worker1", nil); err == nil {
-		t.Error("verifying an unreachable unit succeeded")
-	}
-}
-
-// TestZipSourceReplace checks that a rewritten archive is deterministic, its
-// predicted size exact, and the metadata entry replaced.
-func TestZipSourceReplace(t *testing.T) {
-	t.Parallel()
-	r := newRestoreRig(t, rigOptions{})
-	r.mustRun("backup", "--host", "worker1")
-	ctx := context.Background()
-	b, err := local.Open(r.repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := store.Open(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vs, err := repo.Versions(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replace, err := checkRestorable(ctx, repo, vs[0], "worker2", true)
-	if err != nil || len(replace) != 1 {
-		t.Fatalf("checkRestorable onto worker2 = %v, %v; want one replacement", replace, err)
-	}
-	if _, err := checkRestorable(ctx, repo, vs[0], "worker2", false); err == nil || !strings.Contains(err.Error(), "--rewrite-hostname") {
-		t.Errorf("checkRestorable without rewrite = %v, want a refusal naming --rewrite-hostname", err)
-	}
-	for _, c := range []struct {
-		rep     map[string][]byte
-		deflate bool
-	}{{nil, false}, {replace, false}, {nil, true}, {replace, true}} {
-		rep := c.rep
-		src, err := newZipSource(ctx, repo, vs[0], rep, c.deflate)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.close()
-		size := src.size()
-		var out1, out2 bytes.Buffer
-		for _, out := range []*bytes.Buffer{&out1, &out2} {
-			body, wait := src.stream(ctx)
-			if _, err := out.ReadFrom(body); err != nil {
-				t.Fatal(err)
-			}
-			if err := wait(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if int64(out1.Len()) != size || !bytes.Equal(out1.Bytes(), out2.Bytes()) {
-			t.Errorf("replace %v: streamed %d and %d bytes (equal %v), size predicted %d", rep != nil, out1.Len(), out2.Len(), bytes.Equal(out1.Bytes(), out2.Bytes()), size)
-		}
-		if rep != nil && !bytes.Contains(out1.Bytes(), []byte(pioreactor.MetadataFile)) {
-			t.Error("rewritten archive lacks the metadata entry")
-		}
-		zr, err := zip.NewReader(bytes.NewReader(out1.Bytes()), int64(out1.Len()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range zr.File {
-			if want := map[bool]uint16{false: zip.Store, true: zip.Deflate}[c.deflate && !f.FileInfo().IsDir()]; f.Method != want {
-				t.Errorf("deflate %v: %s has method %d, want %d", c.deflate, f.Name, f.Method, want)
-			}
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
+	"github.com/piosnap/piosnap/archive/pioreactor/restore"
 	"github.com/piosnap/piosnap/config"
 )
 
@@ -72,7 +73,7 @@ func TestSelfRestoreFinishedByDaemon(t *testing.T) {
 		t.Fatalf("pending restore %+v, %v; want leader1, unfinished, with an undo command", sr, err)
 	}
 	_, out, _ = runMain(t, "-c", f.cfgPath, "status")
-	mustContain(t, "status", out, "restore of this machine (leader1) to version "+shortID(sr.Version), "PENDING verification")
+	mustContain(t, "status", out, "restore of this machine (leader1) to version "+sr.ShortVersion(), "PENDING verification")
 
 	cmd, logs := f.start(t, bin)
 	waitFor(t, hangTimeout, "the daemon to verify the restore", func() bool {
@@ -115,15 +116,15 @@ func TestSelfRestoreVerifiedInProcess(t *testing.T) {
 		t.Fatalf("recorded restore %+v, %v; want finished and verified", sr, err)
 	}
 	// A worker is not this machine: nothing is saved for it.
-	if err := os.Remove(filepath.Join(f.stateDir, selfRestoreFileName)); err != nil {
+	if err := os.Remove(filepath.Join(f.stateDir, restore.RecordFileName)); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errs = runMain(t, "-c", f.cfgPath, "restore", "--host", "worker1", "--yes", "--no-wait")
 	if code != 0 || strings.Contains(out, "the machine piosnap runs on") {
 		t.Fatalf("restore worker1: exit %d\n%s\n%s", code, out, errs)
 	}
-	if _, err := os.Stat(filepath.Join(f.stateDir, selfRestoreFileName)); !os.IsNotExist(err) {
-		t.Errorf("restoring a worker saved %s: %v", selfRestoreFileName, err)
+	if _, err := os.Stat(filepath.Join(f.stateDir, restore.RecordFileName)); !os.IsNotExist(err) {
+		t.Errorf("restoring a worker saved %s: %v", restore.RecordFileName, err)
 	}
 }
 
@@ -141,7 +142,7 @@ func TestSelfRestoreImportFails(t *testing.T) {
 		t.Fatalf("restore with a failing import: exit 0\n%s\n%s", out, errs)
 	}
 	if sr, err := readSelfRestore(f.stateDir); err != nil || sr != nil {
-		t.Errorf("after a failed import, %s holds %+v (%v); want none", selfRestoreFileName, sr, err)
+		t.Errorf("after a failed import, %s holds %+v (%v); want none", restore.RecordFileName, sr, err)
 	}
 }
 
@@ -165,7 +166,7 @@ func TestSelfRestoreDiffersAtStart(t *testing.T) {
 	if err := f.cluster.Unit("leader1").WriteCalibration("od90", "not-in-the-version", "x: 3\n"); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeSelfRestore(f.stateDir, &selfRestore{Unit: "leader1", Host: "leader1", Version: id, Store: "local", Started: time.Now().UTC(), Undo: "piosnap restore --host leader1 --version abcd1234"}); err != nil {
+	if err := restore.WriteRecord(f.stateDir, &restore.Record{Unit: "leader1", Host: "leader1", Version: id, Store: "local", Started: time.Now().UTC(), Undo: "piosnap restore --host leader1 --version abcd1234"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(f.cfgPath)
@@ -176,7 +177,7 @@ func TestSelfRestoreDiffersAtStart(t *testing.T) {
 	a := &app{cfg: cfg, env: Env{Getenv: func(string) string { return "" }}, log: newLogger(&logs, nil, "text", "info")}
 	a.finishSelfRestore(context.Background(), a.log)
 	sr, err := readSelfRestore(f.stateDir)
-	if err != nil || sr.Finished == nil || sr.Verified || !strings.Contains(sr.Result, "leader1 differs from version "+shortID(id)) {
+	if err != nil || sr.Finished == nil || sr.Verified || !strings.Contains(sr.Result, "leader1 differs from version "+id[:8]) {
 		t.Fatalf("record %+v (%v); want finished, not verified, the difference named", sr, err)
 	}
 	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "abcd1234") {

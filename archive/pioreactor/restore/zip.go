@@ -1,4 +1,4 @@
-package main
+package restore
 
 import (
 	"bufio"
@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
-	"sync"
-	"time"
 
 	"github.com/piosnap/piosnap/archive"
 	"github.com/piosnap/piosnap/archive/pioreactor"
@@ -18,12 +15,12 @@ import (
 // maxMetadataSize bounds the metadata entry read into memory.
 const maxMetadataSize = 1 << 20
 
-// checkRestorable checks a version the way the unit's import will (no
+// CheckVersion checks a version the way the unit's import will (no
 // absolute, traversing or symlink entries; metadata naming the unit) and
 // more strictly (archive.CheckEntries). When rewrite is set and the metadata
 // names another unit, it returns the replacement content of the metadata
 // entries, naming target.
-func checkRestorable(ctx context.Context, repo *store.Repository, v *store.Version, target string, rewrite bool) (map[string][]byte, error) {
+func CheckVersion(ctx context.Context, repo *store.Repository, v *store.Version, target string, rewrite bool) (map[string][]byte, error) {
 	hdrs := make([]archive.Header, len(v.Entries))
 	var meta *store.Entry
 	for i := range v.Entries {
@@ -65,14 +62,14 @@ func checkRestorable(ctx context.Context, repo *store.Repository, v *store.Versi
 	return map[string][]byte{pioreactor.MetadataFile: m.Marshal()}, nil
 }
 
-// zipSource rebuilds a version's archive from the repository, with the
+// Source rebuilds a version's archive from the repository, with the
 // content of some entries replaced. By default entries are STORED, so the
 // archive's exact length is known from the manifest before anything is
 // read, and it is produced in one pass as it is sent (see store.StoredZip).
-// A DEFLATE archive (--compress) is about a quarter of the size for a
-// database; its length is only known once it is compressed, so it is
-// compressed once into an unlinked temporary file, which is then sent.
-type zipSource struct {
+// A DEFLATE archive is about a quarter of the size for a database; its
+// length is only known once it is compressed, so it is compressed once into
+// an unlinked temporary file, which is then sent.
+type Source struct {
 	write  func(ctx context.Context, w io.Writer) error
 	length int64
 	// checked is set when producing the length already read and verified
@@ -82,20 +79,20 @@ type zipSource struct {
 	close func() error
 }
 
-// newZipSource lays out the archive; with deflate, it writes the archive to
-// a temporary file in $TMPDIR, reading and verifying every chunk. Call close
-// when done.
-func newZipSource(ctx context.Context, repo *store.Repository, v *store.Version, replace map[string][]byte, deflate bool) (zipSource, error) {
+// NewSource lays out the archive of v with the entries named in replace
+// replaced; with deflate, it writes the archive to a temporary file in
+// $TMPDIR, reading and verifying every chunk. Call Close when done.
+func NewSource(ctx context.Context, repo *store.Repository, v *store.Version, replace map[string][]byte, deflate bool) (*Source, error) {
 	if !deflate {
 		sz, err := repo.StoredZip(v, replace)
 		if err != nil {
-			return zipSource{}, err
+			return nil, err
 		}
-		return zipSource{write: sz.WriteTo, length: sz.Size(), close: func() error { return nil }}, nil
+		return &Source{write: sz.WriteTo, length: sz.Size(), close: func() error { return nil }}, nil
 	}
 	f, err := os.CreateTemp("", "piosnap-restore-*.zip")
 	if err != nil {
-		return zipSource{}, fmt.Errorf("temporary file for the compressed archive: %w", err)
+		return nil, fmt.Errorf("temporary file for the compressed archive: %w", err)
 	}
 	// Unlinked at once: the space is freed when the file is closed, even if
 	// piosnap is killed.
@@ -107,15 +104,15 @@ func newZipSource(ctx context.Context, repo *store.Repository, v *store.Version,
 	}
 	if err != nil {
 		f.Close()
-		return zipSource{}, err
+		return nil, err
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return zipSource{}, err
+		return nil, err
 	}
 	length := st.Size()
-	return zipSource{
+	return &Source{
 		write: func(ctx context.Context, w io.Writer) error {
 			_, err := io.Copy(w, store.ContextReader(ctx, io.NewSectionReader(f, 0, length)))
 			return err
@@ -124,21 +121,21 @@ func newZipSource(ctx context.Context, repo *store.Repository, v *store.Version,
 	}, nil
 }
 
-// size returns the archive's exact length.
-func (z zipSource) size() int64 { return z.length }
+// Size returns the archive's exact length.
+func (z *Source) Size() int64 { return z.length }
 
-// check rebuilds the archive without keeping it, which reads and verifies
+// Check rebuilds the archive without keeping it, which reads and verifies
 // every chunk, unless that was done already.
-func (z zipSource) check(ctx context.Context) error {
+func (z *Source) Check(ctx context.Context) error {
 	if z.checked {
 		return nil
 	}
 	return z.write(ctx, io.Discard)
 }
 
-// stream returns a reader of the archive, produced as it is read in
+// Stream returns a reader of the archive, produced as it is read in
 // constant memory. Close the reader, then call wait for the writer's error.
-func (z zipSource) stream(ctx context.Context) (io.ReadCloser, func() error) {
+func (z *Source) Stream(ctx context.Context) (body io.ReadCloser, wait func() error) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -153,48 +150,5 @@ func (z zipSource) stream(ctx context.Context) (io.ReadCloser, func() error) {
 	return pr, func() error { return <-done }
 }
 
-// progress draws an upload progress bar on a terminal and nothing elsewhere.
-type progress struct {
-	w     io.Writer
-	on    bool
-	unit  string
-	total int64
-
-	mu    sync.Mutex
-	last  time.Time
-	drawn bool
-}
-
-func newProgress(w io.Writer, unit string, total int64) *progress {
-	return &progress{w: w, on: isTerminal(w), unit: unit, total: total}
-}
-
-// update is called from the sending goroutine with the bytes sent so far.
-func (p *progress) update(sent int64) {
-	if !p.on {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if sent < p.total && time.Since(p.last) < 200*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	p.drawn = true
-	const width = 30
-	frac := 1.0
-	if p.total > 0 {
-		frac = float64(sent) / float64(p.total)
-	}
-	n := int(frac * width)
-	fmt.Fprintf(p.w, "\ruploading to %s [%s%s] %3.0f%% %s of %s ", p.unit,
-		strings.Repeat("=", n), strings.Repeat(" ", width-n), frac*100, humanBytes(sent), humanBytes(p.total))
-}
-
-func (p *progress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.drawn {
-		fmt.Fprintln(p.w)
-	}
-}
+// Close releases the temporary file of a DEFLATE archive.
+func (z *Source) Close() error { return z.close() }

@@ -1,4 +1,4 @@
-package main
+package restore
 
 import (
 	"context"
@@ -20,19 +20,23 @@ const (
 	maxConfigSize = 4 << 20
 )
 
-// restoreDiff is what a unit's export has that the restored version does
+// Diff is what a unit's export has that the restored version does
 // not, or the other way round.
-type restoreDiff struct {
+type Diff struct {
+	// Missing, Extra and Changed name entries missing on the unit, extra on
+	// the unit, and differing in size or CRC-32, sorted.
 	Missing, Extra, Changed []string
 	// Config lists the config.ini settings that differ.
 	Config []string
 }
 
-func (d *restoreDiff) empty() bool {
+// Empty reports whether the unit matches the version.
+func (d *Diff) Empty() bool {
 	return len(d.Missing)+len(d.Extra)+len(d.Changed)+len(d.Config) == 0
 }
 
-func (d *restoreDiff) summary() string {
+// Summary counts the differences of each kind, as one line.
+func (d *Diff) Summary() string {
 	var parts []string
 	for _, p := range []struct {
 		what string
@@ -46,7 +50,7 @@ func (d *restoreDiff) summary() string {
 }
 
 // String lists the differences, one line per kind.
-func (d *restoreDiff) String() string {
+func (d *Diff) String() string {
 	var b strings.Builder
 	for _, l := range []struct {
 		what  string
@@ -59,14 +63,14 @@ func (d *restoreDiff) String() string {
 	return b.String()
 }
 
-// verifyRestore exports unit and compares every entry's size and CRC-32
+// Verify exports unit and compares every entry's size and CRC-32
 // with the version's. Allowed differences: the metadata file, config.ini
 // (compared by its settings, since the import rewrites it), and ui/ and
 // hardware/ that the import keeps when the archive has none.
 //
 // progress, when not nil, is called with the size of every piece of the
 // export as it arrives.
-func verifyRestore(ctx context.Context, cl *pioreactor.Client, repo *store.Repository, v *store.Version, unit string, progress func(int64)) (*restoreDiff, error) {
+func Verify(ctx context.Context, cl *pioreactor.Client, repo *store.Repository, v *store.Version, unit string, progress func(int64)) (*Diff, error) {
 	exp, err := cl.ExportUnit(ctx, unit)
 	if err != nil {
 		return nil, err
@@ -113,7 +117,7 @@ func verifyRestore(ctx context.Context, cl *pioreactor.Client, repo *store.Repos
 		}
 		return false
 	}
-	d := &restoreDiff{}
+	d := &Diff{}
 	for name, e := range want {
 		if name == pioreactor.MetadataFile {
 			continue
@@ -127,7 +131,7 @@ func verifyRestore(ctx context.Context, cl *pioreactor.Client, repo *store.Repos
 			if err != nil {
 				return nil, fmt.Errorf("read version's %s: %w", configINI, err)
 			}
-			d.Config = compareConfig(string(wantConfig), string(gotConfig))
+			d.Config = CompareConfig(string(wantConfig), string(gotConfig))
 		case e.IsDir() != h.IsDir() || !e.IsDir() && (uint64(e.Size) != h.Size || e.CRC32 != h.CRC32):
 			d.Changed = append(d.Changed, name)
 		}
@@ -184,11 +188,11 @@ func parseINI(text string) iniFile {
 	return f
 }
 
-// compareConfig compares two config.ini texts by their settings: the same
+// CompareConfig compares two config.ini texts by their settings: the same
 // sections, the same options (names compared case-insensitively) with the
 // same values. [storage] temporary_cache is ignored, since the import sets
 // it. It returns one line per difference, sorted.
-func compareConfig(want, got string) []string {
+func CompareConfig(want, got string) []string {
 	w, g := parseINI(want), parseINI(got)
 	ignore := func(sec, key string) bool { return sec == "storage" && key == "temporary_cache" }
 	var diffs []string
@@ -231,4 +235,18 @@ func compareConfig(want, got string) []string {
 	}
 	slices.Sort(diffs)
 	return diffs
+}
+
+// countingReader passes the size of each read to add.
+type countingReader struct {
+	r   io.Reader
+	add func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.add(int64(n))
+	}
+	return n, err
 }

@@ -1,0 +1,248 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/piosnap/piosnap/archive/pioreactor"
+	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/store"
+)
+
+// Options configures a restore.
+type Options struct {
+	// Store holds Version.
+	Store   snapshot.Store
+	Version *store.Version
+	// Client reaches the cluster.
+	Client *pioreactor.Client
+	// Unit is the unit restored onto: Version.Host, or another unit with
+	// RewriteHostname.
+	Unit string
+	// RewriteHostname rewrites the archive's unit name to Unit, cloning
+	// Version.Host's configuration onto it.
+	RewriteHostname bool
+	// Compress sends the archive DEFLATE-compressed instead of STORED.
+	Compress bool
+	// CheckAll makes Prepare read and verify every chunk (a dry run).
+	CheckAll bool
+	// NoSafety skips the safety snapshot.
+	NoSafety bool
+	// NoWait ends Run once the unit has accepted the upload.
+	NoWait bool
+	// LockWait is how long an import already running on the unit is
+	// waited for.
+	LockWait time.Duration
+	// RebootTimeout bounds the wait for a unit to reboot and answer again.
+	RebootTimeout time.Duration
+	// Self is set when Unit is the machine piosnap runs on: the import's
+	// reboot ends the restore, so a Record in StateDir carries the
+	// verification across it.
+	Self     bool
+	StateDir string
+	// Safety takes the safety snapshot: one backup of unit into Store,
+	// of kind store.KindSafety with note, holding the store's lock. It is
+	// not called with NoSafety.
+	Safety func(ctx context.Context, unit, note string) (*snapshot.Report, error)
+	// Report receives every event, in order; nil discards them. KindSent
+	// comes from the goroutine that sends the upload.
+	Report func(Event)
+}
+
+// A Restore is a prepared restore: the version is held against retention,
+// checked, its archive laid out, and the unit ready for an import. Run
+// carries it out; Close releases it.
+type Restore struct {
+	o    Options
+	v    *store.Version
+	hold *store.RepoLock
+	src  *Source
+}
+
+// BlockedError means the unit refused the import before anything happened,
+// for a reason the user must act on first (a sentinel file, the wrong unit
+// at the address, a wrong password).
+type BlockedError struct {
+	Unit string
+	Err  error
+}
+
+func (e *BlockedError) Error() string {
+	return fmt.Sprintf("%s cannot take an import now: %v (nothing was uploaded)", e.Unit, e.Err)
+}
+
+// Unwrap returns the unit's reason.
+func (e *BlockedError) Unwrap() error { return e.Err }
+
+// Prepare holds the version against retention, checks it, lays out its
+// archive (with CheckAll, reading every chunk) and waits until the unit can
+// take an import. It uploads nothing. Call Close on the returned Restore.
+func Prepare(ctx context.Context, o Options) (_ *Restore, err error) {
+	v, s := o.Version, o.Store
+	r := &Restore{o: o, v: v}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if r.hold, err = s.Repo.Hold(ctx, "restore", v.ID); err != nil {
+		return nil, fmt.Errorf("hold version %s against retention: %w", v.ShortID(), err)
+	}
+	r.report(Event{Kind: KindStep, Step: StepCheck, State: StateRunning})
+	replace, err := CheckVersion(ctx, s.Repo, v, o.Unit, o.RewriteHostname)
+	if err != nil {
+		return nil, fmt.Errorf("version %s cannot be restored onto %s: %w (nothing was uploaded)", v.ShortID(), o.Unit, err)
+	}
+	if o.Unit != v.Host {
+		r.report(Event{Kind: KindCloning, Unit: o.Unit, Host: v.Host})
+	}
+	if r.src, err = NewSource(ctx, s.Repo, v, replace, o.Compress); err != nil {
+		return nil, fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
+	}
+	if o.CheckAll || o.Compress {
+		start := time.Now()
+		if err := r.src.Check(ctx); err != nil {
+			return nil, fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
+		}
+		r.report(Event{Kind: KindRebuilt, Unit: o.Unit, Size: r.src.Size(), Took: time.Since(start).Round(100 * time.Millisecond)})
+	} else {
+		r.report(Event{Kind: KindStreaming, Unit: o.Unit, Size: r.src.Size()})
+	}
+	if err := r.waitUnitReady(ctx); err != nil {
+		return nil, err
+	}
+	r.report(Event{Kind: KindReady, Unit: o.Unit})
+	r.report(Event{Kind: KindStep, Step: StepCheck, State: StateDone})
+	if o.Self {
+		r.report(Event{Kind: KindSelf, Unit: o.Unit, Path: RecordPath(o.StateDir), Self: true})
+	}
+	return r, nil
+}
+
+// Close releases the version's hold and the archive's temporary file.
+func (r *Restore) Close() {
+	if r.src != nil {
+		r.src.Close()
+		r.src = nil
+	}
+	if r.hold != nil {
+		_ = r.hold.Unlock(context.Background())
+		r.hold = nil
+	}
+}
+
+// Run takes the safety snapshot, uploads the archive, waits for the import
+// and the reboot and verifies the unit. Every error says what was (not)
+// done and, past the safety snapshot, how to undo the restore.
+func (r *Restore) Run(ctx context.Context) error {
+	o, v, s := r.o, r.v, r.o.Store
+	target := o.Unit
+	undo := ""
+	if o.NoSafety {
+		r.report(Event{Kind: KindNoSafety, Unit: target})
+		r.report(Event{Kind: KindStep, Step: StepSafety, State: StateSkipped})
+	} else {
+		r.report(Event{Kind: KindStep, Step: StepSafety, State: StateRunning})
+		start := time.Now()
+		id, err := r.safetySnapshot(ctx)
+		if err != nil {
+			return err
+		}
+		took := time.Since(start).Round(100 * time.Millisecond)
+		r.report(Event{Kind: KindStep, Step: StepSafety, State: StateDone, SafetyVersion: id, SafetyStore: s.Name})
+		undo = fmt.Sprintf("piosnap restore --host %s --version %s --store %s", target, id[:8], s.Name)
+		r.report(Event{Kind: KindSafetyTaken, Unit: target, Took: took, SafetyVersion: id, SafetyStore: s.Name, Undo: undo})
+	}
+
+	var rec *Record
+	if o.Self {
+		rec = &Record{Unit: target, Host: v.Host, Version: v.ID, Store: s.Name, Started: time.Now().UTC(), Undo: undo}
+		if err := WriteRecord(o.StateDir, rec); err != nil {
+			r.report(Event{Kind: KindRecordNotSaved, Unit: target, Err: err})
+			rec = nil
+		}
+	}
+
+	cl := o.Client
+	deadline := time.Now().Add(o.LockWait)
+	for {
+		task, err := r.upload(ctx)
+		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
+			if err := r.waitLocked(ctx, task); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			dropRecord(o.StateDir, rec) // the unit imported nothing
+			return withUndo(err, undo)
+		}
+		if o.NoWait {
+			r.report(Event{Kind: KindAcceptedNoWait, Unit: target, TaskID: task.TaskID, Self: rec != nil})
+			return nil
+		}
+		rt := o.RebootTimeout
+		r.report(Event{Kind: KindAccepted, Unit: target, Wait: rt})
+		r.report(Event{Kind: KindStep, Step: StepImport, State: StateRunning})
+		start := time.Now()
+		outcome, err := cl.WaitImport(ctx, target, task, pioreactor.WaitOptions{RebootTimeout: rt, ComeBackTimeout: rt, Imported: func() {
+			r.report(Event{Kind: KindStep, Step: StepImport, State: StateDone})
+			r.report(Event{Kind: KindStep, Step: StepReboot, State: StateRunning})
+		}})
+		waited := time.Since(start).Round(100 * time.Millisecond)
+		r.report(Event{Kind: KindWaitEnded, Unit: target, Took: waited})
+		if errors.Is(err, pioreactor.ErrImportLocked) && time.Now().Before(deadline) {
+			if err := r.waitLocked(ctx, task); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, pioreactor.ErrImportFailed) {
+				dropRecord(o.StateDir, rec) // the unit kept its files
+			}
+			return withUndo(fmt.Errorf("restore of version %s onto %s: %w", v.ShortID(), target, err), undo)
+		}
+		r.report(Event{Kind: KindRebooted, Unit: outcome.Unit, Took: waited})
+		r.report(Event{Kind: KindStep, Step: StepReboot, State: StateDone})
+		break
+	}
+	r.report(Event{Kind: KindStep, Step: StepVerify, State: StateRunning})
+	start := time.Now()
+	diff, err := Verify(ctx, cl, s.Repo, v, target, func(n int64) { r.report(Event{Kind: KindExported, Unit: target, Size: n}) })
+	verified := time.Since(start).Round(100 * time.Millisecond)
+	r.report(Event{Kind: KindVerifyEnded, Unit: target, Took: verified})
+	if err != nil {
+		return withUndo(fmt.Errorf("verify %s: %w", target, err), undo)
+	}
+	if rec != nil {
+		// This command survived the reboot and verified the restore itself.
+		rec.finish(diff, nil)
+		if err := WriteRecord(o.StateDir, rec); err != nil {
+			r.report(Event{Kind: KindRecordNotUpdated, Unit: target, Err: err})
+		}
+	}
+	if !diff.Empty() {
+		r.report(Event{Kind: KindDiffers, Unit: target, Host: v.Host, Diff: diff})
+		return withUndo(fmt.Errorf("%s was restored but does not match version %s (%s)", target, v.ShortID(), diff.Summary()), undo)
+	}
+	r.report(Event{Kind: KindVerified, Unit: target, Host: v.Host, Took: verified})
+	return nil
+}
+
+// report passes ev on to Options.Report.
+func (r *Restore) report(ev Event) {
+	if r.o.Report != nil {
+		r.o.Report(ev)
+	}
+}
+
+// withUndo appends how to undo a half-done restore to err.
+func withUndo(err error, undo string) error {
+	if undo == "" {
+		return err
+	}
+	return fmt.Errorf("%w; to go back to the state before the restore: %s", err, undo)
+}
