@@ -140,3 +140,18 @@ func Prev(sched cron.Schedule, now time.Time) time.Time {
 	}
 	return time.Time{}
 }
+
+// Interval is the time between the slots of schedule (cron or descriptor,
+// in zone) around now; 0 when the schedule cannot be parsed or has no slot
+// on one side of now.
+func Interval(schedule string, zone *time.Location, now time.Time) time.Duration {
+	sched, err := ParseSchedule(schedule, zone)
+	if err != nil {
+		return 0
+	}
+	prev, next := Prev(sched, now), sched.Next(now)
+	if prev.IsZero() || next.IsZero() {
+		return 0
+	}
+	return next.Sub(prev)
+}

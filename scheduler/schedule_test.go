@@ -178,3 +178,21 @@ func BenchmarkPrev(b *testing.B) {
 		Prev(s, now)
 	}
 }
+
+func TestInterval(t *testing.T) {
+	now := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC) // a Wednesday
+	tests := []struct {
+		schedule string
+		want     time.Duration
+	}{
+		{"30 1 * * *", 24 * time.Hour},
+		{"0 3 * * sun", 7 * 24 * time.Hour},
+		{"@hourly", time.Hour},
+		{"not a schedule", 0},
+	}
+	for _, tc := range tests {
+		if got := Interval(tc.schedule, time.UTC, now); got != tc.want {
+			t.Errorf("Interval(%q) = %v, want %v", tc.schedule, got, tc.want)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/piosnap/piosnap/archive/ingest"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
 	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/local"
 )
 
 // pickVersion finds the version named by --version or --at in the first of
@@ -169,7 +170,7 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-	} else if n, err = writeFileAtomic(*out, func(f *os.File) error { return write(f) }); err != nil {
+	} else if n, err = local.WriteFileAtomic(*out, func(f *os.File) error { return write(f) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.env.Stdout, "wrote %s (%s): version %s of %s from %s, store %s\n",
@@ -220,36 +221,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// writeFileAtomic writes path through a temporary file in the same
-// directory, so that a failure never leaves a partial file under that name.
-func writeFileAtomic(path string, write func(*os.File) error) (int64, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return 0, fmt.Errorf("create %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if err := write(f); err != nil {
-		f.Close()
-		return 0, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return 0, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return 0, err
-	}
-	if err := f.Close(); err != nil {
-		return 0, err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return 0, fmt.Errorf("write %s: %w", path, err)
-	}
-	return st.Size(), nil
 }
 
 func cmdImport(ctx context.Context, a *app, args []string) error {

@@ -2,30 +2,21 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
+	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sync"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
 	"github.com/piosnap/piosnap/config"
-	"github.com/piosnap/piosnap/scheduler"
+	"github.com/piosnap/piosnap/scheduler/daemon"
+	"github.com/piosnap/piosnap/scheduler/web"
+	"github.com/piosnap/piosnap/store/retention"
 	"github.com/piosnap/piosnap/systemd"
-)
-
-// Retry and stop settings of the daemon. They are not configurable: the
-// schedule's next slot covers what the retries do not.
-const (
-	retryBase   = 2 * time.Minute
-	retryMax    = 30 * time.Minute
-	maxRetries  = 4
-	stopGrace   = 30 * time.Second // piosnap.service gives 60 s in all
-	pingTimeout = 5 * time.Second
 )
 
 func cmdRun(ctx context.Context, a *app, args []string) error {
@@ -40,271 +31,159 @@ func cmdRun(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	return d.run(ctx, sigs)
+	return d.Run(ctx, sigs)
 }
 
-// daemon is `piosnap run`: the scheduler, its job, the status file, the
-// metrics and the notifications.
-type daemon struct {
-	base       *app // env and config path; cfg and log are taken from d
-	sd         *systemd.Notifier
-	sched      *scheduler.Scheduler
-	metrics    *daemonMetrics
-	statusPath string
-
-	mu           sync.Mutex
-	cfg          *config.Config
-	log          *slog.Logger
-	status       statusFile
-	statusWarned bool
-
-	// busy is held by every backup run and by a restore started from the
-	// web page, so that a backup never exports a unit being restored.
-	busy chan struct{}
-}
-
-func newDaemon(a *app) (*daemon, error) {
-	d := &daemon{
-		base:    a,
-		sd:      systemd.New(a.env.Getenv),
-		cfg:     a.cfg,
-		log:     a.log,
-		metrics: newDaemonMetrics(),
-		busy:    make(chan struct{}, 1),
+// newDaemon returns the daemon of a's configuration, doing its work with
+// a copy of a.
+func newDaemon(a *app) (*daemon.Daemon, error) {
+	var warnings []string
+	if w := a.machine.leaderDiskWarning(a.cfg); w != "" {
+		warnings = append(warnings, w)
 	}
-	d.statusPath = filepath.Join(a.cfg.StateDir, statusFileName)
-	s, err := scheduler.New(schedConfig(a.cfg), repoState{d}, d.scheduledJob, a.log)
+	d, err := daemon.New(daemon.Options{
+		ConfigPath: a.configPath,
+		Config:     a.cfg,
+		Log:        a.log,
+		Version:    piosnapVersion(),
+		Warnings:   warnings,
+		NewLogger: func(cfg *config.Config) *slog.Logger {
+			return newLogger(a.env.Stderr, a.env.Getenv, cfg.Log.Format, cfg.Log.Level)
+		},
+		App: func(cfg *config.Config, log *slog.Logger) daemon.App {
+			run := *a
+			run.cfg, run.log = cfg, log
+			return daemonApp{&run}
+		},
+		Systemd: systemd.New(a.env.Getenv),
+	})
 	if err != nil {
 		return nil, usageErrorf("%v", err)
 	}
-	d.sched = s
 	return d, nil
 }
 
-// schedConfig is the scheduler's part of cfg.
-func schedConfig(cfg *config.Config) scheduler.Config {
-	return scheduler.Config{
-		Schedule: cfg.Schedule, Zone: cfg.Location(), Jitter: cfg.Jitter.Duration,
-		RetryBase: retryBase, RetryMax: retryMax, MaxRetries: maxRetries, Grace: stopGrace,
-		HostSchedules: cfg.OwnSchedules(),
+// daemonApp is the command line's work for the daemon.
+type daemonApp struct{ a *app }
+
+// OpenForBackup implements daemon.Backupper.
+func (d daemonApp) OpenForBackup(ctx context.Context) ([]snapshot.Store, error) {
+	return d.a.openStoresForBackup(ctx)
+}
+
+// OpenReadable implements daemon.Backupper.
+func (d daemonApp) OpenReadable(ctx context.Context, names ...string) ([]snapshot.Store, error) {
+	return d.a.openReadable(ctx, names...)
+}
+
+// Lock implements daemon.Backupper.
+func (d daemonApp) Lock(ctx context.Context, stores []snapshot.Store) (func(), error) {
+	return d.a.lockForBackup(ctx, stores, "backup")
+}
+
+// Backup implements daemon.Backupper.
+func (d daemonApp) Backup(ctx context.Context, stores []snapshot.Store, hosts, except []string, runID string) (*snapshot.Report, error) {
+	return d.a.backupRun(ctx, stores, hosts, except, "", "", runID)
+}
+
+// Forget implements daemon.Backupper.
+func (d daemonApp) Forget(ctx context.Context, s snapshot.Store, p retention.Policy, units []string) (int, int64, error) {
+	fr, err := d.a.forget(ctx, s, p, nil, units, false)
+	if fr == nil || fr.Result == nil {
+		return 0, 0, err
 	}
+	return fr.Result.VersionsDeleted, fr.Result.BytesFreed, err
 }
 
-// current returns the configuration and logger in force; a run keeps the
-// ones it started with.
-func (d *daemon) current() (*config.Config, *slog.Logger) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.cfg, d.log
-}
-
-// runApp returns an app for one run, with the configuration in force.
-func (d *daemon) runApp() *app {
-	cfg, log := d.current()
-	a := *d.base
-	a.cfg, a.log = cfg, log
+// restoreApp is d's app with its output going to out and its steps to
+// events.
+func (d daemonApp) restoreApp(out io.Writer, events func(web.Event)) *app {
+	a := *d.a
+	a.env.Stdout, a.env.Stderr = out, out
+	a.restoreEvents = events
 	return &a
 }
 
-// run runs the daemon until a stop signal arrives on sigs or ctx ends.
-func (d *daemon) run(ctx context.Context, sigs <-chan os.Signal) error {
-	cfg, log := d.current()
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stop()
-	log.Info("piosnap starting", "version", piosnapVersion(), "config", d.base.configPath)
-	if w := d.base.machine.leaderDiskWarning(cfg); w != "" {
-		log.Warn(w)
+// DryRun implements daemon.Restorer.
+func (d daemonApp) DryRun(ctx context.Context, req web.RestoreRequest, out io.Writer, events func(web.Event)) (*web.Plan, error) {
+	a := d.restoreApp(out, events)
+	var names []string
+	if req.Store != "" {
+		names = []string{req.Store}
 	}
-
-	metricsAddr := ""
-	if cfg.Metrics.Listen != "" {
-		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
-		if err != nil {
-			return fmt.Errorf("metrics.listen = %q: %w: choose a free loopback port, or leave metrics.listen empty", cfg.Metrics.Listen, err)
-		}
-		srv := &http.Server{Handler: d.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		metricsAddr = ln.Addr().String()
-		log.Info("serving metrics", "addr", "http://"+metricsAddr+"/metrics")
-		if !cfg.Metrics.Loopback() {
-			log.Warn("the metrics endpoint is reachable from other machines and has no authentication (metrics.allow_remote = true): anyone who can reach it can read host names, sizes and times", "addr", metricsAddr)
-		}
-	}
-
-	webAddr := ""
-	if cfg.Web.Listen != "" {
-		webCtx, webCancel := context.WithCancel(context.WithoutCancel(ctx))
-		addr, stopWeb, err := d.startWeb(ctx, webCtx)
-		if err != nil {
-			webCancel()
-			return err
-		}
-		defer func() {
-			webCancel()
-			stopWeb()
-		}()
-		webAddr = addr
-	}
-
-	d.startStatus(cfg, metricsAddr)
-	d.mu.Lock()
-	d.status.WebAddr = webAddr
-	d.mu.Unlock()
-	d.refreshFromRepos(runCtx, d.runApp(), nil)
-	d.sched.SetNotifier(statusSink{d}, d.watchdogEvery())
-	d.writeStatus()
-	if err := d.sd.Ready(); err != nil {
-		log.Warn("cannot tell systemd that piosnap is ready", "err", err)
-	}
-	// A restore of this machine rebooted it under the command that ran it:
-	// finish its verification now, next to the scheduler (the unit's web
-	// server may need a while to start; the watchdog must not wait).
-	go d.runApp().finishSelfRestore(runCtx, log)
-	log.Info("piosnap daemon started", "pid", os.Getpid(), "schedule", cfg.Schedule, "zone", cfg.ZoneName(), "config", d.base.configPath)
-
-	errc := make(chan error, 1)
-	go func() { errc <- d.sched.Run(runCtx) }()
-	done := ctx.Done()
-	stopping := false
-	beginStop := func(why string) {
-		if stopping {
-			_, log := d.current()
-			log.Warn("second stop request: cancelling the running backup now", "signal", why)
-			d.sched.Abort()
-			return
-		}
-		stopping = true
-		_, log := d.current()
-		log.Info("stopping: no new run starts; a running backup may finish (send the signal again to stop at once)", "signal", why, "grace", stopGrace)
-		if err := d.sd.Stopping(); err != nil {
-			log.Warn("cannot tell systemd that piosnap is stopping", "err", err)
-		}
-		stop()
-	}
-	for {
-		select {
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				d.reload()
-				continue
-			}
-			beginStop(sig.String())
-		case <-done:
-			done = nil
-			beginStop("context cancelled")
-		case err := <-errc:
-			d.mu.Lock()
-			now := time.Now()
-			d.status.Stopped = &now
-			d.status.Running = false
-			d.mu.Unlock()
-			d.writeStatus()
-			_, log := d.current()
-			if err != nil {
-				log.Error("daemon stopped with an error", "err", err)
-				return err
-			}
-			log.Info("piosnap daemon stopped")
-			return nil
-		}
-	}
-}
-
-// reload rereads the configuration file. An invalid file is refused and
-// the configuration in force kept.
-func (d *daemon) reload() {
-	_, log := d.current()
-	if err := d.sd.Reloading(); err != nil {
-		log.Warn("cannot tell systemd about the reload", "err", err)
-	}
-	defer func() {
-		if err := d.sd.Ready(); err != nil {
-			log.Warn("cannot tell systemd the reload is over", "err", err)
-		}
-	}()
-	cfg, err := config.Load(d.base.configPath)
+	stores, err := a.openReadable(ctx, names...) // a store that is down leaves the others, as for `piosnap restore`
 	if err != nil {
-		log.Error("configuration reload refused, keeping the running configuration: fix the file and send SIGHUP again (`piosnap config check` shows the problem)", "err", err)
-		return
+		return nil, err
 	}
-	if err := d.sched.Reload(schedConfig(cfg)); err != nil {
-		log.Error("configuration reload refused: fix the file and send SIGHUP again", "err", err)
-		return
+	s, v, err := a.pickVersion(ctx, stores, req.Unit, req.Version, req.At, false)
+	if err != nil {
+		return nil, err
 	}
-	old, _ := d.current()
-	newLog := newLogger(d.base.env.Stderr, d.base.env.Getenv, cfg.Log.Format, cfg.Log.Level)
-	d.mu.Lock()
-	d.cfg, d.log = cfg, newLog
-	d.status.Schedule, d.status.Zone = cfg.Schedule, cfg.ZoneName()
-	d.mu.Unlock()
-	if old.Metrics.Listen != cfg.Metrics.Listen {
-		newLog.Warn("metrics.listen changed: the new address takes effect when piosnap restarts", "in_use", old.Metrics.Listen, "configured", cfg.Metrics.Listen)
-	}
-	if old.Web != cfg.Web {
-		newLog.Warn("[web] changed: the web page keeps its settings until piosnap restarts (a new password needs no restart)", "in_use", old.Web.Listen, "configured", cfg.Web.Listen)
-	}
-	if old.StateDir != cfg.StateDir {
-		newLog.Warn("state_dir changed: the status file stays where it is until piosnap restarts", "in_use", old.StateDir, "configured", cfg.StateDir)
-	}
-	newLog.Info("configuration reloaded; a running backup finishes under the old one", "schedule", cfg.Schedule, "stores", len(cfg.Stores))
-	d.writeStatus()
+	plan := &web.Plan{Store: s.Name, Version: v.ID, Time: v.Time, Kind: v.Kind}
+	err = a.restore(ctx, restoreOptions{host: req.Unit, id: v.ID, storeName: s.Name, dryRun: true, lockWait: time.Minute})
+	return plan, err
 }
 
-// acquire waits until no backup run or web restore is running, or ctx
-// ends; wait is called first if it has to wait.
-func (d *daemon) acquire(ctx context.Context, wait func()) (release func(), err error) {
-	select {
-	case d.busy <- struct{}{}:
-	default:
-		if wait != nil {
-			wait()
+// Restore implements daemon.Restorer, waiting up to lock_wait for an
+// import already running.
+func (d daemonApp) Restore(ctx context.Context, req web.RestoreRequest, out io.Writer, events func(web.Event)) error {
+	a := d.restoreApp(out, events)
+	return a.restore(ctx, restoreOptions{host: req.Unit, id: req.Version, storeName: req.Store, yes: true, lockWait: a.cfg.LockWait.Duration})
+}
+
+// FinishSelfRestore implements daemon.Restorer.
+func (d daemonApp) FinishSelfRestore(ctx context.Context) {
+	d.a.finishSelfRestore(ctx, d.a.log)
+}
+
+// OpenEach implements daemon.Reporter.
+func (d daemonApp) OpenEach(ctx context.Context) ([]snapshot.Store, error) {
+	return d.a.openEach(ctx, nil)
+}
+
+// Units implements daemon.Reporter.
+func (d daemonApp) Units(ctx context.Context) ([]string, error) {
+	cl, err := d.a.client()
+	if err != nil {
+		return nil, err
+	}
+	return cl.Units(ctx)
+}
+
+// StatusJSON implements daemon.Reporter.
+func (d daemonApp) StatusJSON(r daemon.Report) ([]byte, error) {
+	rep := buildStatus(r.Now, r.StatusPath, r.Status, nil, true, r.Versions, r.Units, r.UnitsErr, stalenessOf(d.a.cfg, r.Now))
+	rep.StoreErrors = r.StoreErrors
+	var err error
+	if rep.SelfRestore, err = readSelfRestore(d.a.cfg.StateDir); err != nil {
+		d.a.log.Warn("cannot read the record of a restore of this machine", "err", err)
+	}
+	return json.Marshal(rep)
+}
+
+// ListJSON implements daemon.Reporter.
+func (d daemonApp) ListJSON(vs []web.StoreVersions, host string) ([]byte, error) {
+	rows := []listedVersion{}
+	for _, s := range vs {
+		for _, v := range s.Versions {
+			if host == "" || v.Host == host {
+				rows = append(rows, listedRow(s.Store, v))
+			}
 		}
-		select {
-		case d.busy <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
 	}
-	return func() { <-d.busy }, nil
+	return json.Marshal(rows)
 }
 
-// watchdogEvery is half systemd's watchdog timeout, or 0 without one.
-func (d *daemon) watchdogEvery() time.Duration {
-	iv, ok := d.sd.WatchdogInterval()
-	if !ok {
-		return 0
+// Notices implements daemon.Reporter.
+func (d daemonApp) Notices() []string {
+	sr, err := readSelfRestore(d.a.cfg.StateDir)
+	if err != nil {
+		return []string{err.Error()}
 	}
-	return iv / 2
-}
-
-// statusSink receives the scheduler's status line: it goes to systemd and
-// into the status file.
-type statusSink struct{ d *daemon }
-
-// Status implements scheduler.Notifier.
-func (s statusSink) Status(line string) error {
-	snap := s.d.sched.Snapshot()
-	s.d.mu.Lock()
-	s.d.status.State = line
-	s.d.status.Running = snap.Running
-	s.d.status.Waiting = snap.Waiting
-	s.d.status.NextRun = timePtr(snap.Next)
-	s.d.mu.Unlock()
-	s.d.writeStatus()
-	return s.d.sd.Status(line)
-}
-
-// Watchdog implements scheduler.Notifier.
-func (s statusSink) Watchdog() error { return s.d.sd.Watchdog() }
-
-func timePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
+	var b strings.Builder
+	printSelfRestore(&b, sr, d.a.cfg.Location())
+	if s := strings.TrimSpace(b.String()); s != "" {
+		return []string{s}
 	}
-	return &t
+	return nil
 }

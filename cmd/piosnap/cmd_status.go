@@ -10,19 +10,20 @@ import (
 	"time"
 
 	"github.com/piosnap/piosnap/archive/pioreactor/restore"
+	"github.com/piosnap/piosnap/scheduler/daemon"
 	"github.com/piosnap/piosnap/scheduler/notify"
 	"github.com/piosnap/piosnap/store"
 )
 
 // statusReport is `piosnap status --json`.
 type statusReport struct {
-	Now        time.Time         `json:"now"`
-	StatusFile string            `json:"status_file"`
-	Daemon     daemonStatus      `json:"daemon"`
-	LastRun    *notify.Event     `json:"last_run,omitempty"`
-	Retention  []retentionRecord `json:"retention,omitempty"`
-	StaleAfter float64           `json:"stale_after_seconds"`
-	Hosts      []hostStatus      `json:"hosts"`
+	Now        time.Time                `json:"now"`
+	StatusFile string                   `json:"status_file"`
+	Daemon     daemonStatus             `json:"daemon"`
+	LastRun    *notify.Event            `json:"last_run,omitempty"`
+	Retention  []daemon.RetentionRecord `json:"retention,omitempty"`
+	StaleAfter float64                  `json:"stale_after_seconds"`
+	Hosts      []hostStatus             `json:"hosts"`
 	// LeaderError says why departed hosts could not be flagged.
 	LeaderError string `json:"leader_error,omitempty"`
 	// StoreErrors lists stores that could not be read.
@@ -73,9 +74,9 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	if w := a.machine.leaderDiskWarning(a.cfg); w != "" {
 		fmt.Fprintf(a.env.Stderr, "warning: %s\n", w)
 	}
-	path := filepath.Join(a.cfg.StateDir, statusFileName)
-	sf, sfErr := readStatusFile(path)
-	alive := sfErr == nil && daemonAlive(sf)
+	path := filepath.Join(a.cfg.StateDir, daemon.StatusFileName)
+	sf, sfErr := daemon.ReadStatusFile(path)
+	alive := sfErr == nil && sf.Alive()
 
 	versions := map[string][]*store.Version{}
 	var storeErrs []string
@@ -149,7 +150,7 @@ func statusVerdict(rep *statusReport) error {
 }
 
 // buildStatus assembles the report from what was read; it does no I/O.
-func buildStatus(now time.Time, path string, sf *statusFile, sfErr error, alive bool, versions map[string][]*store.Version, units []string, unitsErr error, stale staleness) *statusReport {
+func buildStatus(now time.Time, path string, sf *daemon.StatusFile, sfErr error, alive bool, versions map[string][]*store.Version, units []string, unitsErr error, stale staleness) *statusReport {
 	rep := &statusReport{Now: now.UTC(), StatusFile: path, StaleAfter: stale.after.Seconds()}
 	switch {
 	case sfErr != nil:

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/piosnap/piosnap/scheduler/daemon"
 )
 
 // TestRunStartUnderJournal starts the daemon as systemd would under
@@ -76,7 +78,7 @@ func TestRunStartUnderJournal(t *testing.T) {
 			t.Errorf("the remote metrics warning is not at priority warning: %q", line)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(f.stateDir, statusFileName)); err != nil {
+	if _, err := os.Stat(filepath.Join(f.stateDir, daemon.StatusFileName)); err != nil {
 		t.Error(err)
 	}
 }

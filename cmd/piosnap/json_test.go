@@ -220,11 +220,11 @@ func TestJSONMatchesReadme(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := d.job(ctx, nil); err != nil {
+	if _, err := d.Job(ctx, nil); err != nil {
 		t.Fatalf("partial run: %v", err)
 	}
 	c.Close() // the leader is gone: the next run fails as a whole
-	if _, err := d.job(ctx, nil); err == nil {
+	if _, err := d.Job(ctx, nil); err == nil {
 		t.Fatal("a run without a leader succeeded")
 	}
 	calls := hook.all()

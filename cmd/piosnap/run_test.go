@@ -21,6 +21,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/pioreactor/simulator"
 	"github.com/piosnap/piosnap/scheduler"
+	"github.com/piosnap/piosnap/scheduler/daemon"
 	"github.com/piosnap/piosnap/scheduler/notify"
 	"github.com/piosnap/piosnap/store"
 	"github.com/piosnap/piosnap/store/local"
@@ -286,8 +287,8 @@ func (f *daemonFixture) locks(t *testing.T) []store.LockInfo {
 	return ls
 }
 
-func (f *daemonFixture) status(t *testing.T) *statusFile {
-	sf, err := readStatusFile(filepath.Join(f.stateDir, statusFileName))
+func (f *daemonFixture) status(t *testing.T) *daemon.StatusFile {
+	sf, err := daemon.ReadStatusFile(filepath.Join(f.stateDir, daemon.StatusFileName))
 	if err != nil {
 		return nil
 	}

@@ -12,20 +12,6 @@ import (
 // same margin as the default status.stale_after (36 h) gives a daily one.
 const ownScheduleGrace = 12 * time.Hour
 
-// scheduleInterval is the time between the slots of schedule around now;
-// 0 when it cannot be told.
-func scheduleInterval(schedule string, loc *time.Location, now time.Time) time.Duration {
-	sched, err := scheduler.ParseSchedule(schedule, loc)
-	if err != nil {
-		return 0
-	}
-	prev, next := scheduler.Prev(sched, now), sched.Next(now)
-	if prev.IsZero() || next.IsZero() {
-		return 0
-	}
-	return next.Sub(prev)
-}
-
 // staleness says how old a host's newest version may be before the host
 // is stale.
 type staleness struct {
@@ -49,7 +35,7 @@ func (s staleness) of(host string) time.Duration {
 func stalenessOf(cfg *config.Config, now time.Time) staleness {
 	s := staleness{after: cfg.Status.StaleAfter.Duration, own: map[string]time.Duration{}}
 	for host, sched := range cfg.OwnSchedules() {
-		if d := scheduleInterval(sched, cfg.Location(), now) + ownScheduleGrace; d > s.after {
+		if d := scheduler.Interval(sched, cfg.Location(), now) + ownScheduleGrace; d > s.after {
 			s.own[host] = d
 		}
 	}

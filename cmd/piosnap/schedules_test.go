@@ -63,19 +63,19 @@ func TestDaemonOwnSchedule(t *testing.T) {
 		return out
 	}
 	ctx := context.Background()
-	if failed, err := d.scheduledJob(ctx, nil); err != nil || len(failed) != 0 {
+	if failed, err := d.ScheduledJob(ctx, nil); err != nil || len(failed) != 0 {
 		t.Fatalf("global slot: %v %v", failed, err)
 	}
 	if got := hosts(); !slices.Equal(got, []string{"wiki"}) {
 		t.Errorf("after a global slot: versions of %v, want wiki only", got)
 	}
-	if failed, err := d.scheduledJob(ctx, []string{"cells"}); err != nil || len(failed) != 0 {
+	if failed, err := d.ScheduledJob(ctx, []string{"cells"}); err != nil || len(failed) != 0 {
 		t.Fatalf("cells' slot: %v %v", failed, err)
 	}
 	if got := hosts(); !slices.Equal(got, []string{"cells", "wiki"}) {
 		t.Errorf("after cells' slot: versions of %v, want cells and wiki", got)
 	}
-	if _, err := d.job(ctx, nil); err != nil { // back up now, from the web page
+	if _, err := d.Job(ctx, nil); err != nil { // back up now, from the web page
 		t.Fatal(err)
 	}
 	if code, _, errs := cliRun(t, cfgPath, "backup"); code != exitOK {
@@ -89,7 +89,7 @@ func TestDaemonOwnSchedule(t *testing.T) {
 	// slot has nothing to do and stores nothing.
 	cfg.Sources[1].Schedule = "@weekly"
 	before := len(hosts())
-	if failed, err := d.scheduledJob(ctx, nil); err != nil || len(failed) != 0 {
+	if failed, err := d.ScheduledJob(ctx, nil); err != nil || len(failed) != 0 {
 		t.Fatalf("empty global slot: %v %v", failed, err)
 	}
 	if n := len(hosts()); n != before {
@@ -141,25 +141,6 @@ paths = ["/srv/wiki"]
 	rep = buildStatus(now, "p", nil, os.ErrNotExist, false, versions, []string{"cells"}, nil, stale)
 	if len(rep.Hosts) != 1 || !rep.Hosts[0].Stale || !rep.Hosts[0].Stores[0].Stale {
 		t.Errorf("cells eight days old: %+v, want stale", rep.Hosts)
-	}
-}
-
-// piosnap_expected_interval_seconds follows each host's schedule: the
-// global one for a unit, its own for a source that has one.
-func TestMetricsIntervalPerSchedule(t *testing.T) {
-	cfg, err := config.Parse("zone = \"UTC\"\nschedule = \"30 1 * * *\"\n[[store]]\npath = \"/tmp/repo\"\n[pioreactor]\nleader = \"localhost\"\n[[source]]\nkind = \"dir\"\nname = \"cells\"\npaths = [\"/var/cells\"]\nschedule = \"0 3 * * sun\"\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := newDaemonMetrics()
-	now := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
-	m.recordVersions("local", []*store.Version{{Host: "leader1", Time: now}, {Host: "cells", Time: now}}, []string{"leader1", "cells"})
-	m.setInterval(func(host string) time.Duration { return scheduleInterval(cfg.ScheduleOf(host), cfg.Location(), now) })
-	got := m.scrape(t)
-	for host, want := range map[string]float64{"leader1": 86400, "cells": 7 * 86400} {
-		if v := got[fmt.Sprintf(`piosnap_expected_interval_seconds{host=%q,store="local"}`, host)]; v != want {
-			t.Errorf("%s: expected interval %v, want %v", host, v, want)
-		}
 	}
 }
 

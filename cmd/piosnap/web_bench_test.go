@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/piosnap/piosnap/scheduler/daemon"
 	"github.com/piosnap/piosnap/store"
 	"github.com/piosnap/piosnap/store/local"
 )
@@ -106,7 +107,7 @@ func BenchmarkWebPages(b *testing.B) {
 		if time.Now().After(deadline) {
 			b.Fatal("the daemon did not start")
 		}
-		if sf, err := readStatusFile(filepath.Join(state, statusFileName)); err == nil && sf.WebAddr != "" {
+		if sf, err := daemon.ReadStatusFile(filepath.Join(state, daemon.StatusFileName)); err == nil && sf.WebAddr != "" {
 			base = "http://" + sf.WebAddr
 		}
 	}

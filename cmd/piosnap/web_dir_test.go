@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,10 +11,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/piosnap/piosnap/config"
-	"github.com/piosnap/piosnap/scheduler/web"
 )
 
 // TestWebDirSource runs the daemon with the cluster and a directory
@@ -150,27 +144,5 @@ func TestRestoreDirVersionNeedsItsSource(t *testing.T) {
 	code, out, errs := cliRun(t, cfg, "restore", "--host", "cells", "--yes")
 	if code == 0 || !strings.Contains(errs, "directory source's version") || !strings.Contains(errs, "no [[source]] named cells") {
 		t.Errorf("restore of a directory version without its source: exit %d\n%s\n%s", code, out, errs)
-	}
-}
-
-// TestDaemonWebRefusesDirRestore: the daemon's Restorer refuses a
-// configured directory source even when the pages did not (a source with
-// no version yet), before waiting for a busy daemon.
-func TestDaemonWebRefusesDirRestore(t *testing.T) {
-	cfg, err := config.Parse(fmt.Sprintf("[[store]]\npath = %q\n", t.TempDir()) + dirConfig(filepath.Join(t.TempDir(), "cells")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{base: &app{}, cfg: cfg, log: slog.New(slog.DiscardHandler), busy: make(chan struct{}, 1)}
-	d.busy <- struct{}{} // a backup runs: a restore that got past the check would wait
-	dw := &daemonWeb{d: d}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	req := web.RestoreRequest{Unit: "cells", Store: "local", Version: strings.Repeat("ab", 32)}
-	if _, err := dw.DryRun(ctx, req); err == nil || !strings.Contains(err.Error(), "sudo piosnap restore --host cells") {
-		t.Errorf("DryRun: %v", err)
-	}
-	if err := dw.Restore(ctx, req, func(web.Event) {}); err == nil || !strings.Contains(err.Error(), "sudo piosnap restore --host cells") {
-		t.Errorf("Restore: %v", err)
 	}
 }

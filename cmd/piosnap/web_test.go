@@ -22,6 +22,8 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/piosnap/piosnap/scheduler/daemon"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "rewrite scheduler/web/screenshots/*.png from TestWebEndToEnd")
@@ -119,7 +121,7 @@ func (w *webRig) start(t *testing.T) {
 		}
 	})
 	waitFor(t, hangTimeout, "the daemon's web address", func() bool {
-		sf, err := readStatusFile(filepath.Join(w.stateDir, statusFileName))
+		sf, err := daemon.ReadStatusFile(filepath.Join(w.stateDir, daemon.StatusFileName))
 		if err != nil || sf.WebAddr == "" {
 			return false
 		}
@@ -438,34 +440,5 @@ func (c *webClient) getJSON(path string, v any) {
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		c.t.Fatalf("GET %s: %v\n%s", path, err, b)
-	}
-}
-
-// TestDaemonBusy checks that a backup run and a web restore wait for each
-// other, and that waiting ends with the context.
-func TestDaemonBusy(t *testing.T) {
-	d := &daemon{busy: make(chan struct{}, 1)}
-	release, err := d.acquire(context.Background(), func() { t.Error("waited for a free daemon") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	waited := false
-	if _, err := d.acquire(ctx, func() { waited = true }); err != context.DeadlineExceeded || !waited {
-		t.Fatalf("acquire while busy: %v (waited %v), want the context's error after waiting", err, waited)
-	}
-	got := make(chan error, 1)
-	go func() {
-		r, err := d.acquire(context.Background(), nil)
-		if err == nil {
-			r()
-		}
-		got <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	release()
-	if err := <-got; err != nil {
-		t.Fatalf("acquire after release: %v", err)
 	}
 }

@@ -34,13 +34,13 @@ func parsePages(zone *time.Location) (map[string]*template.Template, error) {
 		},
 		"clock":  func(t time.Time) string { return t.In(zone).Format("15:04:05") },
 		"iso":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"bytes":  humanBytes,
+		"bytes":  HumanBytes,
 		"kind":   kindLabel,
 		"join":   strings.Join,
 		"add":    func(a, b int) int { return a + b },
 		"first":  func(n int, s []string) []string { return s[:min(n, len(s))] },
 		"more":   func(n int, s []string) int { return max(0, len(s)-n) },
-		"signed": func(n int64) string { return map[bool]string{true: "+", false: ""}[n >= 0] + humanBytes(n) },
+		"signed": func(n int64) string { return map[bool]string{true: "+", false: ""}[n >= 0] + HumanBytes(n) },
 		"pct": func(a, b int64) int64 {
 			if b <= 0 {
 				return 0

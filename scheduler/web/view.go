@@ -233,8 +233,8 @@ func sizeChart(hv []*storedVersion) template.HTML {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %.0f %.0f" preserveAspectRatio="none" role="img" aria-label="size from %s to %s, between %s and %s">`,
-		w, h, t0.Format("2006-01-02"), t1.Format("2006-01-02"), humanBytes(lo), humanBytes(hi))
-	fmt.Fprintf(&b, `<title>size from %s (%s) to %s (%s)</title>`, humanBytes(pts[0].Size), t0.Format("2006-01-02"), humanBytes(pts[len(pts)-1].Size), t1.Format("2006-01-02"))
+		w, h, t0.Format("2006-01-02"), t1.Format("2006-01-02"), HumanBytes(lo), HumanBytes(hi))
+	fmt.Fprintf(&b, `<title>size from %s (%s) to %s (%s)</title>`, HumanBytes(pts[0].Size), t0.Format("2006-01-02"), HumanBytes(pts[len(pts)-1].Size), t1.Format("2006-01-02"))
 	b.WriteString(`<polyline fill="none" stroke="currentColor" stroke-width="2" vector-effect="non-scaling-stroke" points="`)
 	for i, v := range pts {
 		if i > 0 {
@@ -346,8 +346,9 @@ func unitVersions(hv []*storedVersion, zone *time.Location, page, perPage int) (
 	return days, end < len(hv)
 }
 
-// humanBytes formats a byte count with binary units.
-func humanBytes(n int64) string {
+// HumanBytes formats a byte count with binary units (1.5 MiB), as the
+// pages show sizes.
+func HumanBytes(n int64) string {
 	const unit = 1024
 	neg := n < 0
 	if neg {

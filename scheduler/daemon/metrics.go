@@ -1,9 +1,10 @@
-package main
+package daemon
 
 import (
 	"net/http"
 	"time"
 
+	"github.com/piosnap/piosnap/scheduler"
 	"github.com/piosnap/piosnap/scheduler/metrics"
 	"github.com/piosnap/piosnap/scheduler/notify"
 	"github.com/piosnap/piosnap/store"
@@ -24,6 +25,7 @@ type daemonMetrics struct {
 	retentionSuccess *metrics.Gauge // store
 }
 
+// newDaemonMetrics registers the gauges.
 func newDaemonMetrics() *daemonMetrics {
 	r := metrics.NewRegistry()
 	g := func(name, help string, labels ...string) *metrics.Gauge {
@@ -121,13 +123,13 @@ func (m *daemonMetrics) retentionOK(storeName string, t time.Time) {
 
 // metricsHandler serves the registry, refreshing the expected interval
 // from the schedule in force at each scrape.
-func (d *daemon) metricsHandler() http.Handler {
+func (d *Daemon) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		cfg, _ := d.current()
 		now := time.Now()
 		d.metrics.setInterval(func(host string) time.Duration {
-			return scheduleInterval(cfg.ScheduleOf(host), cfg.Location(), now)
+			return scheduler.Interval(cfg.ScheduleOf(host), cfg.Location(), now)
 		})
 		d.metrics.reg.ServeHTTP(w, r)
 	})

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"encoding/json"
@@ -11,40 +11,51 @@ import (
 
 	"github.com/piosnap/piosnap/config"
 	"github.com/piosnap/piosnap/scheduler/notify"
+	"github.com/piosnap/piosnap/store/local"
 )
 
-// statusFileName is the daemon's status file in state_dir.
-const statusFileName = "status.json"
+// StatusFileName is the daemon's status file in state_dir.
+const StatusFileName = "status.json"
 
-// statusFile is what the daemon writes to state_dir/status.json at start,
+// StatusFile is what the daemon writes to state_dir/status.json at start,
 // whenever its scheduler's state changes, after every run and at exit;
-// `piosnap status` reads it.
-type statusFile struct {
+// `piosnap status` reads it with ReadStatusFile. Its JSON is read by
+// scripts too: fields are only ever added.
+type StatusFile struct {
+	// PID is the daemon's process.
 	PID int `json:"pid"`
 	// BootID tells a PID of an earlier boot from a live one.
-	BootID      string     `json:"boot_id,omitempty"`
-	Started     time.Time  `json:"started"`
-	Stopped     *time.Time `json:"stopped,omitempty"`
-	Updated     time.Time  `json:"updated"`
-	Config      string     `json:"config"`
-	Schedule    string     `json:"schedule"`
-	Zone        string     `json:"zone"`
-	MetricsAddr string     `json:"metrics_addr,omitempty"`
+	BootID string `json:"boot_id,omitempty"`
+	// Started is when the daemon started; Stopped when it stopped
+	// cleanly, nil while it runs; Updated when the file was written.
+	Started time.Time  `json:"started"`
+	Stopped *time.Time `json:"stopped,omitempty"`
+	Updated time.Time  `json:"updated"`
+	// Config is the configuration file; Schedule and Zone the global
+	// schedule in force.
+	Config   string `json:"config"`
+	Schedule string `json:"schedule"`
+	Zone     string `json:"zone"`
+	// MetricsAddr is where the metrics endpoint listens.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
 	// WebAddr is where the web application listens.
 	WebAddr string `json:"web_addr,omitempty"`
 	// State is the scheduler's one-line status, as systemd shows it.
-	State   string     `json:"state,omitempty"`
+	State string `json:"state,omitempty"`
+	// Running says a run is in progress; Waiting why the scheduler waits,
+	// if it does; NextRun when the next run is due.
 	Running bool       `json:"running"`
 	Waiting string     `json:"waiting,omitempty"`
 	NextRun *time.Time `json:"next_run,omitempty"`
 	// LastRun is the last run's outcome, kept across restarts.
 	LastRun *notify.Event `json:"last_run,omitempty"`
 	// Retention is what retention did after the last run, per store.
-	Retention []retentionRecord `json:"retention,omitempty"`
+	Retention []RetentionRecord `json:"retention,omitempty"`
 }
 
-// retentionRecord is retention's outcome in one store after a run.
-type retentionRecord struct {
+// RetentionRecord is retention's outcome in one store after a run: the
+// versions it removed and the bytes it freed, or why it failed.
+type RetentionRecord struct {
 	Store   string `json:"store"`
 	Removed int    `json:"removed_versions"`
 	Freed   int64  `json:"freed_bytes"`
@@ -53,13 +64,13 @@ type retentionRecord struct {
 
 // startStatus fills the status for a fresh start, keeping the last run
 // from an earlier daemon's file.
-func (d *daemon) startStatus(cfg *config.Config, metricsAddr string) {
-	prev, err := readStatusFile(d.statusPath)
+func (d *Daemon) startStatus(cfg *config.Config, metricsAddr string) {
+	prev, err := ReadStatusFile(d.statusPath)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.status = statusFile{
+	d.status = StatusFile{
 		PID: os.Getpid(), BootID: bootID(), Started: time.Now().UTC(),
-		Config: d.base.configPath, Schedule: cfg.Schedule, Zone: cfg.ZoneName(), MetricsAddr: metricsAddr,
+		Config: d.opts.ConfigPath, Schedule: cfg.Schedule, Zone: cfg.ZoneName(), MetricsAddr: metricsAddr,
 	}
 	if err == nil {
 		d.status.LastRun, d.status.Retention = prev.LastRun, prev.Retention
@@ -68,14 +79,14 @@ func (d *daemon) startStatus(cfg *config.Config, metricsAddr string) {
 
 // writeStatus writes the status file atomically. A failure is logged once
 // and otherwise ignored: the daemon works without it.
-func (d *daemon) writeStatus() {
+func (d *Daemon) writeStatus() {
 	d.mu.Lock()
 	d.status.Updated = time.Now().UTC()
 	b, err := json.MarshalIndent(d.status, "", "  ")
 	log := d.log
 	d.mu.Unlock()
 	if err == nil {
-		_, err = writeFileAtomic(d.statusPath, func(f *os.File) error {
+		_, err = local.WriteFileAtomic(d.statusPath, func(f *os.File) error {
 			if err := f.Chmod(0o644); err != nil {
 				return err
 			}
@@ -94,8 +105,9 @@ func (d *daemon) writeStatus() {
 	}
 }
 
-// readStatusFile reads a status file.
-func readStatusFile(path string) (*statusFile, error) {
+// ReadStatusFile reads the status file at path. Its errors say what to
+// do: a missing file means the daemon never started with this state_dir.
+func ReadStatusFile(path string) (*StatusFile, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -103,7 +115,7 @@ func readStatusFile(path string) (*statusFile, error) {
 		}
 		return nil, fmt.Errorf("read status file: %w", err)
 	}
-	var s statusFile
+	var s StatusFile
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("status file %s is not valid JSON (%w): it is rewritten when the daemon starts", path, err)
 	}
@@ -119,8 +131,9 @@ func bootID() string {
 	return strings.TrimSpace(string(b))
 }
 
-// daemonAlive reports whether the daemon that wrote s still runs.
-func daemonAlive(s *statusFile) bool {
+// Alive reports whether the daemon that wrote s still runs: it did not
+// stop cleanly, runs in this boot and its process exists.
+func (s *StatusFile) Alive() bool {
 	if s.Stopped != nil || s.PID <= 0 {
 		return false
 	}

@@ -1,9 +1,8 @@
-package main
+package daemon
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/piosnap/piosnap/archive/dir"
-	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
@@ -28,7 +26,7 @@ const unitsTTL = 30 * time.Second
 // daemonWeb implements the web application's Source, Backupper and
 // Restorer with the daemon's configuration in force.
 type daemonWeb struct {
-	d *daemon
+	d *Daemon
 
 	mu        sync.Mutex
 	manifests map[string]*store.Version // by store name + "/" + ID; manifests never change
@@ -40,7 +38,7 @@ type daemonWeb struct {
 // startWeb serves the web application on cfg.Web.Listen until ctx ends;
 // jobsCtx bounds the backups and restores it starts. It returns the
 // address it listens on and a function that stops it.
-func (d *daemon) startWeb(ctx, jobsCtx context.Context) (string, func(), error) {
+func (d *Daemon) startWeb(ctx, jobsCtx context.Context) (string, func(), error) {
 	cfg, log := d.current()
 	ln, err := net.Listen("tcp", cfg.Web.Listen)
 	if err != nil {
@@ -77,8 +75,7 @@ func (d *daemon) startWeb(ctx, jobsCtx context.Context) (string, func(), error) 
 // Versions implements web.Source, reading only the manifests it has not
 // read before.
 func (w *daemonWeb) Versions(ctx context.Context) ([]web.StoreVersions, error) {
-	a := w.d.runApp()
-	stores, err := a.openEach(ctx, nil)
+	stores, err := w.d.runApp().app.OpenEach(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +131,7 @@ func (w *daemonWeb) storeVersions(ctx context.Context, name string, repo *store.
 // currentHosts are the hosts that belong to the configuration now, as
 // `piosnap status` counts them: the leader's units, asked at most every
 // unitsTTL, and the directory sources.
-func (w *daemonWeb) currentHosts(ctx context.Context, a *app) ([]string, error) {
+func (w *daemonWeb) currentHosts(ctx context.Context, a run) ([]string, error) {
 	w.mu.Lock()
 	if time.Since(w.unitsAt) < unitsTTL {
 		defer w.mu.Unlock()
@@ -144,12 +141,9 @@ func (w *daemonWeb) currentHosts(ctx context.Context, a *app) ([]string, error) 
 	units := []string{}
 	var err error
 	if a.cfg.PioreactorEnabled() {
-		var cl *pioreactor.Client
-		if cl, err = a.client(); err == nil {
-			uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			units, err = cl.Units(uctx)
-			cancel()
-		}
+		uctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		units, err = a.app.Units(uctx)
+		cancel()
 	}
 	if err == nil {
 		for _, s := range a.cfg.Sources {
@@ -183,29 +177,16 @@ func (w *daemonWeb) StatusJSON(ctx context.Context) ([]byte, error) {
 	w.d.mu.Lock()
 	sf := w.d.status
 	w.d.mu.Unlock()
-	now := time.Now()
-	rep := buildStatus(now, w.d.statusPath, &sf, nil, true, versions, units, unitsErr, stalenessOf(a.cfg, now))
-	rep.StoreErrors = storeErrs
-	if rep.SelfRestore, err = readSelfRestore(a.cfg.StateDir); err != nil {
-		a.log.Warn("cannot read the record of a restore of this machine", "err", err)
-	}
-	return json.Marshal(rep)
+	return a.app.StatusJSON(Report{
+		Now: time.Now(), StatusPath: w.d.statusPath, Status: &sf,
+		Versions: versions, StoreErrors: storeErrs, Units: units, UnitsErr: unitsErr,
+	})
 }
 
 // Notices implements web.Source: the last restore of this machine, which
 // the page that started it lost in the reboot.
 func (w *daemonWeb) Notices(context.Context) []string {
-	a := w.d.runApp()
-	sr, err := readSelfRestore(a.cfg.StateDir)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	var b strings.Builder
-	printSelfRestore(&b, sr, a.cfg.Location())
-	if s := strings.TrimSpace(b.String()); s != "" {
-		return []string{s}
-	}
-	return nil
+	return w.d.runApp().app.Notices()
 }
 
 // ListJSON implements web.Source: `piosnap list --json [--host H]`.
@@ -214,25 +195,19 @@ func (w *daemonWeb) ListJSON(ctx context.Context, host string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows := []listedVersion{}
 	for _, s := range vs {
 		if s.Err != nil {
 			return nil, fmt.Errorf("store %q: %w", s.Store, s.Err)
 		}
-		for _, v := range s.Versions {
-			if host == "" || v.Host == host {
-				rows = append(rows, listedRow(s.Store, v))
-			}
-		}
 	}
-	return json.Marshal(rows)
+	return w.d.runApp().app.ListJSON(vs, host)
 }
 
 // BackupNow implements web.Backupper: the daemon's job, as at a scheduled
 // slot, for every unit.
 func (w *daemonWeb) BackupNow(ctx context.Context, say func(string)) error {
 	say("backing up every unit into every store (waiting for the repositories if another piosnap holds them)")
-	failed, err := w.d.job(ctx, nil)
+	failed, err := w.d.Job(ctx, nil)
 	w.d.mu.Lock()
 	ev := w.d.status.LastRun
 	w.d.mu.Unlock()
@@ -247,7 +222,7 @@ func (w *daemonWeb) BackupNow(ctx context.Context, say func(string)) error {
 				if s.Error != "" {
 					say(fmt.Sprintf("%s: store %s FAILED: %s", h.Host, s.Store, s.Error))
 				} else {
-					say(fmt.Sprintf("%s: ok, store %s, version %.8s, new %s", h.Host, s.Store, s.Version, humanBytes(s.StoredBytes)))
+					say(fmt.Sprintf("%s: ok, store %s, version %.8s, new %s", h.Host, s.Store, s.Version, web.HumanBytes(s.StoredBytes)))
 				}
 			}
 		}
@@ -261,13 +236,9 @@ func (w *daemonWeb) BackupNow(ctx context.Context, say func(string)) error {
 	return nil
 }
 
-// restoreApp is an app whose output goes to the web job line by line.
-func (w *daemonWeb) restoreApp(say func(web.Event)) (*app, *lineWriter) {
-	a := w.d.runApp()
-	lw := &lineWriter{say: func(line string) { say(web.Event{Line: line}) }}
-	a.env.Stdout, a.env.Stderr = lw, lw
-	a.restoreEvents = say
-	return a, lw
+// restoreOutput passes a restore's output on to say line by line.
+func restoreOutput(say func(web.Event)) *lineWriter {
+	return &lineWriter{say: func(line string) { say(web.Event{Line: line}) }}
 }
 
 // errWebDirRestore refuses a directory source's restore from the web: it
@@ -279,37 +250,29 @@ func errWebDirRestore(host string) error {
 
 // DryRun implements web.Restorer: `piosnap restore --dry-run`.
 func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Plan, error) {
-	if w.d.runApp().cfg.Source(req.Unit) != nil {
+	a := w.d.runApp()
+	if a.cfg.Source(req.Unit) != nil {
 		return nil, errWebDirRestore(req.Unit)
 	}
-	plan := &web.Plan{}
-	a, lw := w.restoreApp(func(ev web.Event) {
+	var lines []string
+	say := func(ev web.Event) {
 		if ev.Line != "" {
-			plan.Lines = append(plan.Lines, ev.Line)
+			lines = append(lines, ev.Line)
 		}
-	})
-	var names []string
-	if req.Store != "" {
-		names = []string{req.Store}
 	}
-	stores, err := a.openReadable(ctx, names...) // a store that is down leaves the others, as for `piosnap restore`
-	if err != nil {
-		return nil, err
-	}
-	s, v, err := a.pickVersion(ctx, stores, req.Unit, req.Version, req.At, false)
-	if err != nil {
-		return nil, err
-	}
-	plan.Store, plan.Version, plan.Time, plan.Kind = s.Name, v.ID, v.Time, v.Kind
-	err = a.restore(ctx, restoreOptions{host: req.Unit, id: v.ID, storeName: s.Name, dryRun: true, lockWait: time.Minute})
+	lw := restoreOutput(say)
+	plan, err := a.app.DryRun(ctx, req, lw, say)
 	lw.Flush()
+	if plan != nil {
+		plan.Lines = append(plan.Lines, lines...)
+	}
 	return plan, err
 }
 
 // Restore implements web.Restorer: `piosnap restore --yes` of one exact
 // version, waiting up to lock_wait for an import already running.
 func (w *daemonWeb) Restore(ctx context.Context, req web.RestoreRequest, ev func(web.Event)) error {
-	a, lw := w.restoreApp(ev)
+	a := w.d.runApp()
 	if a.cfg.Source(req.Unit) != nil {
 		return errWebDirRestore(req.Unit)
 	}
@@ -320,7 +283,8 @@ func (w *daemonWeb) Restore(ctx context.Context, req web.RestoreRequest, ev func
 		return err
 	}
 	defer release()
-	err = a.restore(ctx, restoreOptions{host: req.Unit, id: req.Version, storeName: req.Store, yes: true, lockWait: a.cfg.LockWait.Duration})
+	lw := restoreOutput(ev)
+	err = a.app.Restore(ctx, req, lw, ev)
 	lw.Flush()
 	return err
 }
@@ -332,6 +296,7 @@ type lineWriter struct {
 	buf bytes.Buffer
 }
 
+// Write implements io.Writer.
 func (l *lineWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -18,12 +18,12 @@ import (
 // to the config thus makes every host due at once. A store that cannot be
 // read now is left out (logged): it must not hide the others' state, nor
 // blank the clock check that the newest versions provide.
-type repoState struct{ d *daemon }
+type repoState struct{ d *Daemon }
 
 // Newest implements scheduler.State.
 func (s repoState) Newest(ctx context.Context) (map[string]time.Time, error) {
 	a := s.d.runApp()
-	stores, err := a.openStoresForBackup(ctx)
+	stores, err := a.app.OpenForBackup(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -72,10 +72,10 @@ func (s repoState) Newest(ctx context.Context) (map[string]time.Time, error) {
 	return newest, nil
 }
 
-// scheduledJob is the scheduler's Job. Its nil host list, at a slot of
-// the global schedule, means every host but the sources backed up on
-// schedules of their own.
-func (d *daemon) scheduledJob(ctx context.Context, hosts []string) ([]string, error) {
+// ScheduledJob is the scheduler's Job: one backup run of hosts, as Job.
+// Its nil host list, at a slot of the global schedule, means every host
+// but the sources backed up on schedules of their own.
+func (d *Daemon) ScheduledJob(ctx context.Context, hosts []string) ([]string, error) {
 	var except []string
 	if hosts == nil {
 		cfg, log := d.current()
@@ -92,15 +92,17 @@ func (d *daemon) scheduledJob(ctx context.Context, hosts []string) ([]string, er
 	return d.jobExcept(ctx, hosts, except)
 }
 
-// job is one backup run of hosts (nil: every host) with the configuration
-// in force, retention, then the status file, metrics and notifications.
-func (d *daemon) job(ctx context.Context, hosts []string) ([]string, error) {
+// Job is one backup run of hosts (nil: every host) with the configuration
+// in force, retention, then the status file, metrics and notifications, as
+// the web page's "back up now" starts it. It returns the hosts that failed;
+// an error means the run failed as a whole.
+func (d *Daemon) Job(ctx context.Context, hosts []string) ([]string, error) {
 	return d.jobExcept(ctx, hosts, nil)
 }
 
-// jobExcept is job, leaving out the sources named in except when hosts is
+// jobExcept is Job, leaving out the sources named in except when hosts is
 // nil.
-func (d *daemon) jobExcept(ctx context.Context, hosts, except []string) ([]string, error) {
+func (d *Daemon) jobExcept(ctx context.Context, hosts, except []string) ([]string, error) {
 	release, err := d.acquire(ctx, func() {
 		_, log := d.current()
 		log.Info("a restore started from the web page is running; the backup waits for it")
@@ -135,23 +137,23 @@ func (d *daemon) jobExcept(ctx context.Context, hosts, except []string) ([]strin
 // runOnce takes the stores' locks for the time of one run, backs up hosts
 // and applies retention. The locks are released before it returns, so
 // `piosnap backup` can run between the daemon's runs.
-func (d *daemon) runOnce(ctx context.Context, a *app, hosts, except []string, start time.Time) (notify.Event, []string, error) {
+func (d *Daemon) runOnce(ctx context.Context, a run, hosts, except []string, start time.Time) (notify.Event, []string, error) {
 	ev := notify.Event{RunID: snapshot.NewRunID(), Result: "failure", Hosts: []notify.HostResult{}}
 	fail := func(err error) (notify.Event, []string, error) {
 		ev.Error = err.Error()
 		a.log.Error("backup run failed", "run", ev.RunID, "err", err)
 		return ev, nil, err
 	}
-	stores, err := a.openStoresForBackup(ctx)
+	stores, err := a.app.OpenForBackup(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	unlock, err := a.lockForBackup(ctx, stores, "backup")
+	unlock, err := a.app.Lock(ctx, stores)
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
-	rep, err := a.backupRun(ctx, stores, hosts, except, "", "", ev.RunID)
+	rep, err := a.app.Backup(ctx, stores, hosts, except, ev.RunID)
 	if rep != nil {
 		ev.RunID = rep.RunID
 		ev.Hosts = hostResults(rep)
@@ -181,8 +183,8 @@ func (d *daemon) runOnce(ctx context.Context, a *app, hosts, except []string, st
 // retention applies each store's policy when after_backup allows it and
 // the policy has rules. Its failures are logged and recorded; they do not
 // fail the run, whose versions are stored.
-func (d *daemon) retention(ctx context.Context, a *app, stores []snapshot.Store, rep *snapshot.Report, log *slog.Logger) {
-	var recs []retentionRecord
+func (d *Daemon) retention(ctx context.Context, a run, stores []snapshot.Store, rep *snapshot.Report, log *slog.Logger) {
+	var recs []RetentionRecord
 	for _, s := range stores {
 		if ctx.Err() != nil {
 			break
@@ -198,11 +200,8 @@ func (d *daemon) retention(ctx context.Context, a *app, stores []snapshot.Store,
 		if err != nil || p.Empty() || !cs.Retention.ForgetAfterBackup() {
 			continue
 		}
-		fr, err := a.forget(ctx, s, p, nil, rep.Units, false)
-		rec := retentionRecord{Store: s.Name}
-		if fr != nil && fr.Result != nil {
-			rec.Removed, rec.Freed = fr.Result.VersionsDeleted, fr.Result.BytesFreed
-		}
+		rec := RetentionRecord{Store: s.Name}
+		rec.Removed, rec.Freed, err = a.app.Forget(ctx, s, p, rep.Units)
 		if err != nil {
 			rec.Error = err.Error()
 			log.Error("retention failed; versions are kept until the next run", "store", s.Name, "err", err)
@@ -232,7 +231,7 @@ func hostResults(rep *snapshot.Report) []notify.HostResult {
 }
 
 // failureReason is the short text of a failure ping.
-func failureReason(ev notify.Event, retention []retentionRecord) string {
+func failureReason(ev notify.Event, retention []RetentionRecord) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "piosnap run %s: %s\n", ev.RunID, ev.Result)
 	if ev.Error != "" {
@@ -261,7 +260,7 @@ func failureReason(ev notify.Event, retention []retentionRecord) string {
 }
 
 // pingStart sends the healthchecks start ping, if configured.
-func (d *daemon) pingStart(ctx context.Context, a *app) {
+func (d *Daemon) pingStart(ctx context.Context, a run) {
 	if a.cfg.Notify.Healthchecks == "" {
 		return
 	}
@@ -273,7 +272,7 @@ func (d *daemon) pingStart(ctx context.Context, a *app) {
 
 // pingEnd sends the success or failure ping and the webhook, if
 // configured. Failures are logged only.
-func (d *daemon) pingEnd(ctx context.Context, a *app, ev notify.Event) {
+func (d *Daemon) pingEnd(ctx context.Context, a run, ev notify.Event) {
 	ctx = context.WithoutCancel(ctx)
 	d.mu.Lock()
 	recs := d.status.Retention
@@ -306,10 +305,10 @@ func (d *daemon) pingEnd(ctx context.Context, a *app, ev notify.Event) {
 // repositories hold: the newest version's time and the number of versions,
 // for every host stored and every one of hosts (the run's units). A store
 // that cannot be read keeps its earlier values; the others are read.
-func (d *daemon) refreshFromRepos(ctx context.Context, a *app, hosts []string) {
+func (d *Daemon) refreshFromRepos(ctx context.Context, a run, hosts []string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	stores, err := a.openReadable(ctx)
+	stores, err := a.app.OpenReadable(ctx)
 	if err != nil {
 		a.log.Warn("cannot read the repositories for metrics", "err", err)
 		return

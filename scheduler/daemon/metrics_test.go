@@ -1,11 +1,18 @@
-package main
+package daemon
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/scheduler"
 	"github.com/piosnap/piosnap/scheduler/notify"
 	"github.com/piosnap/piosnap/store"
 )
@@ -17,7 +24,19 @@ func (m *daemonMetrics) scrape(t *testing.T) map[string]float64 {
 	if _, err := m.reg.WriteTo(&b); err != nil {
 		t.Fatal(err)
 	}
-	return parseExposition(t, b.String())
+	out := map[string]float64{}
+	for _, line := range strings.Split(b.String(), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if i < 0 || err != nil {
+			t.Fatalf("bad sample line %q", line)
+		}
+		out[line[:i]] = v
+	}
+	return out
 }
 
 // A host whose pull fails reads 0 in every store, with 0 new bytes, however
@@ -80,5 +99,62 @@ func TestMetricsFailedHostReadsZeroEverywhere(t *testing.T) {
 	}
 	if v, present := got[`piosnap_versions{host="worker2",store="local"}`]; !present || v != 0 {
 		t.Errorf("never backed-up worker2: versions %v (present %v), want a series at 0", v, present)
+	}
+}
+
+// piosnap_expected_interval_seconds follows each host's schedule: the
+// global one for a unit, its own for a source that has one.
+func TestMetricsIntervalPerSchedule(t *testing.T) {
+	cfg, err := config.Parse("zone = \"UTC\"\nschedule = \"30 1 * * *\"\n[[store]]\npath = \"/tmp/repo\"\n[pioreactor]\nleader = \"localhost\"\n[[source]]\nkind = \"dir\"\nname = \"cells\"\npaths = [\"/var/cells\"]\nschedule = \"0 3 * * sun\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newDaemonMetrics()
+	now := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
+	m.recordVersions("local", []*store.Version{{Host: "leader1", Time: now}, {Host: "cells", Time: now}}, []string{"leader1", "cells"})
+	m.setInterval(func(host string) time.Duration { return scheduler.Interval(cfg.ScheduleOf(host), cfg.Location(), now) })
+	got := m.scrape(t)
+	for host, want := range map[string]float64{"leader1": 86400, "cells": 7 * 86400} {
+		if v := got[fmt.Sprintf(`piosnap_expected_interval_seconds{host=%q,store="local"}`, host)]; v != want {
+			t.Errorf("%s: expected interval %v, want %v", host, v, want)
+		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// The exposition's names, help texts and labels are what dashboards and
+// alerts use (README.md, "Monitoring"): testdata/metrics.txt pins them.
+func TestMetricsText(t *testing.T) {
+	m := newDaemonMetrics()
+	start := time.Date(2026, 5, 3, 2, 30, 0, 0, time.UTC)
+	m.recordRun(notify.Event{Result: "partial", Hosts: []notify.HostResult{
+		{Host: "leader1", OK: true, Stores: []notify.StoreResult{{Store: "local", Version: "v1", StoredBytes: 61440}}},
+		{Host: "worker1", Error: "connection refused"},
+	}}, start, []string{"local"})
+	m.recordHost("leader1", 1<<20, 1500*time.Millisecond, true)
+	m.recordHost("worker1", 0, 3*time.Second, false)
+	m.recordVersions("local", []*store.Version{{Host: "leader1", Time: start}, {Host: "leader1", Time: start.Add(-24 * time.Hour)}}, []string{"leader1", "worker1"})
+	m.retentionOK("local", start.Add(time.Minute))
+	m.setInterval(func(string) time.Duration { return 24 * time.Hour })
+	var b bytes.Buffer
+	if _, err := m.reg.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", "metrics.txt")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(b.Bytes(), want) {
+		t.Errorf("exposition differs from %s:\n--- got\n%s--- want\n%s", path, b.Bytes(), want)
 	}
 }
