@@ -57,10 +57,13 @@ func LeafDepths(ctx context.Context, r *Repository, root ChunkID) ([]int, error)
 	return depths, walk(root)
 }
 
-// Idle reports whether none of w's store goroutines runs and no frame is
-// being compressed: what a Writer must come back to once no version is
+// Idle reports whether none of w's store goroutines runs, no blob is
+// being hashed and no frame is being compressed: what a Writer must come back to once no version is
 // pending, whatever happened.
 func (w *Writer) Idle() bool {
+	if w.hq.busy() {
+		return false
+	}
 	for _, pk := range w.packers {
 		if pk.sink != nil || len(pk.tokens) > 0 {
 			return false

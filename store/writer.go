@@ -16,8 +16,9 @@ import (
 
 // Writer stores the versions of one run in one or more repositories at once.
 // Each entry is cut into blobs once: a SQLite database or -wal file into its
-// pages, anything else by content-defined chunking. Each blob is packed into
-// every repository that lacks it. A repository that fails stops receiving
+// pages, anything else by content-defined chunking. Blobs are hashed on
+// every core while the next ones are cut (see hashQueue), and each is packed
+// into every repository that lacks it, in the order cut. A repository that fails stops receiving
 // data for the version at hand; the others carry on.
 //
 // Each repository is written by a goroutine of its own (its packer's
@@ -40,7 +41,7 @@ type Writer struct {
 	pending map[*Pending]bool
 	retried chan struct{} // signalled by every store's sink after a failed attempt
 	chunker *chunker.Chunker
-	buf     []byte
+	hq      *hashQueue // hashes the blobs of the entry being added
 	br      *bufio.Reader
 	// bases maps host and entry name to the page tree of the newest
 	// version holding it, loaded at the first database; nil until then.
@@ -119,7 +120,7 @@ func NewWriter(ctx context.Context, repos ...*Repository) (*Writer, error) {
 	}
 	cfg := repos[0].config
 	w.chunker = chunker.NewWithBoundaries(nil, cfg.Polynomial, cfg.ChunkMinSize, cfg.ChunkMaxSize)
-	w.buf = make([]byte, cfg.ChunkMaxSize)
+	w.hq = newHashQueue()
 	w.br = bufio.NewReaderSize(nil, 64<<10)
 	return w, nil
 }
@@ -166,7 +167,6 @@ type Pending struct {
 	stored  []atomic.Int64 // per repository: bytes written (added by the stores' goroutines)
 	start   time.Time
 	done    bool
-	page    []byte
 }
 
 // Begin starts a version of host.
@@ -219,7 +219,9 @@ func (p *Pending) Add(ctx context.Context, name string, mode fs.FileMode, modifi
 		err = p.addChunks(ctx, &e, br)
 	}
 	br.Reset(nil)
+	w.hq.emit = nil
 	if err != nil {
+		w.hq.drop()
 		return e, err
 	}
 	e.CRC32 = crc.Sum32()
@@ -233,23 +235,28 @@ func (p *Pending) addChunks(ctx context.Context, e *Entry, r io.Reader) error {
 	w := p.w
 	cfg := w.repos[0].config
 	w.chunker.ResetWithBoundaries(r, cfg.Polynomial, cfg.ChunkMinSize, cfg.ChunkMaxSize)
+	w.hq.emit = func(data []byte, id ChunkID, _ bool) error {
+		if err := p.putBlob(ctx, blobData, id, data); err != nil {
+			return err
+		}
+		e.Chunks = append(e.Chunks, id)
+		return nil
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c, err := w.chunker.Next(w.buf)
+		c, err := w.chunker.Next(w.hq.tail(0))
 		if err == io.EOF {
-			return nil
+			return w.hq.flush()
 		}
 		if err != nil {
 			return fmt.Errorf("read %q of %s: %w", e.Name, p.host, err)
 		}
-		id := HashChunk(c.Data)
-		if err := p.putBlob(ctx, blobData, id, c.Data); err != nil {
+		e.Size += int64(c.Length)
+		if err := w.hq.pushChunk(c.Data); err != nil {
 			return err
 		}
-		e.Chunks = append(e.Chunks, id)
-		e.Size += int64(c.Length)
 	}
 }
 
@@ -262,78 +269,58 @@ func (p *Pending) addPages(ctx context.Context, e *Entry, r io.Reader, layout, p
 	if layout == layoutDB {
 		tb.base = p.baseLeaves(ctx, e.Name)
 	}
-	if cap(p.page) < pageSize {
-		p.page = make([]byte, pageSize)
-	}
-	// read fills n bytes; it returns what it got and whether the content
-	// ended.
-	read := func(n int) ([]byte, bool, error) {
-		if err := ctx.Err(); err != nil {
-			return nil, true, err
+	q := p.w.hq
+	q.emit = func(data []byte, id ChunkID, inline bool) error {
+		if inline {
+			return tb.addInline(data)
 		}
-		got, err := io.ReadFull(r, p.page[:n])
-		e.Size += int64(got)
-		switch err {
-		case nil:
-			return p.page[:got], false, nil
-		case io.EOF, io.ErrUnexpectedEOF:
-			return p.page[:got], true, nil
-		}
-		return nil, true, fmt.Errorf("read %q of %s: %w", e.Name, p.host, err)
-	}
-	page := func(data []byte) error {
-		id := HashChunk(data)
 		if err := p.putBlob(ctx, blobData, id, data); err != nil {
 			return err
 		}
 		return tb.addRef(id, len(data))
 	}
+	// read cuts the next n bytes as a blob (inline: to be kept in the
+	// tree); it reports whether the content ended.
+	read := func(n int, inline bool) (bool, error) {
+		if err := ctx.Err(); err != nil {
+			return true, err
+		}
+		buf, err := q.reserve(n)
+		if err != nil {
+			return true, err
+		}
+		got, err := io.ReadFull(r, buf)
+		e.Size += int64(got)
+		end := false
+		switch err {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			end = true
+		default:
+			return true, fmt.Errorf("read %q of %s: %w", e.Name, p.host, err)
+		}
+		return end, q.push(buf[:got], inline)
+	}
 	if layout == layoutWAL {
-		hdr, end, err := read(walHeader)
+		end, err := read(walHeader, true)
+		for err == nil && !end {
+			if end, err = read(walFrameHdr, true); err == nil && !end {
+				end, err = read(pageSize, false)
+			}
+		}
 		if err != nil {
 			return err
 		}
-		if err := tb.addInline(hdr); err != nil {
-			return err
-		}
-		for !end {
-			var fh []byte
-			fh, end, err = read(walFrameHdr)
-			if err != nil {
-				return err
-			}
-			if len(fh) > 0 {
-				if err := tb.addInline(fh); err != nil {
-					return err
-				}
-			}
-			if end {
-				break
-			}
-			var data []byte
-			data, end, err = read(pageSize)
-			if err != nil {
-				return err
-			}
-			if len(data) > 0 {
-				if err := page(data); err != nil {
-					return err
-				}
-			}
-		}
 	} else {
 		for end := false; !end; {
-			data, eof, err := read(pageSize)
-			if err != nil {
+			var err error
+			if end, err = read(pageSize, false); err != nil {
 				return err
 			}
-			end = eof
-			if len(data) > 0 {
-				if err := page(data); err != nil {
-					return err
-				}
-			}
 		}
+	}
+	if err := q.flush(); err != nil {
+		return err
 	}
 	root, err := tb.finish()
 	if err != nil {

@@ -101,36 +101,99 @@ func (c *cancelReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// A run cancelled in the middle of an entry stops, leaves no goroutine
-// behind, and nothing of the version becomes visible.
+// A run cancelled in the middle of an entry, a database cut into pages
+// or a file cut into chunks, stops, leaves no goroutine behind, and
+// nothing of the version becomes visible.
 func TestWriterCancelled(t *testing.T) {
-	a, _ := newRepo(t)
-	b, _ := newRepo(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w, err := store.NewWriter(ctx, a, b)
-	if err != nil {
-		t.Fatal(err)
-	}
 	files := writerFiles()
-	p := w.Begin("leader1")
-	_, err = p.Add(ctx, files[2].name, 0o644, time.Now(), &cancelReader{r: bytes.NewReader(files[2].data), n: 8 << 20, cancel: cancel})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Add with the context cancelled half-way: %v, want context.Canceled", err)
+	for _, f := range []file{files[0], files[2]} {
+		t.Run(f.name, func(t *testing.T) {
+			a, _ := newRepo(t)
+			b, _ := newRepo(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			w, err := store.NewWriter(ctx, a, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := w.Begin("leader1")
+			_, err = p.Add(ctx, f.name, 0o644, time.Now(), &cancelReader{r: bytes.NewReader(f.data), n: len(f.data) / 2, cancel: cancel})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Add with the context cancelled half-way: %v, want context.Canceled", err)
+			}
+			if err := p.Abort(context.WithoutCancel(ctx)); err != nil {
+				t.Fatal(err)
+			}
+			if !w.Idle() {
+				t.Error("a store goroutine, blob or frame is left after the abort")
+			}
+			for _, r := range []*store.Repository{a, b} {
+				if vs, err := r.Versions(context.Background()); err != nil || len(vs) != 0 {
+					t.Errorf("after the cancelled run: %d versions, %v; want none", len(vs), err)
+				}
+				if rep, err := r.Check(context.Background(), true); err != nil || !rep.OK() {
+					t.Errorf("check --read-data after the cancelled run = %+v, %v", rep, err)
+				}
+			}
+		})
 	}
-	if err := p.Abort(context.WithoutCancel(ctx)); err != nil {
-		t.Fatal(err)
+}
+
+// failingReader returns its bytes up to n, then fails.
+type failingReader struct {
+	r io.Reader
+	n int
+}
+
+var errUnplugged = errors.New("read: input/output error")
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errUnplugged
 	}
-	if !w.Idle() {
-		t.Error("a store goroutine or frame is left after the abort")
-	}
-	for _, r := range []*store.Repository{a, b} {
-		if vs, err := r.Versions(context.Background()); err != nil || len(vs) != 0 {
-			t.Errorf("after the cancelled run: %d versions, %v; want none", len(vs), err)
-		}
-		if rep, err := r.Check(context.Background(), true); err != nil || !rep.OK() {
-			t.Errorf("check --read-data after the cancelled run = %+v, %v", rep, err)
-		}
+	n, err := f.r.Read(p[:min(len(p), f.n)])
+	f.n -= n
+	return n, err
+}
+
+// An entry whose content fails to read half-way fails with an error that
+// names it, leaves nothing being hashed, and the same writer then stores
+// the next version whole: nothing of the failed entry leaks into it.
+func TestWriterReadFails(t *testing.T) {
+	ctx := context.Background()
+	files := writerFiles()
+	for _, f := range []file{files[0], files[2]} {
+		t.Run(f.name, func(t *testing.T) {
+			repo, _ := newRepo(t)
+			w, err := store.NewWriter(ctx, repo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := w.Begin("leader1")
+			_, err = p.Add(ctx, f.name, 0o644, time.Now(), &failingReader{r: bytes.NewReader(f.data), n: len(f.data) / 2})
+			if !errors.Is(err, errUnplugged) || !strings.Contains(err.Error(), f.name) {
+				t.Fatalf("Add of a file that fails half-way: %v, want %v naming %s", err, errUnplugged, f.name)
+			}
+			if err := p.Abort(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !w.Idle() {
+				t.Error("a store goroutine, blob or frame is left after the abort")
+			}
+			res := backup(t, w, "leader1", files)
+			if res[0].Err != nil {
+				t.Fatal(res[0].Err)
+			}
+			got := exported(t, repo, res[0].Version)
+			for _, f := range files {
+				if !bytes.Equal(got[f.name], f.data) {
+					t.Errorf("%s reads back different after the failed entry", f.name)
+				}
+			}
+			if rep, err := repo.Check(ctx, true); err != nil || !rep.OK() {
+				t.Errorf("check --read-data = %+v, %v", rep, err)
+			}
+		})
 	}
 }
 
