@@ -31,8 +31,9 @@ type Record struct {
 	Unit string `json:"unit"`
 	Host string `json:"host"`
 	// Version is the restored version's ID, in Store.
-	Version string    `json:"version"`
-	Store   string    `json:"store"`
+	Version string `json:"version"`
+	Store   string `json:"store"`
+	// Started is when the restore began, in UTC.
 	Started time.Time `json:"started"`
 	// Undo is the command that undoes the restore, if a safety snapshot
 	// was taken.
