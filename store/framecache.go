@@ -200,10 +200,10 @@ func (c *frameCache) load(ctx context.Context, key frameKey, length uint32, raw 
 		return nil, err
 	}
 	if reuse == nil {
-		// Room for any frame of pages or tree nodes (they end past
-		// frameSize by less than a page or a node), so that the buffer
-		// serves whichever frame comes next once it is let go.
-		reuse = make([]byte, 0, frameSize+64<<10)
+		// Room for any frame of 4 KiB pages or of tree nodes (they end
+		// past frameSize by less than a page or a node), so that the
+		// buffer serves whichever such frame comes next once it is let go.
+		reuse = make([]byte, 0, frameSize+16<<10)
 	}
 	plain, err := r.decodeAll(z, reuse)
 	if err != nil {
