@@ -104,7 +104,8 @@ const (
 // Event is something a restore did or is doing. Kind says which of the
 // other fields are set.
 type Event struct {
-	Kind  Kind
+	Kind Kind
+	// Step and State: the step that changed state (KindStep).
 	Step  Step
 	State State
 	// Unit is the unit restored onto; Host is the version's host.
@@ -127,6 +128,8 @@ type Event struct {
 	Path string
 	// Self is set when the unit is the machine piosnap runs on.
 	Self bool
-	Err  error
+	// Err is why something could not be done.
+	Err error
+	// Diff is how the unit differs from the version.
 	Diff *Diff
 }

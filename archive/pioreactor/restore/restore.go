@@ -13,7 +13,7 @@ import (
 
 // Options configures a restore.
 type Options struct {
-	// Store holds Version.
+	// Store holds Version, the version restored.
 	Store   snapshot.Store
 	Version *store.Version
 	// Client reaches the cluster.
@@ -65,10 +65,12 @@ type Restore struct {
 // for a reason the user must act on first (a sentinel file, the wrong unit
 // at the address, a wrong password).
 type BlockedError struct {
+	// Unit refused the import for the reason Err.
 	Unit string
 	Err  error
 }
 
+// Error says that nothing was uploaded.
 func (e *BlockedError) Error() string {
 	return fmt.Sprintf("%s cannot take an import now: %v (nothing was uploaded)", e.Unit, e.Err)
 }

@@ -188,3 +188,30 @@ func TestRestoreSelf(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreImportFails: when the unit's import fails, the unit kept its
+// files, the error says how to undo, and no Record is left for the daemon.
+func TestRestoreImportFails(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ctx := context.Background()
+	r.cluster.Unit("worker1").FailNextImport("disk full")
+	var evs events
+	o := r.options("worker1", &evs)
+	o.Self, o.StateDir = true, t.TempDir()
+	p, err := restore.Prepare(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	err = p.Run(ctx)
+	if !errors.Is(err, pioreactor.ErrImportFailed) || !strings.Contains(err.Error(), "to go back to the state before the restore: piosnap restore --host worker1 --version ") {
+		t.Errorf("Run = %v; want ErrImportFailed with the undo command", err)
+	}
+	if rec, err := restore.ReadRecord(o.StateDir); rec != nil || err != nil {
+		t.Errorf("after a failed import the record is %+v (%v); want none", rec, err)
+	}
+	if evs.find(restore.KindWaitEnded) == nil || evs.find(restore.KindVerified) != nil {
+		t.Error("want the wait ended and nothing verified")
+	}
+}

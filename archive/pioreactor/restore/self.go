@@ -13,6 +13,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/local"
 )
 
 // RecordFileName is the file in the state directory that carries a
@@ -30,8 +31,9 @@ type Record struct {
 	Unit string `json:"unit"`
 	Host string `json:"host"`
 	// Version is the restored version's ID, in Store.
-	Version string    `json:"version"`
-	Store   string    `json:"store"`
+	Version string `json:"version"`
+	Store   string `json:"store"`
+	// Started is when the restore began, in UTC.
 	Started time.Time `json:"started"`
 	// Undo is the command that undoes the restore, if a safety snapshot
 	// was taken.
@@ -76,29 +78,14 @@ func WriteRecord(stateDir string, rec *Record) error {
 	if err != nil {
 		return err
 	}
-	path := RecordPath(stateDir)
-	f, err := os.CreateTemp(stateDir, "."+RecordFileName+".tmp*")
-	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	err = f.Chmod(0o644)
-	if err == nil {
-		_, err = f.Write(append(b, '\n'))
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	_, err = local.WriteFileAtomic(RecordPath(stateDir), func(f *os.File) error {
+		if err := f.Chmod(0o644); err != nil {
+			return err
+		}
+		_, err := f.Write(append(b, '\n'))
 		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	})
+	return err
 }
 
 // dropRecord forgets a pending restore of this machine that did not happen

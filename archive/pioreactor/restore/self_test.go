@@ -108,3 +108,28 @@ func TestFinishSelf(t *testing.T) {
 		})
 	}
 }
+
+// TestFinishSelfStopped: a daemon stopped while it verifies leaves the
+// record pending for its next start.
+func TestFinishSelfStopped(t *testing.T) {
+	dir := t.TempDir()
+	rec := &restore.Record{Unit: "leader1", Host: "leader1", Version: "0123456789abcdef", Store: "local", Started: time.Now().UTC()}
+	if err := restore.WriteRecord(dir, rec); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs strings.Builder
+	restore.FinishSelf(ctx, restore.SelfOptions{
+		StateDir: dir, RebootTimeout: time.Hour,
+		Open: func(ctx context.Context, _ string) (*store.Repository, error) {
+			cancel() // the daemon stops while the store opens
+			return nil, ctx.Err()
+		},
+		Client: func() (*pioreactor.Client, error) { return nil, errors.New("not reached") },
+		Log:    slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	got, err := restore.ReadRecord(dir)
+	if err != nil || got == nil || got.Finished != nil || got.Result != "" {
+		t.Errorf("record %+v (%v); want it still pending", got, err)
+	}
+}
