@@ -211,3 +211,11 @@ func ReadWithPrefixCollision(ctx context.Context, r *Repository, v *Version, a, 
 	}
 	return out, readErr, nil
 }
+
+// WholeIndexLoaded reports whether r holds its whole index, read for
+// OpenEntry or a writer.
+func WholeIndexLoaded(r *Repository) bool {
+	r.idxMu.Lock()
+	defer r.idxMu.Unlock()
+	return r.idx != nil
+}

@@ -130,7 +130,7 @@ func TestRunAddsBlobsOnce(t *testing.T) {
 // rebuilds it byte for byte.
 func TestRestoreLoadsOnlyItsBlobs(t *testing.T) {
 	ctx := context.Background()
-	repo, _ := newRepo(t)
+	repo, dir := newRepo(t)
 	db := newSQLiteDB(t, 4096, 3000, false)
 	other := newSQLiteDB(t, 8192, 3000, false)
 	config := file{"config.ini", randomData(4, 900_000)}
@@ -175,6 +175,26 @@ func TestRestoreLoadsOnlyItsBlobs(t *testing.T) {
 				t.Errorf("OpenEntryAlone(config.ini) = %d bytes, %v; want the %d bytes stored", len(b), err, len(config.data))
 			}
 		}
+	}
+	// A folder restore reads the files one by one, with the version's
+	// places and not the whole index.
+	fresh, err := store.Open(ctx, mustLocal(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vr := fresh.ForVersion(last)
+	for i := range last.Entries {
+		e := &last.Entries[i]
+		if e.IsDir() {
+			continue
+		}
+		b, err := io.ReadAll(vr.OpenEntry(ctx, e))
+		if err != nil || !bytes.Equal(b, got[e.Name]) {
+			t.Errorf("ForVersion.OpenEntry(%s) = %d bytes, %v; want the %d bytes stored", e.Name, len(b), err, len(got[e.Name]))
+		}
+	}
+	if store.WholeIndexLoaded(fresh) {
+		t.Error("reading a version's files loaded the whole index")
 	}
 }
 

@@ -30,9 +30,9 @@ type entryReader struct {
 // read error wrapping ErrDamaged or fs.ErrNotExist, naming the entry.
 //
 // The entry's blobs are found in the repository's whole index, read on
-// first use and kept for every later OpenEntry: the way to read many
-// entries one by one. To read one entry without holding the whole index,
-// use OpenEntryAlone.
+// first use and kept for every later OpenEntry. To read the entries of one
+// version without holding the whole index, use ForVersion; to read one
+// entry alone, OpenEntryAlone.
 func (r *Repository) OpenEntry(ctx context.Context, e *Entry) io.Reader {
 	return r.openEntry(ctx, e, r.newBlobReader())
 }
@@ -44,6 +44,35 @@ func (r *Repository) OpenEntry(ctx context.Context, e *Entry) io.Reader {
 // every index object.
 func (r *Repository) OpenEntryAlone(ctx context.Context, e *Entry) io.Reader {
 	return r.openEntry(ctx, e, r.newBlobReaderOn(r.neededIndex([]*Entry{e})))
+}
+
+// VersionReader reads the entries of one version, finding their blobs
+// in the places that version needs only: loaded on the first read, once
+// for all its entries, and about 20 bytes a blob of the version, however
+// long the repository's history. Like OpenEntry, each reader verifies
+// every blob and the entry's size and CRC-32.
+type VersionReader struct {
+	r   *Repository
+	src *neededIndex
+}
+
+// ForVersion returns a VersionReader of v's entries: the way to read a
+// version's files one by one, as a restore of a folder does.
+func (r *Repository) ForVersion(v *Version) *VersionReader {
+	var files []*Entry
+	for i := range v.Entries {
+		if !v.Entries[i].IsDir() {
+			files = append(files, &v.Entries[i])
+		}
+	}
+	return &VersionReader{r: r, src: r.neededIndex(files)}
+}
+
+// OpenEntry returns a reader of the content of e, which must be an entry
+// of the version (a blob the version does not use costs a read of the
+// whole index).
+func (vr *VersionReader) OpenEntry(ctx context.Context, e *Entry) io.Reader {
+	return vr.r.openEntry(ctx, e, vr.r.newBlobReaderOn(vr.src))
 }
 
 func (r *Repository) openEntry(ctx context.Context, e *Entry, br *blobReader) io.Reader {

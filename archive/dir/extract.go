@@ -22,6 +22,22 @@ type EntryOpener interface {
 	OpenEntry(ctx context.Context, e *store.Entry) io.Reader
 }
 
+// versionOpener is a repository that reads the entries of one version
+// with the places of that version's blobs only (store.Repository does),
+// so that memory follows the version, not the repository's history.
+type versionOpener interface {
+	ForVersion(v *store.Version) *store.VersionReader
+}
+
+// forVersion returns what reads v's entries: src's reader of v when it
+// has one, else src.
+func forVersion(src EntryOpener, v *store.Version) EntryOpener {
+	if vo, ok := src.(versionOpener); ok {
+		return vo.ForVersion(v)
+	}
+	return src
+}
+
 // tree is the part of a version under one of its paths.
 type tree struct {
 	path    string         // the path the version recorded

@@ -71,6 +71,7 @@ type RestoreResult struct {
 // application is started; the error says so.
 func Restore(ctx context.Context, o RestoreOptions) (res *RestoreResult, err error) {
 	v, s := o.Version, o.Source
+	repo := forVersion(o.Repo, v)
 	out := o.Out
 	if out == nil {
 		out = io.Discard
@@ -147,7 +148,7 @@ func Restore(ctx context.Context, o RestoreOptions) (res *RestoreResult, err err
 	}
 
 	if o.DryRun {
-		n, err := readAll(ctx, o.Repo, v, doFiles, dbEntry)
+		n, err := readAll(ctx, repo, v, doFiles, dbEntry)
 		if err != nil {
 			return nil, fmt.Errorf("nothing was changed: version %s cannot be read back: %w", v.ShortID(), err)
 		}
@@ -168,7 +169,7 @@ func Restore(ctx context.Context, o RestoreOptions) (res *RestoreResult, err err
 		}
 	}
 	if doFiles {
-		x := &extractor{src: o.Repo, owners: os.Geteuid() == 0}
+		x := &extractor{src: repo, owners: os.Geteuid() == 0}
 		for i, t := range trees {
 			st := res.Targets[i] + ".piosnap-restore-" + stamp
 			if err := os.Mkdir(st, 0o700); err != nil {
@@ -184,7 +185,7 @@ func Restore(ctx context.Context, o RestoreOptions) (res *RestoreResult, err err
 		res.OwnersNotRestored = x.ownerErrs
 		fmt.Fprintf(out, "version %s extracted and checked into %s\n", v.ShortID(), strings.Join(staged, ", "))
 	} else if dbEntry != nil {
-		if _, err := readAll(ctx, o.Repo, v, false, dbEntry); err != nil {
+		if _, err := readAll(ctx, repo, v, false, dbEntry); err != nil {
 			return nil, fmt.Errorf("nothing was changed: the database dump cannot be read back: %w", err)
 		}
 	}
@@ -272,7 +273,7 @@ func Restore(ctx context.Context, o RestoreOptions) (res *RestoreResult, err err
 		fmt.Fprintln(out)
 	}
 	if doDB {
-		if err := s.DB.Load(ctx, o.Repo.OpenEntry(ctx, dbEntry)); err != nil {
+		if err := s.DB.Load(ctx, repo.OpenEntry(ctx, dbEntry)); err != nil {
 			cause := fmt.Errorf("restore failed: %w", err)
 			if rerr := reloadSafety(ctx, s, res.SafetyDump); rerr != nil {
 				cause = fmt.Errorf("%w; PUTTING THE DATABASE BACK FAILED too: %v (its dump before the restore is %s)", cause, rerr, res.SafetyDump)

@@ -16,6 +16,7 @@ import (
 // links as links and empty folders, the database dump included under its
 // entry name. `tar -xpf` as root restores it with owners.
 func WriteTar(ctx context.Context, w io.Writer, src EntryOpener, v *store.Version) error {
+	src = forVersion(src, v)
 	tw := tar.NewWriter(w)
 	for i := range v.Entries {
 		e := &v.Entries[i]
