@@ -19,8 +19,8 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 	if o.filesOnly && o.dbOnly {
 		return usageErrorf("give at most one of --files-only and --db-only")
 	}
-	if o.rewriteHostname || o.noSafety || o.noWait {
-		return usageErrorf("--rewrite-hostname, --no-safety-snapshot and --no-wait are for Pioreactor units; %s is a directory source", o.host)
+	if o.rewriteHostname || o.noSafety || o.noWait || o.compress || o.stored {
+		return usageErrorf("--rewrite-hostname, --no-safety-snapshot, --no-wait, --compress and --stored are for Pioreactor units; %s is a directory source", o.host)
 	}
 	s, v, err := a.restoreVersion(ctx, o)
 	if err != nil {
