@@ -115,7 +115,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	}
 	loc := a.cfg.Location()
 	fmt.Fprintf(out, "version %s of %s, taken %s (%s), store %s: %d entries, %s\n",
-		v.ShortID(), v.Host, v.Time.In(loc).Format(time.RFC3339), v.Kind, s.Name, len(v.Entries), humanBytes(v.Size))
+		v.ShortID(), v.Host, v.Time.In(loc).Format(time.RFC3339), v.Kind, s.Name, len(v.Entries), web.HumanBytes(v.Size))
 	if target != v.Host && !o.rewriteHostname {
 		return usageErrorf("version %s belongs to %s; restoring it onto %s would clone %s's configuration onto %s: pass --rewrite-hostname if that is what you want (nothing was uploaded)",
 			v.ShortID(), v.Host, target, v.Host, target)
@@ -210,11 +210,11 @@ func (p *restoreReport) event(ev restore.Event) {
 	case restore.KindCloning:
 		fmt.Fprintf(warn, "WARNING: cloning %s's configuration, calibrations and plugins onto %s; the archive's unit name is rewritten to %s\n", ev.Host, ev.Unit, ev.Unit)
 	case restore.KindRebuilt:
-		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked in %s: %s\n", ev.Took, humanBytes(ev.Size))
+		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked in %s: %s\n", ev.Took, web.HumanBytes(ev.Size))
 	case restore.KindCompressing:
-		fmt.Fprintf(out, "archive of %s: compressing it first, as Pioreactor holds an upload in RAM several times over (--stored sends it uncompressed)\n", humanBytes(ev.Size))
+		fmt.Fprintf(out, "archive of %s: compressing it first, as Pioreactor holds an upload in RAM several times over (--stored sends it uncompressed)\n", web.HumanBytes(ev.Size))
 	case restore.KindStreaming:
-		fmt.Fprintf(out, "archive of %s, rebuilt from the repository as it is sent; every chunk is checked on the way\n", humanBytes(ev.Size))
+		fmt.Fprintf(out, "archive of %s, rebuilt from the repository as it is sent; every chunk is checked on the way\n", web.HumanBytes(ev.Size))
 	case restore.KindImportRunning:
 		fmt.Fprintf(out, "%s is running another import; waiting for it to finish (up to %s)\n", ev.Unit, ev.Wait)
 	case restore.KindRebootingAfter:
@@ -237,7 +237,7 @@ func (p *restoreReport) event(ev restore.Event) {
 		p.bar.finish()
 	case restore.KindUploaded:
 		fmt.Fprintf(out, "uploaded %s to %s through the leader in %s (%s/s)\n",
-			humanBytes(ev.Size), ev.Unit, ev.Took.Round(time.Millisecond), humanBytes(int64(float64(ev.Size)/max(ev.Took.Seconds(), 1e-3))))
+			web.HumanBytes(ev.Size), ev.Unit, ev.Took.Round(time.Millisecond), web.HumanBytes(int64(float64(ev.Size)/max(ev.Took.Seconds(), 1e-3))))
 	case restore.KindLocked:
 		fmt.Fprintf(out, "%s is running another import; uploading again in %s\n", ev.Unit, ev.Wait)
 	case restore.KindAcceptedNoWait:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/dir"
 	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/scheduler/web"
 )
 
 // restoreDir restores a version of a directory source; the work is done
@@ -31,7 +32,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 	}
 	loc := a.cfg.Location()
 	fmt.Fprintf(out, "version %s of %s, taken %s (%s), store %s: %d entries, %s\n",
-		v.ShortID(), v.Host, v.Time.In(loc).Format(time.RFC3339), v.Kind, s.Name, len(v.Entries), humanBytes(v.Size))
+		v.ShortID(), v.Host, v.Time.In(loc).Format(time.RFC3339), v.Kind, s.Name, len(v.Entries), web.HumanBytes(v.Size))
 	to := map[string]string{}
 	if o.to != "" {
 		old, dst, ok := strings.Cut(o.to, "=")
