@@ -72,6 +72,16 @@ func (w *Writer) Idle() bool {
 	return true
 }
 
+// FramesCompressed returns how many frames w compressed, in all its
+// stores together.
+func (w *Writer) FramesCompressed() int {
+	n := 0
+	for _, pk := range w.packers {
+		n += pk.compressed
+	}
+	return n
+}
+
 // IndexShape is what an index loaded for one kind of reading holds, for
 // tests of what is kept.
 type IndexShape struct {

@@ -84,7 +84,8 @@ func parseRecord(p []byte) blobRecord {
 //
 // The caller's goroutine fills frames (add, use, drop). A full frame is
 // sealed: it is compressed on a goroutine of its own, so that frames
-// compress on every core, and queued, in the order sealed, for the
+// compress on every core (or taken compressed from another store's
+// packer that sealed the same frame: see frameMemo), and queued, in the order sealed, for the
 // packer's sink, a goroutine that appends the compressed frames to the open
 // pack and stores each pack when it is full, then the index objects and
 // whatever else the caller queues after them (a manifest). A pack holds the
@@ -110,6 +111,13 @@ type packer struct {
 	// several packers may share it.
 	retried chan struct{}
 	keepIDs bool
+
+	// memo, when set, is shared with the packers of other stores: a
+	// frame another of them has sealed with the same content is not
+	// compressed again (see frameMemo). compressed counts the frames
+	// this packer compressed itself.
+	memo       *frameMemo
+	compressed int
 
 	sink   *packSink     // the running sink; nil while none runs
 	tokens chan struct{} // in-flight budget: one token per frameSize of plain bytes
@@ -168,12 +176,87 @@ type indexPack struct {
 
 // sealedFrame is a full frame on its way to the sink.
 type sealedFrame struct {
-	plain  []byte
 	recs   []blobRecord
 	owners []frameShare
-	tokens int           // budget tokens it holds
-	z      []byte        // compressed, once done is closed
-	done   chan struct{} // closed when compressed
+	tokens int     // budget tokens it holds
+	z      *zframe // its compressed bytes, perhaps shared with other stores
+}
+
+// zframe is a frame's compressed bytes, shared by the stores that seal a
+// frame of the same content (see frameMemo).
+type zframe struct {
+	codec string        // the encoder's settings
+	recs  []blobRecord  // the frame's blobs in order: its content
+	z     []byte        // compressed, once done is closed
+	done  chan struct{} // closed when compressed
+	refs  atomic.Int32  // sealed frames and memo entries holding it
+}
+
+// release drops a hold on zf; the last one gives its buffer to pool for
+// reuse.
+func (zf *zframe) release(pool chan []byte) {
+	if zf.refs.Add(-1) != 0 {
+		return
+	}
+	select {
+	case <-zf.done:
+		putBuf(pool, zf.z)
+	default: // never compressed, or still being: left to the collector
+	}
+}
+
+// frameMemo lets the packers of one Writer compress a frame once when
+// several stores seal the same: stores that are empty, or in step, lack
+// the same blobs and so fill the same frames, one store after the other
+// as each blob is added to each. A frame's content is named exactly by
+// its blobs' IDs in order (and the codec), so a store that seals a frame
+// of the same records as one another store has just sealed takes that
+// frame's compressed bytes: its packs are byte for byte what it would
+// have written alone. Adding one blob seals at most two frames of its
+// type (the open frame, then the blob's own when it fills one), so the
+// memo holds the latest two of each type, and memory stays flat. It is
+// used on the caller's goroutine only.
+type frameMemo struct {
+	last [2][2]*zframe // per blob type, newest first
+}
+
+// find returns a frame just sealed that holds exactly recs under codec,
+// with a hold on it for the caller; else nil.
+func (m *frameMemo) find(codec string, recs []blobRecord) *zframe {
+	if m == nil || len(recs) == 0 {
+		return nil
+	}
+	for _, zf := range m.last[recs[0].Type] {
+		if zf != nil && zf.codec == codec && slices.Equal(zf.recs, recs) {
+			zf.refs.Add(1)
+			return zf
+		}
+	}
+	return nil
+}
+
+// put records zf as the frame sealed last of its type, dropping the
+// oldest.
+func (m *frameMemo) put(zf *zframe, pool chan []byte) {
+	zf.refs.Add(1)
+	l := &m.last[zf.recs[0].Type]
+	if old := l[len(l)-1]; old != nil {
+		old.release(pool)
+	}
+	copy(l[1:], l[:len(l)-1])
+	l[0] = zf
+}
+
+// clear drops every frame the memo holds.
+func (m *frameMemo) clear(pool chan []byte) {
+	for t := range m.last {
+		for i, zf := range m.last[t] {
+			if zf != nil {
+				zf.release(pool)
+				m.last[t][i] = nil
+			}
+		}
+	}
 }
 
 // sinkOp is one step for the sink: a frame to append, or a call to make
@@ -481,8 +564,9 @@ func (pk *packer) drop(owner any) []ChunkID {
 	return gone
 }
 
-// seal hands the open frame to a goroutine that compresses it and queues
-// it for the sink. On failure the frame stays open.
+// seal hands the open frame to a goroutine that compresses it, unless
+// another store's packer has just sealed the same frame (see frameMemo),
+// and queues it for the sink. On failure the frame stays open.
 func (pk *packer) seal(ctx context.Context, f *openFrame) error {
 	if len(f.plain) == 0 {
 		return nil
@@ -491,24 +575,40 @@ func (pk *packer) seal(ctx context.Context, f *openFrame) error {
 	if err := pk.take(ctx, n); err != nil {
 		return err
 	}
-	sf := &sealedFrame{plain: f.plain, recs: slices.Clone(f.pending), owners: slices.Clone(f.owners), tokens: n, done: make(chan struct{})}
+	zf := pk.memo.find(pk.repo.codec, f.pending)
+	fresh := zf == nil
+	if fresh {
+		zf = &zframe{done: make(chan struct{})}
+		zf.refs.Store(1)
+	}
+	sf := &sealedFrame{recs: slices.Clone(f.pending), owners: slices.Clone(f.owners), tokens: n, z: zf}
 	if err := pk.send(ctx, sinkOp{frame: sf}); err != nil {
 		for range n {
 			<-pk.tokens
 		}
+		zf.release(pk.zbufs)
 		return err
 	}
-	var z []byte
-	select {
-	case z = <-pk.zbufs:
-	default:
+	if fresh {
+		var z []byte
+		select {
+		case z = <-pk.zbufs:
+		default:
+		}
+		plain := f.plain
+		go func() {
+			zf.z = pk.repo.enc.EncodeAll(plain, z[:0])
+			putBuf(pk.plains, plain)
+			close(zf.done)
+		}()
+		pk.compressed++
+		if pk.memo != nil {
+			zf.codec, zf.recs = pk.repo.codec, sf.recs
+			pk.memo.put(zf, pk.zbufs)
+		}
+	} else {
+		putBuf(pk.plains, f.plain)
 	}
-	go func() {
-		sf.z = pk.repo.enc.EncodeAll(sf.plain, z[:0])
-		putBuf(pk.plains, sf.plain)
-		sf.plain = nil
-		close(sf.done)
-	}()
 	f.plain, f.pending, f.owners = nil, f.pending[:0], f.owners[:0]
 	f.added, f.shared = f.added[:0], f.shared[:0]
 	return nil
@@ -519,13 +619,13 @@ func (pk *packer) runSink(s *packSink) {
 	defer close(s.exited)
 	for op := range s.ops {
 		if f := op.frame; f != nil {
-			<-f.done
+			<-f.z.done
 			if s.err == nil {
 				if err := pk.appendFrame(s, f); err != nil {
 					s.fail(err)
 				}
 			}
-			putBuf(pk.zbufs, f.z)
+			f.z.release(pk.zbufs)
 			for range f.tokens {
 				<-pk.tokens
 			}
@@ -552,10 +652,11 @@ func (pk *packer) runSink(s *packSink) {
 // appendFrame adds a compressed frame to the open pack, and stores the
 // pack once it is full.
 func (pk *packer) appendFrame(s *packSink, f *sealedFrame) error {
+	z := f.z.z
 	off := len(pk.pack)
-	pk.pack = append(pk.pack, f.z...)
+	pk.pack = append(pk.pack, z...)
 	for _, rec := range f.recs {
-		rec.FrameOff, rec.FrameLen = uint32(off), uint32(len(f.z))
+		rec.FrameOff, rec.FrameLen = uint32(off), uint32(len(z))
 		pk.recs = append(pk.recs, rec)
 	}
 	// Each contributor pays for the compressed frame in proportion to the
@@ -565,7 +666,7 @@ func (pk *packer) appendFrame(s *packSink, f *sealedFrame) error {
 		total += o.n
 	}
 	for _, o := range f.owners {
-		pk.shares = addShare(pk.shares, o.owner, int64(len(f.z))*o.n/total)
+		pk.shares = addShare(pk.shares, o.owner, int64(len(z))*o.n/total)
 	}
 	if len(pk.pack) >= packSize {
 		return pk.storePack(s)

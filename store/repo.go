@@ -58,6 +58,10 @@ type Repository struct {
 	config  RepoConfig
 	enc     *zstd.Encoder
 	dec     *zstd.Decoder
+	// codec names enc's settings: the same content compressed under the
+	// same codec gives the same bytes, which lets stores share frames
+	// (see frameMemo).
+	codec string
 
 	zmu  sync.Mutex // guards zbuf
 	zbuf []byte     // compression output, reused so a backup allocates no per-chunk buffers
@@ -136,7 +140,8 @@ func newRepository(b Backend, cfg RepoConfig) (*Repository, error) {
 	// faster per core than the default level for 6 % more bytes (BENCHMARKS.md,
 	// "zstd level"). One encoder per core, so that a backup's frames
 	// compress in parallel (EncodeAll is safe for concurrent use).
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	level := zstd.SpeedFastest
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
@@ -151,7 +156,7 @@ func newRepository(b Backend, cfg RepoConfig) (*Repository, error) {
 	if cfg.ChunkMaxSize == 0 {
 		cfg.ChunkMaxSize = chunker.MaxSize
 	}
-	return &Repository{backend: b, config: cfg, enc: enc, dec: dec}, nil
+	return &Repository{backend: b, config: cfg, enc: enc, dec: dec, codec: "zstd " + level.String()}, nil
 }
 
 // Upgrade brings a repository of an older format to the current one. From

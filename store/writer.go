@@ -17,9 +17,12 @@ import (
 // Writer stores the versions of one run in one or more repositories at once.
 // Each entry is cut into blobs once: a SQLite database or -wal file into its
 // pages, anything else by content-defined chunking. Blobs are hashed on
-// every core while the next ones are cut (see hashQueue), and each is packed
-// into every repository that lacks it, in the order cut. A repository that fails stops receiving
-// data for the version at hand; the others carry on.
+// every core while the next ones are cut (see hashQueue), and each is
+// packed into every repository that lacks it, in the order cut. Stores
+// that lack the same blobs fill the same frames, and each such frame is
+// compressed once for all of them (see frameMemo). A repository that
+// fails stops receiving data for the version at hand; the others carry
+// on.
 //
 // Each repository is written by a goroutine of its own (its packer's
 // sink), fed through a bounded queue, so that a slow store does not slow
@@ -40,6 +43,7 @@ type Writer struct {
 	broken  []error    // per repository: why it cannot be written, from the start or since it failed
 	pending map[*Pending]bool
 	retried chan struct{} // signalled by every store's sink after a failed attempt
+	memo    *frameMemo    // with several stores: frames compressed once for all
 	chunker *chunker.Chunker
 	hq      *hashQueue // hashes the blobs of the entry being added
 	br      *bufio.Reader
@@ -89,6 +93,9 @@ func NewWriter(ctx context.Context, repos ...*Repository) (*Writer, error) {
 		return nil, errors.New("new writer: no repository")
 	}
 	w := &Writer{repos: repos, pending: make(map[*Pending]bool), retried: make(chan struct{}, 1)}
+	if len(repos) > 1 {
+		w.memo = &frameMemo{}
+	}
 	healthy := 0
 	for i, r := range repos {
 		set, err := r.blobSet(ctx)
@@ -106,6 +113,7 @@ func NewWriter(ctx context.Context, repos ...*Repository) (*Writer, error) {
 			}
 		})
 		pk.retried = w.retried
+		pk.memo = w.memo
 		if len(repos) > 1 {
 			pk.patience = waitAttempts
 			pk.giveUp = func() bool { return w.othersHealthy(i) }
@@ -506,6 +514,9 @@ func (w *Writer) abandon(i int, cause error) {
 func (w *Writer) settle() {
 	if len(w.pending) > 0 {
 		return
+	}
+	if w.memo != nil {
+		w.memo.clear(w.packers[0].zbufs)
 	}
 	for i, pk := range w.packers {
 		if err := pk.stop(); err != nil && w.broken[i] == nil {

@@ -417,3 +417,89 @@ func TestWriterSlowStoreDoesNotDelayOthers(t *testing.T) {
 		t.Error("a store goroutine or frame is left after the commit")
 	}
 }
+
+// packsAndIndex lists a repository's pack and index objects.
+func packsAndIndex(t *testing.T, r *store.Repository) []string {
+	t.Helper()
+	return append(objects(t, r.Backend(), "packs/"), objects(t, r.Backend(), "index/")...)
+}
+
+// writeVersions backs up each set of files as a version of leader1 into
+// repos, each with a writer of its own, and returns how many frames the
+// writers compressed.
+func writeVersions(t *testing.T, repos []*store.Repository, versions ...[]file) int {
+	t.Helper()
+	n := 0
+	for _, files := range versions {
+		w, err := store.NewWriter(context.Background(), repos...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, res := range backup(t, w, "leader1", files) {
+			if res.Err != nil {
+				t.Fatal(res.Err)
+			}
+		}
+		if !w.Idle() {
+			t.Error("a store goroutine, blob or frame is left after the commit")
+		}
+		n += w.FramesCompressed()
+	}
+	return n
+}
+
+// Stores that lack the same blobs fill the same frames; each is
+// compressed once for all of them, and every store's packs are byte for
+// byte what it gets when written alone. A store that already holds part
+// of the version gets frames of its own where they differ.
+func TestWriterCompressesOnceForSeveralStores(t *testing.T) {
+	v2 := writerFiles()
+	v1 := []file{v2[1], v2[2]} // the same config and file, no database
+	newRepos := func(n int) []*store.Repository {
+		var rs []*store.Repository
+		for range n {
+			r, _ := newRepo(t)
+			rs = append(rs, r)
+		}
+		return rs
+	}
+
+	t.Run("empty", func(t *testing.T) {
+		alone := newRepos(1)
+		once := writeVersions(t, alone, v2)
+		both := newRepos(2)
+		if got := writeVersions(t, both, v2); got != once {
+			t.Errorf("two empty stores: %d frames compressed, want %d, as many as for one", got, once)
+		}
+		want := packsAndIndex(t, alone[0])
+		for i, r := range both {
+			if got := packsAndIndex(t, r); !slices.Equal(got, want) {
+				t.Errorf("store %d of two: packs and index differ from one store's alone:\n%v\n%v", i, got, want)
+			}
+			if rep, err := r.Check(context.Background(), true); err != nil || !rep.OK() {
+				t.Errorf("store %d: check --read-data = %+v, %v", i, rep, err)
+			}
+		}
+	})
+
+	t.Run("one behind", func(t *testing.T) {
+		// a is empty; b already holds v1.
+		aAlone, bAlone := newRepos(1), newRepos(1)
+		writeVersions(t, bAlone, v1)
+		separate := writeVersions(t, aAlone, v2) + writeVersions(t, bAlone, v2)
+		both := newRepos(2)
+		writeVersions(t, both[1:], v1)
+		if got := writeVersions(t, both, v2); got >= separate {
+			t.Errorf("two stores sharing the database's frames: %d frames compressed, want fewer than %d written apart", got, separate)
+		}
+		for i, alone := range []*store.Repository{aAlone[0], bAlone[0]} {
+			want := packsAndIndex(t, alone)
+			if got := packsAndIndex(t, both[i]); !slices.Equal(got, want) {
+				t.Errorf("store %d of two: packs and index differ from the store's alone:\n%v\n%v", i, got, want)
+			}
+			if rep, err := both[i].Check(context.Background(), true); err != nil || !rep.OK() {
+				t.Errorf("store %d: check --read-data = %+v, %v", i, rep, err)
+			}
+		}
+	})
+}

@@ -43,6 +43,28 @@ type Export struct {
 	Filename string
 }
 
+// Reader returns the export's body; when progress is not nil, each read's
+// size is passed to it as the archive arrives.
+func (e *Export) Reader(progress func(n int64)) io.Reader {
+	if progress == nil {
+		return e.Body
+	}
+	return &progressReader{r: e.Body, progress: progress}
+}
+
+type progressReader struct {
+	r        io.Reader
+	progress func(int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress(int64(n))
+	}
+	return n, err
+}
+
 // ExportCluster downloads the leader's $broadcast archive. It usually has
 // LayoutAggregate; on a cluster whose only unit is the leader it is that
 // unit's archive unchanged (LayoutSingle). Units the leader cannot reach are

@@ -3,6 +3,7 @@ package pioreactor
 import (
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -82,5 +83,18 @@ func TestLayoutString(t *testing.T) {
 		if got := l.String(); got != want {
 			t.Errorf("%d.String() = %q, want %q", int(l), got, want)
 		}
+	}
+}
+
+func TestExportReader(t *testing.T) {
+	body := io.NopCloser(strings.NewReader("abcdefgh"))
+	ex := &Export{Body: body}
+	if r := ex.Reader(nil); r != io.Reader(body) {
+		t.Errorf("Reader(nil) = %T, want the body itself", r)
+	}
+	var got int64
+	b, err := io.ReadAll(ex.Reader(func(n int64) { got += n }))
+	if err != nil || string(b) != "abcdefgh" || got != 8 {
+		t.Errorf("read %q, %v; progress saw %d bytes, want 8", b, err, got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/scheduler/web"
 )
 
 func cmdBackup(ctx context.Context, a *app, args []string) error {
@@ -155,7 +156,7 @@ func printBackupReport(w io.Writer, rep *snapshot.Report) {
 				continue
 			}
 			fmt.Fprintf(w, "  %-12s ok      store %-8s version %s  new %9s  total %9s  %s (%s)\n",
-				h.Host, s.Store, s.VersionID[:8], humanBytes(s.Stored), humanBytes(h.Size), h.Duration.Round(time.Millisecond), h.Via)
+				h.Host, s.Store, s.VersionID[:8], web.HumanBytes(s.Stored), web.HumanBytes(h.Size), h.Duration.Round(time.Millisecond), h.Via)
 		}
 	}
 }
@@ -173,18 +174,4 @@ func count(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
-}
-
-// humanBytes formats a byte count with binary units.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -76,7 +77,7 @@ func cmdCopy(ctx context.Context, a *app, args []string) error {
 
 func printCopyReport(w io.Writer, from, to string, rep *store.CopyReport) {
 	fmt.Fprintf(w, "copy %s -> %s: %s copied, %d already there\n", from, to, count(len(rep.Copied), "version"), rep.Present)
-	fmt.Fprintf(w, "  %d blobs sent (%s), %d blobs already there\n", rep.Chunks, humanBytes(rep.Bytes), rep.ChunksPresent)
+	fmt.Fprintf(w, "  %d blobs sent (%s), %d blobs already there\n", rep.Chunks, web.HumanBytes(rep.Bytes), rep.ChunksPresent)
 	ids := make([]string, 0, len(rep.Failed))
 	for id := range rep.Failed {
 		ids = append(ids, id)

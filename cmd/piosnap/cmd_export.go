@@ -14,6 +14,7 @@ import (
 	"github.com/piosnap/piosnap/archive/dir"
 	"github.com/piosnap/piosnap/archive/ingest"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 	"github.com/piosnap/piosnap/store/local"
 )
@@ -174,7 +175,7 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	fmt.Fprintf(a.env.Stdout, "wrote %s (%s): version %s of %s from %s, store %s\n",
-		*out, humanBytes(n), v.ShortID(), v.Host, v.Time.In(a.cfg.Location()).Format(time.RFC3339), s.Name)
+		*out, web.HumanBytes(n), v.ShortID(), v.Host, v.Time.In(a.cfg.Location()).Format(time.RFC3339), s.Name)
 	return nil
 }
 
@@ -301,7 +302,7 @@ func cmdImport(ctx context.Context, a *app, args []string) error {
 			continue
 		}
 		fmt.Fprintf(a.env.Stdout, "imported %s as version %s of %s at %s into store %s (new %s)\n",
-			pos[0], r.Version.ShortID(), h.Name, t.In(a.cfg.Location()).Format(time.RFC3339), stores[i].Name, humanBytes(r.Stored))
+			pos[0], r.Version.ShortID(), h.Name, t.In(a.cfg.Location()).Format(time.RFC3339), stores[i].Name, web.HumanBytes(r.Stored))
 	}
 	if len(errs) == len(all) {
 		return errors.Join(errs...)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 	"github.com/piosnap/piosnap/store/retention"
 )
@@ -117,9 +118,9 @@ func printForget(w io.Writer, rep *forgetReport, loc *time.Location) {
 		fmt.Fprintf(w, "store %s: dry run, %s would be removed\n", rep.Store, count(n, "version"))
 	case rep.Result != nil:
 		g := rep.Result
-		fmt.Fprintf(w, "store %s: removed %s and %s, freed %s", rep.Store, count(g.VersionsDeleted, "version"), count(g.ChunksDeleted, "blob"), humanBytes(g.BytesFreed))
+		fmt.Fprintf(w, "store %s: removed %s and %s, freed %s", rep.Store, count(g.VersionsDeleted, "version"), count(g.ChunksDeleted, "blob"), web.HumanBytes(g.BytesFreed))
 		if g.PacksWritten > 0 {
-			fmt.Fprintf(w, " (repacked the used blobs of mostly unused packs into %d new packs, %s)", g.PacksWritten, humanBytes(g.BytesRepacked))
+			fmt.Fprintf(w, " (repacked the used blobs of mostly unused packs into %d new packs, %s)", g.PacksWritten, web.HumanBytes(g.BytesRepacked))
 		}
 		fmt.Fprintln(w)
 	}

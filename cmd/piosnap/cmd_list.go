@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -84,7 +85,7 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 		if r.Kind == store.KindSafety {
 			kind = "safety (before a restore)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ShortID, r.Store, r.Host, r.Time.In(loc).Format("2006-01-02 15:04:05 MST"), kind, humanBytes(r.Size), r.AppVersion)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ShortID, r.Store, r.Host, r.Time.In(loc).Format("2006-01-02 15:04:05 MST"), kind, web.HumanBytes(r.Size), r.AppVersion)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -21,14 +21,25 @@ type restoreOptions struct {
 	host, at, id, to, storeName   string
 	dryRun, yes, noSafety, noWait bool
 	rewriteHostname, withSafety   bool
-	compress                      bool
+	compress, stored              bool
 	lockWait                      time.Duration
 	// filesOnly and dbOnly restore part of a directory source.
 	filesOnly, dbOnly bool
 }
 
+// encoding is how --compress and --stored say to send the archive.
+func (o restoreOptions) encoding() restore.Encoding {
+	switch {
+	case o.compress:
+		return restore.EncodingDeflate
+	case o.stored:
+		return restore.EncodingStored
+	}
+	return restore.EncodingAuto
+}
+
 func cmdRestore(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress] [--store S]; for a directory source: --host NAME [--to PATH] [--files-only | --db-only] [--dry-run] [--yes]")
+	fs := a.newFlags("restore", "--host H [--at TIME | --version ID] [--to UNIT --rewrite-hostname] [--dry-run] [--yes] [--no-safety-snapshot] [--no-wait] [--compress | --stored] [--store S]; for a directory source: --host NAME [--to PATH] [--files-only | --db-only] [--dry-run] [--yes]")
 	var o restoreOptions
 	fs.StringVar(&o.host, "host", "", "the unit whose version is restored (required)")
 	fs.StringVar(&o.at, "at", "", "newest version at or before TIME: latest, yesterday, 3d-ago, 2026-05-01, RFC 3339 (default latest; safety snapshots are skipped)")
@@ -42,7 +53,8 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (required when standard input is not a terminal)")
 	fs.BoolVar(&o.noSafety, "no-safety-snapshot", false, "do not snapshot the unit's current state first (no way back)")
 	fs.BoolVar(&o.noWait, "no-wait", false, "stop once the unit has accepted the upload; do not wait for the reboot or verify")
-	fs.BoolVar(&o.compress, "compress", false, "send the archive DEFLATE-compressed (about 4 times smaller for a database) instead of STORED: for a slow link or a unit short of RAM; it is compressed first into a temporary file in $TMPDIR")
+	fs.BoolVar(&o.compress, "compress", false, "always send the archive DEFLATE-compressed (about 4 times smaller for a database; compressed first into a temporary file in $TMPDIR); the default does so above 64 MiB")
+	fs.BoolVar(&o.stored, "stored", false, "always send the archive STORED (uncompressed, rebuilt as it is sent); the default does so up to 64 MiB")
 	fs.StringVar(&o.storeName, "store", "", "read from this store (default: the first that has the version)")
 	fs.DurationVar(&o.lockWait, "lock-wait", 10*time.Minute, "how long to wait for an import already running on the unit")
 	pos, err := parseFlags(fs, args)
@@ -51,6 +63,9 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	}
 	if o.host == "" || len(pos) > 0 {
 		return usageErrorf("give --host H and no other arguments (run `piosnap restore -h`)")
+	}
+	if o.compress && o.stored {
+		return usageErrorf("give at most one of --compress and --stored")
 	}
 	if o.id == "" && o.at == "" {
 		o.at = "latest"
@@ -100,7 +115,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	}
 	loc := a.cfg.Location()
 	fmt.Fprintf(out, "version %s of %s, taken %s (%s), store %s: %d entries, %s\n",
-		v.ShortID(), v.Host, v.Time.In(loc).Format(time.RFC3339), v.Kind, s.Name, len(v.Entries), humanBytes(v.Size))
+		v.ShortID(), v.Host, v.Time.In(loc).Format(time.RFC3339), v.Kind, s.Name, len(v.Entries), web.HumanBytes(v.Size))
 	if target != v.Host && !o.rewriteHostname {
 		return usageErrorf("version %s belongs to %s; restoring it onto %s would clone %s's configuration onto %s: pass --rewrite-hostname if that is what you want (nothing was uploaded)",
 			v.ShortID(), v.Host, target, v.Host, target)
@@ -115,7 +130,7 @@ func (a *app) restore(ctx context.Context, o restoreOptions) error {
 	rp := &restoreReport{a: a, v: v, unit: target}
 	r, err := restore.Prepare(ctx, restore.Options{
 		Store: s, Version: v, Client: cl, Unit: target,
-		RewriteHostname: o.rewriteHostname, Compress: o.compress, CheckAll: o.dryRun,
+		RewriteHostname: o.rewriteHostname, Encoding: o.encoding(), CheckAll: o.dryRun,
 		NoSafety: o.noSafety, NoWait: o.noWait,
 		LockWait: o.lockWait, RebootTimeout: a.cfg.Pioreactor.RebootTimeout.Duration,
 		Self: a.restoresItself(cl, target), StateDir: a.cfg.StateDir,
@@ -195,9 +210,11 @@ func (p *restoreReport) event(ev restore.Event) {
 	case restore.KindCloning:
 		fmt.Fprintf(warn, "WARNING: cloning %s's configuration, calibrations and plugins onto %s; the archive's unit name is rewritten to %s\n", ev.Host, ev.Unit, ev.Unit)
 	case restore.KindRebuilt:
-		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked in %s: %s\n", ev.Took, humanBytes(ev.Size))
+		fmt.Fprintf(out, "archive rebuilt from the repository and every chunk checked in %s: %s\n", ev.Took, web.HumanBytes(ev.Size))
+	case restore.KindCompressing:
+		fmt.Fprintf(out, "archive of %s: compressing it first, as Pioreactor holds an upload in RAM several times over (--stored sends it uncompressed)\n", web.HumanBytes(ev.Size))
 	case restore.KindStreaming:
-		fmt.Fprintf(out, "archive of %s, rebuilt from the repository as it is sent; every chunk is checked on the way\n", humanBytes(ev.Size))
+		fmt.Fprintf(out, "archive of %s, rebuilt from the repository as it is sent; every chunk is checked on the way\n", web.HumanBytes(ev.Size))
 	case restore.KindImportRunning:
 		fmt.Fprintf(out, "%s is running another import; waiting for it to finish (up to %s)\n", ev.Unit, ev.Wait)
 	case restore.KindRebootingAfter:
@@ -220,7 +237,7 @@ func (p *restoreReport) event(ev restore.Event) {
 		p.bar.finish()
 	case restore.KindUploaded:
 		fmt.Fprintf(out, "uploaded %s to %s through the leader in %s (%s/s)\n",
-			humanBytes(ev.Size), ev.Unit, ev.Took.Round(time.Millisecond), humanBytes(int64(float64(ev.Size)/max(ev.Took.Seconds(), 1e-3))))
+			web.HumanBytes(ev.Size), ev.Unit, ev.Took.Round(time.Millisecond), web.HumanBytes(int64(float64(ev.Size)/max(ev.Took.Seconds(), 1e-3))))
 	case restore.KindLocked:
 		fmt.Fprintf(out, "%s is running another import; uploading again in %s\n", ev.Unit, ev.Wait)
 	case restore.KindAcceptedNoWait:

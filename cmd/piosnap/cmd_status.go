@@ -12,6 +12,7 @@ import (
 	"github.com/piosnap/piosnap/archive/pioreactor/restore"
 	"github.com/piosnap/piosnap/scheduler/daemon"
 	"github.com/piosnap/piosnap/scheduler/notify"
+	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -256,7 +257,7 @@ func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
 				if s.Error != "" {
 					fmt.Fprintf(w, "  %-12s FAILED  store %s: %s\n", h.Host, s.Store, s.Error)
 				} else {
-					fmt.Fprintf(w, "  %-12s ok      store %s, new %s\n", h.Host, s.Store, humanBytes(s.StoredBytes))
+					fmt.Fprintf(w, "  %-12s ok      store %s, new %s\n", h.Host, s.Store, web.HumanBytes(s.StoredBytes))
 				}
 			}
 		}
@@ -264,7 +265,7 @@ func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
 			if r.Error != "" {
 				fmt.Fprintf(w, "  retention in store %s FAILED: %s\n", r.Store, r.Error)
 			} else {
-				fmt.Fprintf(w, "  retention in store %s: removed %s, freed %s\n", r.Store, count(r.Removed, "version"), humanBytes(r.Freed))
+				fmt.Fprintf(w, "  retention in store %s: removed %s, freed %s\n", r.Store, count(r.Removed, "version"), web.HumanBytes(r.Freed))
 			}
 		}
 	} else {

@@ -167,6 +167,9 @@ func TestDirSourceCLI(t *testing.T) {
 	if code, _, errs := cliRun(t, cfg, "restore", "--host", "cells", "--files-only", "--db-only", "--yes"); code == 0 || !strings.Contains(errs, "at most one") {
 		t.Errorf("--files-only --db-only: %d %s", code, errs)
 	}
+	if code, _, errs := cliRun(t, cfg, "restore", "--host", "cells", "--stored", "--yes"); code != exitUsage || !strings.Contains(errs, "are for Pioreactor units") {
+		t.Errorf("--stored for a directory source: %d %s", code, errs)
+	}
 }
 
 // TestDirSourceWithCluster backs up a simulated cluster and a directory

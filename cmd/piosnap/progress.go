@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/piosnap/piosnap/scheduler/web"
 )
 
 // stepProgress shows one long step of a command (pulling an archive,
@@ -99,13 +101,13 @@ func (p *stepProgress) line(now time.Time) string {
 		frac := min(float64(p.n)/float64(p.total), 1)
 		k := int(frac * width)
 		fmt.Fprintf(&b, " [%s%s] %3.0f%% %s of %s, %s/s", strings.Repeat("=", k), strings.Repeat(" ", width-k), frac*100,
-			humanBytes(p.n), humanBytes(p.total), humanBytes(int64(float64(p.n)/secs)))
+			web.HumanBytes(p.n), web.HumanBytes(p.total), web.HumanBytes(int64(float64(p.n)/secs)))
 		if p.n > 0 && p.n < p.total {
 			left := time.Duration(float64(p.total-p.n) / (float64(p.n) / secs) * float64(time.Second))
 			fmt.Fprintf(&b, ", %s left", left.Round(time.Second))
 		}
 	case p.n > 0:
-		fmt.Fprintf(&b, ": %s, %s/s, %s", humanBytes(p.n), humanBytes(int64(float64(p.n)/secs)), el.Round(time.Second))
+		fmt.Fprintf(&b, ": %s, %s/s, %s", web.HumanBytes(p.n), web.HumanBytes(int64(float64(p.n)/secs)), el.Round(time.Second))
 	default:
 		fmt.Fprintf(&b, ": %s", el.Round(time.Second))
 	}
@@ -160,7 +162,7 @@ func (p *progress) update(sent int64) {
 	}
 	n := int(frac * width)
 	fmt.Fprintf(p.w, "\ruploading to %s [%s%s] %3.0f%% %s of %s ", p.unit,
-		strings.Repeat("=", n), strings.Repeat(" ", width-n), frac*100, humanBytes(sent), humanBytes(p.total))
+		strings.Repeat("=", n), strings.Repeat(" ", width-n), frac*100, web.HumanBytes(sent), web.HumanBytes(p.total))
 }
 
 func (p *progress) finish() {

@@ -20,15 +20,16 @@ import (
 	"time"
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
+	"github.com/piosnap/piosnap/archive/pioreactor/restore"
 )
 
 // BenchmarkRestoreLeaderDB restores the leader of a simulated cluster whose
 // database is $PIOSNAP_BENCH_DB_MIB MiB (default 1024) and compares, pair by
 // pair in turn, piosnap's upload (restore --no-wait --no-safety-snapshot,
-// with the default STORED archive and with --compress) with
-// `curl -F archive=@file.zip` to the same leader endpoint of the unit's
-// own export (leader.zip, DEFLATE level 6, as a user would send it) and of
-// the STORED archive piosnap sends (`export --stored`). Then it times
+// with --stored and with --compress) with `curl -F archive=@file.zip` to
+// the same leader endpoint of the unit's own export (leader.zip, DEFLATE
+// level 6, as a user would send it) and of the archives piosnap sends
+// (`export --stored` and `export`). Then it times
 // $PIOSNAP_BENCH_FULL (default 1) full default restores (safety snapshot,
 // upload, reboot wait, verification). Reported: medians of each, the ratios
 // of the medians, piosnap's peak heap and peak RSS during the upload-only
@@ -103,6 +104,8 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 	run("backup")
 	storedPath := filepath.Join(dir, "stored.zip")
 	run("export", "--stored", "--host", "leader1", "--at", "latest", "-o", storedPath)
+	deflatePath := filepath.Join(dir, "deflate.zip") // what restore --compress sends
+	run("export", "--host", "leader1", "--at", "latest", "-o", deflatePath)
 	cl, err := pioreactor.New(pioreactor.Config{Leader: leaderURL, Addresses: map[string]string{"leader1": strings.TrimPrefix(leaderURL, "http://")}})
 	if err != nil {
 		b.Fatal(err)
@@ -153,7 +156,7 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 	}
 
 	uploadRE := regexp.MustCompile(`uploaded .* in (\S+) \(`)
-	var restoreTimes, uploadTimes, compressTimes, curlTimes, curlStoredTimes []time.Duration
+	var restoreTimes, uploadTimes, compressTimes, curlTimes, curlStoredTimes, curlDeflateTimes []time.Duration
 	var peakHeap, peakRSS uint64
 	b.ResetTimer()
 	for range b.N {
@@ -163,7 +166,7 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 		stop := sampleHeap()
 		b.StartTimer()
 		start := time.Now()
-		out := run("restore", "--host", "leader1", "--yes", "--no-safety-snapshot", "--no-wait")
+		out := run("restore", "--host", "leader1", "--yes", "--no-safety-snapshot", "--no-wait", "--stored")
 		restoreTimes = append(restoreTimes, time.Since(start))
 		b.StopTimer()
 		peakHeap = max(peakHeap, stop())
@@ -181,6 +184,7 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 		settle()
 		curlTimes = append(curlTimes, curlUpload(zipPath))
 		curlStoredTimes = append(curlStoredTimes, curlUpload(storedPath))
+		curlDeflateTimes = append(curlDeflateTimes, curlUpload(deflatePath))
 		b.StartTimer()
 	}
 	b.StopTimer()
@@ -213,9 +217,17 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 	b.ReportMetric(med(curlStoredTimes), "curl-stored-s")
 	b.ReportMetric(med(restoreTimes)/med(curlTimes), "restore/curl")
 	b.ReportMetric(med(restoreTimes)/med(curlStoredTimes), "restore/curl-stored")
+	b.ReportMetric(med(curlDeflateTimes), "curl-deflate-s")
+	b.ReportMetric(med(compressTimes)/med(curlDeflateTimes), "restore-compress/curl-deflate")
 	if nFull > 0 {
+		// The full restore sends what the default chooses: STORED up to
+		// restore.DefaultDeflateAbove, DEFLATE above.
+		upload := restoreTimes
+		if storedSize > restore.DefaultDeflateAbove {
+			upload = compressTimes
+		}
 		b.ReportMetric(med(fullTimes), "full-s")
-		b.ReportMetric(med(fullTimes)/med(restoreTimes), "full/restore")
+		b.ReportMetric(med(fullTimes)/med(upload), "full/upload-default")
 	}
 	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MiB")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/piosnap/piosnap/archive/dir"
 	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/scheduler/web"
 )
 
 // restoreDir restores a version of a directory source; the work is done
@@ -19,8 +20,8 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 	if o.filesOnly && o.dbOnly {
 		return usageErrorf("give at most one of --files-only and --db-only")
 	}
-	if o.rewriteHostname || o.noSafety || o.noWait {
-		return usageErrorf("--rewrite-hostname, --no-safety-snapshot and --no-wait are for Pioreactor units; %s is a directory source", o.host)
+	if o.rewriteHostname || o.noSafety || o.noWait || o.compress || o.stored {
+		return usageErrorf("--rewrite-hostname, --no-safety-snapshot, --no-wait, --compress and --stored are for Pioreactor units; %s is a directory source", o.host)
 	}
 	s, v, err := a.restoreVersion(ctx, o)
 	if err != nil {
@@ -31,7 +32,7 @@ func (a *app) restoreDir(ctx context.Context, o restoreOptions, cs *config.Sourc
 	}
 	loc := a.cfg.Location()
 	fmt.Fprintf(out, "version %s of %s, taken %s (%s), store %s: %d entries, %s\n",
-		v.ShortID(), v.Host, v.Time.In(loc).Format(time.RFC3339), v.Kind, s.Name, len(v.Entries), humanBytes(v.Size))
+		v.ShortID(), v.Host, v.Time.In(loc).Format(time.RFC3339), v.Kind, s.Name, len(v.Entries), web.HumanBytes(v.Size))
 	to := map[string]string{}
 	if o.to != "" {
 		old, dst, ok := strings.Cut(o.to, "=")

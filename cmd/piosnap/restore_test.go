@@ -324,6 +324,8 @@ func TestRestoreRefused(t *testing.T) {
 			code: exitUsage, want: []string{"--rewrite-hostname needs --to"}},
 		{name: "unknown store", args: []string{"--host", "worker1", "--store", "nope", "--yes"},
 			code: exitUsage, want: []string{"nope"}},
+		{name: "both encodings", args: []string{"--host", "worker1", "--compress", "--stored", "--yes"},
+			code: exitUsage, want: []string{"at most one of --compress and --stored"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -43,6 +43,10 @@ const (
 	KindRebuilt
 	// KindStreaming: the archive of Size bytes is rebuilt as it is sent.
 	KindStreaming
+	// KindCompressing: sent STORED, the archive would be Size bytes, more
+	// than Options.DeflateAbove: it is compressed first (KindRebuilt
+	// follows).
+	KindCompressing
 	// KindImportRunning: another import runs on the unit; the restore
 	// waits up to Wait for it.
 	KindImportRunning

@@ -24,8 +24,12 @@ type Options struct {
 	// RewriteHostname rewrites the archive's unit name to Unit, cloning
 	// Version.Host's configuration onto it.
 	RewriteHostname bool
-	// Compress sends the archive DEFLATE-compressed instead of STORED.
-	Compress bool
+	// Encoding is how the archive is sent; the zero value, EncodingAuto,
+	// chooses by its size.
+	Encoding Encoding
+	// DeflateAbove is the size of a STORED archive above which EncodingAuto
+	// sends it DEFLATE-compressed; 0 means DefaultDeflateAbove.
+	DeflateAbove int64
 	// CheckAll makes Prepare read and verify every chunk (a dry run).
 	CheckAll bool
 	// NoSafety skips the safety snapshot.
@@ -50,6 +54,30 @@ type Options struct {
 	// comes from the goroutine that sends the upload.
 	Report func(Event)
 }
+
+// Encoding says how the archive is sent to the unit.
+type Encoding int
+
+const (
+	// EncodingAuto sends the archive STORED when it is at most
+	// Options.DeflateAbove bytes, and DEFLATE-compressed when larger.
+	EncodingAuto Encoding = iota
+	// EncodingStored sends every entry as it is. The archive's length is
+	// known from the manifest, so it is rebuilt while it is sent.
+	EncodingStored
+	// EncodingDeflate compresses the archive (about a quarter of the bytes
+	// for a database) into a temporary file first, then sends it.
+	EncodingDeflate
+)
+
+// DefaultDeflateAbove is EncodingAuto's threshold. Pioreactor holds an
+// uploaded archive in RAM several times over: the leader saves it in /tmp,
+// which is in RAM, and keeps two copies in memory while it passes it on, and
+// the unit saves it in /tmp again beside the extracted files and a copy of
+// its current ~/.pioreactor. Sending a large database STORED would cost a
+// Raspberry Pi four times the memory of a compressed one; up to this size,
+// the difference is small and STORED spares the compression.
+const DefaultDeflateAbove = 64 << 20
 
 // A Restore is a prepared restore: the version is held against retention,
 // checked, its archive laid out, and the unit ready for an import. Run
@@ -100,11 +128,11 @@ func Prepare(ctx context.Context, o Options) (_ *Restore, err error) {
 	if o.Unit != v.Host {
 		r.report(Event{Kind: KindCloning, Unit: o.Unit, Host: v.Host})
 	}
-	if r.src, err = NewSource(ctx, s.Repo, v, replace, o.Compress); err != nil {
+	start := time.Now() // a compressed archive is built and checked here
+	if r.src, err = r.source(ctx, replace); err != nil {
 		return nil, fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 	}
-	if o.CheckAll || o.Compress {
-		start := time.Now()
+	if o.CheckAll || r.src.checked {
 		if err := r.src.Check(ctx); err != nil {
 			return nil, fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
 		}
@@ -121,6 +149,28 @@ func Prepare(ctx context.Context, o Options) (_ *Restore, err error) {
 		r.report(Event{Kind: KindSelf, Unit: o.Unit, Path: RecordPath(o.StateDir), Self: true})
 	}
 	return r, nil
+}
+
+// source lays out the archive in the encoding Options ask for.
+func (r *Restore) source(ctx context.Context, replace map[string][]byte) (*Source, error) {
+	o, repo := r.o, r.o.Store.Repo
+	if o.Encoding == EncodingDeflate {
+		return NewSource(ctx, repo, r.v, replace, true)
+	}
+	src, err := NewSource(ctx, repo, r.v, replace, false)
+	if err != nil || o.Encoding == EncodingStored {
+		return src, err
+	}
+	above := o.DeflateAbove
+	if above <= 0 {
+		above = DefaultDeflateAbove
+	}
+	if src.Size() <= above {
+		return src, nil
+	}
+	src.Close()
+	r.report(Event{Kind: KindCompressing, Unit: o.Unit, Size: src.Size()})
+	return NewSource(ctx, repo, r.v, replace, true)
 }
 
 // Close releases the version's hold and the archive's temporary file.

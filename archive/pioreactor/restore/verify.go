@@ -76,11 +76,7 @@ func Verify(ctx context.Context, cl *pioreactor.Client, repo *store.Repository, 
 		return nil, err
 	}
 	defer exp.Body.Close()
-	var body io.Reader = exp.Body
-	if progress != nil {
-		body = &countingReader{r: exp.Body, add: progress}
-	}
-	zr := archive.NewReader(body, archive.Limits{})
+	zr := archive.NewReader(exp.Reader(progress), archive.Limits{})
 	var gotConfig []byte
 	for {
 		h, err := zr.Next()
@@ -235,18 +231,4 @@ func CompareConfig(want, got string) []string {
 	}
 	slices.Sort(diffs)
 	return diffs
-}
-
-// countingReader passes the size of each read to add.
-type countingReader struct {
-	r   io.Reader
-	add func(int64)
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if n > 0 {
-		c.add(int64(n))
-	}
-	return n, err
 }

@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -251,7 +250,7 @@ func (r *runner) broadcast(ctx context.Context, units []string) ([]string, error
 		return nil, err
 	}
 	defer exp.Body.Close()
-	br := bufio.NewReaderSize(r.counted(exp.Body), 64<<10)
+	br := bufio.NewReaderSize(exp.Reader(r.opts.Progress), 64<<10)
 	layout := exp.Layout
 	if layout == pioreactor.LayoutUnknown {
 		layout = detectLayout(br, units)
@@ -276,28 +275,6 @@ func (r *runner) broadcast(ctx context.Context, units []string) ([]string, error
 	return settled, nil
 }
 
-// counted returns body, reporting what is read from it to opts.Progress.
-func (r *runner) counted(body io.Reader) io.Reader {
-	if r.opts.Progress == nil {
-		return body
-	}
-	return &countingReader{r: body, add: r.opts.Progress}
-}
-
-// countingReader passes each read's size to add.
-type countingReader struct {
-	r   io.Reader
-	add func(int64)
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if n > 0 {
-		c.add(int64(n))
-	}
-	return n, err
-}
-
 // direct pulls one unit straight from the unit.
 func (r *runner) direct(ctx context.Context, unit string) {
 	start := time.Now()
@@ -309,7 +286,7 @@ func (r *runner) direct(ctx context.Context, unit string) {
 		return
 	}
 	defer exp.Body.Close()
-	hosts, err := ingest.Read(ctx, bufio.NewReaderSize(r.counted(exp.Body), 64<<10), r.w, ingest.Options{Layout: ingest.Single, Host: unit, Limits: r.opts.Limits})
+	hosts, err := ingest.Read(ctx, bufio.NewReaderSize(exp.Reader(r.opts.Progress), 64<<10), r.w, ingest.Options{Layout: ingest.Single, Host: unit, Limits: r.opts.Limits})
 	if err != nil {
 		r.fail(hr, fmt.Errorf("archive from %s: %w", unit, err))
 		return
