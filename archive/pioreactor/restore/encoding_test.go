@@ -15,12 +15,15 @@ func TestEncoding(t *testing.T) {
 		name         string
 		enc          restore.Encoding
 		deflateAbove int64
+		safety       bool // take the safety snapshot, which the compression overlaps
 		wantDeflate  bool
 	}{
-		{"auto, small archive", restore.EncodingAuto, 0, false},
-		{"auto, over the threshold", restore.EncodingAuto, 1 << 10, true},
-		{"stored over the threshold", restore.EncodingStored, 1 << 10, false},
-		{"deflate", restore.EncodingDeflate, 0, true},
+		{"auto, small archive", restore.EncodingAuto, 0, false, false},
+		{"auto, over the threshold", restore.EncodingAuto, 1 << 10, false, true},
+		{"auto, over the threshold, with a safety snapshot", restore.EncodingAuto, 1 << 10, true, true},
+		{"stored over the threshold", restore.EncodingStored, 1 << 10, false, false},
+		{"deflate", restore.EncodingDeflate, 0, false, true},
+		{"deflate, with a safety snapshot", restore.EncodingDeflate, 0, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,7 +38,7 @@ func TestEncoding(t *testing.T) {
 			var evs events
 			o := r.options("worker1", &evs)
 			o.Encoding, o.DeflateAbove = tt.enc, tt.deflateAbove
-			o.NoSafety, o.NoWait = true, true
+			o.NoSafety, o.NoWait = !tt.safety, true
 			p, err := restore.Prepare(ctx, o)
 			if err != nil {
 				t.Fatal(err)
@@ -59,6 +62,12 @@ func TestEncoding(t *testing.T) {
 			}
 			if (evs.find(restore.KindStreaming) != nil) == tt.wantDeflate {
 				t.Errorf("streaming reported for a DEFLATE archive, or not for a STORED one")
+			}
+			if tt.wantDeflate && evs.find(restore.KindRebuilt) == nil {
+				t.Error("no rebuilt event for a DEFLATE archive")
+			}
+			if tt.safety && tt.wantDeflate && evs.index(restore.KindRebuilt) < evs.index(restore.KindSafetyTaken) {
+				t.Error("the compressed archive was awaited before the safety snapshot: nothing overlapped")
 			}
 		})
 	}

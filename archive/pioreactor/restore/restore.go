@@ -87,6 +87,9 @@ type Restore struct {
 	v    *store.Version
 	hold *store.RepoLock
 	src  *Source
+	// build, when not nil, compresses the archive while Run takes the
+	// safety snapshot; src is set once it is done.
+	build *build
 }
 
 // BlockedError means the unit refused the import before anything happened,
@@ -108,7 +111,10 @@ func (e *BlockedError) Unwrap() error { return e.Err }
 
 // Prepare holds the version against retention, checks it, lays out its
 // archive (with CheckAll, reading every chunk) and waits until the unit can
-// take an import. It uploads nothing. Call Close on the returned Restore.
+// take an import. It uploads nothing. An archive sent compressed is
+// compressed here with CheckAll or NoSafety, and otherwise in the
+// background while Run takes the safety snapshot. Call Close on the
+// returned Restore.
 func Prepare(ctx context.Context, o Options) (_ *Restore, err error) {
 	v, s := o.Version, o.Store
 	r := &Restore{o: o, v: v}
@@ -128,17 +134,31 @@ func Prepare(ctx context.Context, o Options) (_ *Restore, err error) {
 	if o.Unit != v.Host {
 		r.report(Event{Kind: KindCloning, Unit: o.Unit, Host: v.Host})
 	}
-	start := time.Now() // a compressed archive is built and checked here
-	if r.src, err = r.source(ctx, replace); err != nil {
-		return nil, fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
+	deflate, stored, err := r.layout(ctx, replace)
+	if err != nil {
+		return nil, r.rebuildErr(err)
 	}
-	if o.CheckAll || r.src.checked {
+	switch {
+	case !deflate && o.CheckAll:
+		start := time.Now()
+		r.src = stored
 		if err := r.src.Check(ctx); err != nil {
-			return nil, fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", v.ShortID(), s.Name, err)
+			return nil, r.rebuildErr(err)
 		}
 		r.report(Event{Kind: KindRebuilt, Unit: o.Unit, Size: r.src.Size(), Took: time.Since(start).Round(100 * time.Millisecond)})
-	} else {
+	case !deflate:
+		r.src = stored
 		r.report(Event{Kind: KindStreaming, Unit: o.Unit, Size: r.src.Size()})
+	case o.CheckAll || o.NoSafety:
+		// Nothing to overlap the compression with.
+		start := time.Now()
+		if r.src, err = NewSource(ctx, s.Repo, v, replace, true); err != nil {
+			return nil, r.rebuildErr(err)
+		}
+		r.report(Event{Kind: KindRebuilt, Unit: o.Unit, Size: r.src.Size(), Took: time.Since(start).Round(100 * time.Millisecond)})
+	default:
+		// Compressed while the safety snapshot is taken; Run waits for it.
+		r.build = startBuild(ctx, s.Repo, v, replace)
 	}
 	if err := r.waitUnitReady(ctx); err != nil {
 		return nil, err
@@ -151,30 +171,85 @@ func Prepare(ctx context.Context, o Options) (_ *Restore, err error) {
 	return r, nil
 }
 
-// source lays out the archive in the encoding Options ask for.
-func (r *Restore) source(ctx context.Context, replace map[string][]byte) (*Source, error) {
+// layout says whether the archive is sent DEFLATE-compressed, as Options
+// ask, and otherwise lays it out STORED.
+func (r *Restore) layout(ctx context.Context, replace map[string][]byte) (deflate bool, stored *Source, err error) {
 	o, repo := r.o, r.o.Store.Repo
 	if o.Encoding == EncodingDeflate {
-		return NewSource(ctx, repo, r.v, replace, true)
+		return true, nil, nil
 	}
-	src, err := NewSource(ctx, repo, r.v, replace, false)
-	if err != nil || o.Encoding == EncodingStored {
-		return src, err
+	if stored, err = NewSource(ctx, repo, r.v, replace, false); err != nil || o.Encoding == EncodingStored {
+		return false, stored, err
 	}
 	above := o.DeflateAbove
 	if above <= 0 {
 		above = DefaultDeflateAbove
 	}
-	if src.Size() <= above {
-		return src, nil
+	if stored.Size() <= above {
+		return false, stored, nil
 	}
-	src.Close()
-	r.report(Event{Kind: KindCompressing, Unit: o.Unit, Size: src.Size()})
-	return NewSource(ctx, repo, r.v, replace, true)
+	stored.Close()
+	r.report(Event{Kind: KindCompressing, Unit: o.Unit, Size: stored.Size()})
+	return true, nil, nil
+}
+
+// rebuildErr says that the archive could not be rebuilt, so nothing was
+// uploaded.
+func (r *Restore) rebuildErr(err error) error {
+	return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", r.v.ShortID(), r.o.Store.Name, err)
+}
+
+// build is an archive being compressed in the background.
+type build struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when src or err is set
+	src    *Source
+	err    error
+	took   time.Duration
+}
+
+func startBuild(ctx context.Context, repo *store.Repository, v *store.Version, replace map[string][]byte) *build {
+	ctx, cancel := context.WithCancel(ctx)
+	b := &build{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		start := time.Now()
+		b.src, b.err = NewSource(ctx, repo, v, replace, true)
+		b.took = time.Since(start)
+	}()
+	return b
+}
+
+// awaitBuild waits for the archive compressed in the background, if any.
+func (r *Restore) awaitBuild(ctx context.Context) error {
+	b := r.build
+	if b == nil {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("compress the archive of version %s: %w (nothing was uploaded)", r.v.ShortID(), ctx.Err())
+	case <-b.done:
+	}
+	r.build = nil
+	if b.err != nil {
+		return r.rebuildErr(b.err)
+	}
+	r.src = b.src
+	r.report(Event{Kind: KindRebuilt, Unit: r.o.Unit, Size: r.src.Size(), Took: b.took.Round(100 * time.Millisecond)})
+	return nil
 }
 
 // Close releases the version's hold and the archive's temporary file.
 func (r *Restore) Close() {
+	if b := r.build; b != nil {
+		b.cancel()
+		<-b.done
+		if b.src != nil {
+			b.src.Close()
+		}
+		r.build = nil
+	}
 	if r.src != nil {
 		r.src.Close()
 		r.src = nil
@@ -206,6 +281,9 @@ func (r *Restore) Run(ctx context.Context) error {
 		r.report(Event{Kind: KindStep, Step: StepSafety, State: StateDone, SafetyVersion: id, SafetyStore: s.Name})
 		undo = fmt.Sprintf("piosnap restore --host %s --version %s --store %s", target, id[:8], s.Name)
 		r.report(Event{Kind: KindSafetyTaken, Unit: target, Took: took, SafetyVersion: id, SafetyStore: s.Name, Undo: undo})
+	}
+	if err := r.awaitBuild(ctx); err != nil {
+		return err
 	}
 
 	var rec *Record

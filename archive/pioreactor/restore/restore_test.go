@@ -42,6 +42,18 @@ func (e *events) steps() []string {
 	return out
 }
 
+// index returns the position of the first event of kind k, or -1.
+func (e *events) index(k restore.Kind) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range e.evs {
+		if e.evs[i].Kind == k {
+			return i
+		}
+	}
+	return -1
+}
+
 // find returns the first event of kind k, or nil.
 func (e *events) find(k restore.Kind) *restore.Event {
 	e.mu.Lock()
