@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"io"
 	"slices"
 )
@@ -188,38 +189,67 @@ func files(v *Version) []*Entry {
 // error of reading blob b alone.
 func ReadWithPrefixCollision(ctx context.Context, r *Repository, v *Version, a, b ChunkID, dropOwn bool) (map[string][]byte, error, error) {
 	src := r.neededIndex(files(v))
-	x, err := src.index(ctx)
-	if err != nil {
-		return nil, nil, err
+	var planted error
+	src.adjust = func(p *blobPlaces) {
+		find := func(id ChunkID) int {
+			pre := idPrefix(&id)
+			return slices.IndexFunc(p.places, func(q blobPlace) bool { return q.prefix() == pre })
+		}
+		ia, ib := find(a), find(b)
+		if ia < 0 || ib < 0 {
+			planted = errNotIndexed
+			return
+		}
+		wrong := p.places[ia]
+		wrong.hi, wrong.lo = p.places[ib].hi, p.places[ib].lo
+		if dropOwn {
+			p.places[ib] = wrong
+		} else {
+			p.places = slices.Insert(p.places, ib, wrong)
+		}
 	}
-	p := x.(*blobPlaces)
-	find := func(id ChunkID) int {
-		pre := idPrefix(&id)
-		return slices.IndexFunc(p.places, func(q blobPlace) bool { return q.prefix() == pre })
+	var want []uint64
+	for _, e := range files(v) {
+		for i := range e.Chunks {
+			want = append(want, idPrefix(&e.Chunks[i]))
+		}
 	}
-	ia, ib := find(a), find(b)
-	if ia < 0 || ib < 0 {
-		return nil, nil, errNotIndexed
-	}
-	wrong := p.places[ia]
-	wrong.hi, wrong.lo = p.places[ib].hi, p.places[ib].lo
-	if dropOwn {
-		p.places[ib] = wrong
-	} else {
-		p.places = slices.Insert(p.places, ib, wrong)
+	sortPrefixes(&want)
+	if _, err := src.window(ctx, want); err != nil || planted != nil {
+		return nil, nil, errors.Join(err, planted)
 	}
 	_, readErr := r.newBlobReaderOn(src).read(ctx, b, nil)
+	out, err := readAllAhead(ctx, r, v, src, aheadWindow)
+	return out, readErr, err
+}
+
+// ReadInWindows reads the contents of v's files through a read-ahead
+// that looks up window blobs at a time, as a restore does (with windows
+// of a million pages). It returns the contents, how many windows were
+// read, and the most places one window held.
+func ReadInWindows(ctx context.Context, r *Repository, v *Version, window int) (map[string][]byte, int, int, error) {
+	src := r.neededIndex(files(v))
+	windows, most := 0, 0
+	src.adjust = func(p *blobPlaces) {
+		windows++
+		most = max(most, len(p.places))
+	}
+	out, err := readAllAhead(ctx, r, v, src, window)
+	return out, windows, most, err
+}
+
+func readAllAhead(ctx context.Context, r *Repository, v *Version, src *neededIndex, window int) (map[string][]byte, error) {
 	out := make(map[string][]byte)
-	ra := r.readAheadOn(ctx, files(v), src)
+	ra := r.readAheadOn(ctx, files(v), src, window)
 	defer ra.close()
 	for _, e := range files(v) {
 		data, err := io.ReadAll(ra.next(e))
 		if err != nil {
-			return out, readErr, err
+			return out, err
 		}
 		out[e.Name] = data
 	}
-	return out, readErr, nil
+	return out, nil
 }
 
 // WholeIndexLoaded reports whether r holds its whole index, read for

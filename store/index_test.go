@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -254,6 +255,62 @@ func TestReadPrefixCollision(t *testing.T) {
 				if !bytes.Equal(got[name], data) {
 					t.Errorf("%s: %d bytes differ from the %d stored", name, len(got[name]), len(data))
 				}
+			}
+		})
+	}
+}
+
+// TestReadInWindows reads a version, a database of several nights (delta
+// leaves) with its -wal file (inline frame headers), ordinary files and an
+// empty one, through a read-ahead that looks its blobs up a few at a time:
+// each window holds the places of at most its blobs, and the version is
+// rebuilt byte for byte whatever the window's size.
+func TestReadInWindows(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newRepo(t)
+	db := newSQLiteDB(t, 1024, 3000, true)
+	var v *store.Version
+	want := map[string][]byte{}
+	for night := 0; night < 3; night++ {
+		db.update(40)
+		wal, err := os.ReadFile(db.path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = map[string][]byte{
+			"config.ini":                    randomData(uint64(20+night), 3000),
+			"storage/pioreactor.sqlite":     db.bytes(),
+			"storage/pioreactor.sqlite-wal": wal,
+			"storage/empty":                 nil,
+			"unit.json":                     randomData(30, 1500),
+		}
+		var fs []file
+		for _, name := range []string{"config.ini", "storage/pioreactor.sqlite", "storage/pioreactor.sqlite-wal", "storage/empty", "unit.json"} {
+			fs = append(fs, file{name, want[name]})
+		}
+		v = pageBackup(t, repo, "leader1", fs).Version
+	}
+	for _, tc := range []struct {
+		window      int
+		manyWindows bool
+	}{
+		{1, true},
+		{7, true},
+		{100, true},
+		{1 << 18, false},
+	} {
+		t.Run(strconv.Itoa(tc.window), func(t *testing.T) {
+			got, windows, most, err := store.ReadInWindows(ctx, repo, v, tc.window)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, data := range want {
+				if !bytes.Equal(got[name], data) {
+					t.Errorf("%s: %d bytes differ from the %d stored", name, len(got[name]), len(data))
+				}
+			}
+			if most > tc.window || (windows > 1) != tc.manyWindows {
+				t.Errorf("%d windows, the largest of %d places; want at most %d places, several windows %v", windows, most, tc.window, tc.manyWindows)
 			}
 		})
 	}

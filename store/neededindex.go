@@ -21,12 +21,20 @@ import (
 //
 // Entries stored in chunks need only the second step: their manifest
 // lists their blobs.
+//
+// A read-ahead (restore, export) does not load it so: it walks the
+// entries itself and hands the places of one window of blobs at a time
+// to window, so it holds the places of at most aheadWindow blobs however
+// large the database.
 type neededIndex struct {
 	r       *Repository
 	entries []*Entry
 	mu      sync.Mutex
 	x       *blobPlaces
 	err     error // why the index could not be loaded; it sticks
+	// adjust, if set, changes the places of each window (tests plant
+	// prefix collisions with it).
+	adjust func(*blobPlaces)
 }
 
 func (r *Repository) neededIndex(entries []*Entry) *neededIndex {
@@ -68,6 +76,26 @@ func (s *neededIndex) reload(ctx context.Context, stale blobIndex, missing Chunk
 		return old, err
 	}
 	s.x = x
+	return x, nil
+}
+
+// window makes the places of the blobs whose ID prefixes are in want
+// (sorted, without duplicates) the places readers find blobs in, in place
+// of those held before: a read-ahead's window. An error sticks, as in
+// index.
+func (s *neededIndex) window(ctx context.Context, want []uint64) (*blobPlaces, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.x = nil // let the previous window go first
+	x, err := s.r.placesOf(ctx, want)
+	if err != nil {
+		s.err = err
+		return nil, err
+	}
+	if s.adjust != nil {
+		s.adjust(x)
+	}
+	s.x, s.err = x, nil
 	return x, nil
 }
 

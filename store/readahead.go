@@ -25,8 +25,8 @@ func readAheadWorkers() int { return max(2, runtime.GOMAXPROCS(0)) }
 // the workers, looks each page up in the index once, and tells the
 // workers' shared frame cache which frames the pieces will read, so that
 // each frame is decompressed once while it is needed (see frameCache). At
-// most 2×workers+1 pieces are held at any time, whatever the entries'
-// sizes.
+// most 2×workers+1 pieces, and the places of aheadWindow blobs, are held
+// at any time, whatever the entries' sizes.
 type readAhead struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -38,6 +38,11 @@ type readAhead struct {
 
 // aheadRun is how much content of a page tree one fetch covers.
 const aheadRun = 1 << 20
+
+// aheadWindow is how many blobs a read-ahead looks up in one read of the
+// index: 1 GiB of 4 KiB pages, whose places take about 5 MiB. A larger
+// database costs one more read of the index per window.
+const aheadWindow = 1 << 18
 
 // Bounds of the walker's own cache of tree frames: reading a delta leaf
 // reads its chain of bases (at most 17 leaves, one night each), so the
@@ -75,11 +80,11 @@ type piece struct {
 // with next, one entry after the other, and call close at the end.
 func (r *Repository) newReadAhead(ctx context.Context, entries []*Entry) *readAhead {
 	// The workers share the places of the blobs these entries use.
-	return r.readAheadOn(ctx, entries, r.neededIndex(entries))
+	return r.readAheadOn(ctx, entries, r.neededIndex(entries), aheadWindow)
 }
 
-// readAheadOn is newReadAhead finding blobs in src.
-func (r *Repository) readAheadOn(ctx context.Context, entries []*Entry, src indexSource) *readAhead {
+// readAheadOn is newReadAhead finding blobs in src, window blobs at a time.
+func (r *Repository) readAheadOn(ctx context.Context, entries []*Entry, src *neededIndex, window int) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
 	n := readAheadWorkers()
 	ra := &readAhead{ctx: ctx, cancel: cancel, order: make(chan *fetch, n), free: make(chan *fetch, 2*n+1)}
@@ -166,13 +171,14 @@ func (r *Repository) readAheadOn(ctx context.Context, entries []*Entry, src inde
 			case <-ctx.Done():
 			}
 		}
-		x, err := src.index(ctx)
-		if err != nil {
-			if len(entries) > 0 {
-				fail(&fetch{e: entries[0]}, err)
-			}
-			return
-		}
+		// The content is handed out in windows of window blobs: a
+		// first walk of the window lists the prefixes of their IDs, their
+		// places are read from the index, then a second walk hands out
+		// the pieces. So a read-ahead holds the places of one window, not
+		// of the whole version.
+		nodes := r.newReaderOf(&loadedPlaces{r: r, keep: treesOnly}, newFrameCache(r, walkerFrames, walkerBytes, 0))
+		ahead, behind := newContentWalk(entries, nodes), newContentWalk(entries, nodes)
+		var x blobIndex = &blobPlaces{}
 		// blob looks a blob up once and plans its read.
 		blob := func(id ChunkID) (piece, int) {
 			loc, ok := x.locate(id, 0)
@@ -191,60 +197,88 @@ func (r *Repository) readAheadOn(ctx context.Context, entries []*Entry, src inde
 			cache.plan(loc.frame, 1)
 			return piece{id: id, isBlob: true, planned: true, loc: loc}, int(loc.len)
 		}
-		nodes := r.newReaderOf(src, newFrameCache(r, walkerFrames, walkerBytes, 0))
-		for _, e := range entries {
-			if e.Tree == nil {
-				for i, id := range e.Chunks {
-					p, n := blob(id)
-					f := newFetch(e)
-					f.items, f.size, f.last = append(f.items, p), n, i == len(e.Chunks)-1
-					if !send(f) {
-						return
-					}
+		var f *fetch // the fetch being filled
+		var last frameKey
+		// hand hands out one step of the content; false stops the walk.
+		hand := func(st contentStep) bool {
+			if st.end {
+				if f == nil {
+					f = newFetch(st.e)
 				}
-				if len(e.Chunks) == 0 {
-					f := newFetch(e)
-					f.last = true
-					if !send(f) {
-						return
-					}
-				}
-				continue
+				f.last = true
+				ok := send(f)
+				f = nil
+				return ok
 			}
-			// Walk the tree here (its nodes are in frames of their own)
-			// and hand out runs of pages.
-			cur := &treeCursor{blobs: nodes, root: *e.Tree}
-			f := newFetch(e)
-			var last frameKey
-			for {
-				it, err := cur.nextItem(ctx)
+			// Inline bytes (WAL frame headers) are the walk's until its
+			// next step: the piece keeps a copy.
+			p, n := piece{inline: bytes.Clone(st.it.inline)}, len(st.it.inline)
+			if st.it.kind != itemInline {
+				p, n = blob(st.it.id)
+			}
+			// A chunk is a fetch of its own. Runs of pages are cut only
+			// where a frame ends, so that one worker reads the frames of
+			// the newest night in order.
+			if f != nil && (st.e.Tree == nil || f.size >= aheadRun && (!p.planned || p.loc.frame != last)) {
+				if !send(f) {
+					return false
+				}
+				f = nil
+			}
+			if f == nil {
+				f = newFetch(st.e)
+			}
+			f.items = append(f.items, p)
+			f.size += n
+			last = p.loc.frame
+			return true
+		}
+		var want []uint64
+		for {
+			// List the window: up to window blobs, and the steps around
+			// them.
+			want = want[:0]
+			steps, aheadErr := 0, error(nil)
+			for len(want) < window {
+				st, err := ahead.next(ctx)
 				if err == io.EOF {
 					break
 				}
 				if err != nil {
-					fail(f, err)
+					// Hand out the steps before it, then fail the entry.
+					aheadErr = err
+					break
+				}
+				steps++
+				if !st.end && st.it.kind != itemInline {
+					want = append(want, idPrefix(&st.it.id))
+				}
+			}
+			if steps == 0 && aheadErr == nil {
+				return
+			}
+			sortPrefixes(&want)
+			nx, err := src.window(ctx, want)
+			if err != nil {
+				fail(&fetch{e: behind.entry()}, err)
+				return
+			}
+			x = nx
+			for range steps {
+				st, err := behind.next(ctx)
+				if err == nil && !hand(st) {
 					return
 				}
-				// Inline bytes (WAL frame headers) are the cursor's until
-				// its next item: the piece keeps a copy.
-				p, n := piece{inline: bytes.Clone(it.inline)}, len(it.inline)
-				if it.kind != itemInline {
-					p, n = blob(it.id)
+				if err != nil {
+					aheadErr = err // a tree node the first walk read
+					break
 				}
-				// Cut a run only where a frame ends, so that one worker
-				// reads the frames of the newest night in order.
-				if f.size >= aheadRun && (!p.planned || p.loc.frame != last) {
-					if !send(f) {
-						return
-					}
-					f = newFetch(e)
-				}
-				f.items = append(f.items, p)
-				f.size += n
-				last = p.loc.frame
 			}
-			f.last = true
-			if !send(f) {
+			if aheadErr != nil {
+				if f == nil {
+					f = &fetch{e: behind.entry()}
+				}
+				fail(f, aheadErr)
 				return
 			}
 		}
@@ -356,4 +390,57 @@ func (ar *aheadReader) fail(err error) error {
 		ar.ra.err = err
 	}
 	return ar.ra.err
+}
+
+// contentWalk steps through the content of a list of entries: each blob
+// (a chunk or a page) and each piece of inline bytes in order, and the end
+// of each entry.
+type contentWalk struct {
+	entries []*Entry
+	nodes   *blobReader // reads tree nodes
+	i       int         // the entry walked
+	chunk   int         // its next chunk, for a chunked entry
+	cur     *treeCursor // for an entry stored page by page
+}
+
+// contentStep is one step of a contentWalk: an item of entry e (a blob
+// reference or inline bytes, valid until the next step), or its end.
+type contentStep struct {
+	e   *Entry
+	it  treeItem
+	end bool
+}
+
+func newContentWalk(entries []*Entry, nodes *blobReader) *contentWalk {
+	return &contentWalk{entries: entries, nodes: nodes}
+}
+
+// entry returns the entry being walked, or the last one after the end.
+func (w *contentWalk) entry() *Entry { return w.entries[min(w.i, len(w.entries)-1)] }
+
+// next returns the next step, or io.EOF after the last entry's end. An
+// error reading a tree node names no entry; the step returned holds it.
+func (w *contentWalk) next(ctx context.Context) (contentStep, error) {
+	if w.i == len(w.entries) {
+		return contentStep{}, io.EOF
+	}
+	e := w.entries[w.i]
+	if e.Tree == nil && w.chunk < len(e.Chunks) {
+		w.chunk++
+		return contentStep{e: e, it: treeItem{kind: itemRef, id: e.Chunks[w.chunk-1]}}, nil
+	}
+	if e.Tree != nil {
+		if w.cur == nil {
+			w.cur = &treeCursor{blobs: w.nodes, root: *e.Tree}
+		}
+		it, err := w.cur.nextItem(ctx)
+		if err == nil {
+			return contentStep{e: e, it: it}, nil
+		}
+		if err != io.EOF {
+			return contentStep{e: e}, err
+		}
+	}
+	w.i, w.chunk, w.cur = w.i+1, 0, nil
+	return contentStep{e: e, end: true}, nil
 }
