@@ -258,6 +258,7 @@ func (r *Repository) readAheadOn(ctx context.Context, entries []*Entry, src *nee
 				return
 			}
 			sortPrefixes(&want)
+			x = &blobPlaces{} // let the previous window go first
 			nx, err := src.window(ctx, want)
 			if err != nil {
 				fail(&fetch{e: behind.entry()}, err)
