@@ -117,6 +117,12 @@ func TestImportLifecycle(t *testing.T) {
 	}
 
 	// While the task holds the lock: a second import is refused, the poll is pending.
+	// The 202 comes when the task is queued; wait until it runs and holds the lock.
+	waitFor(t, "the import task to take the lock", func() bool {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.importing
+	})
 	r2 := postArchive(t, u.URL()+"/unit_api/import_zipped_dot_pioreactor", "archive", "x.zip", []byte("ignored, not even a zip"))
 	wantLocked := `{"status":"running","lock":"import-dot-pioreactor-lock","retry_after_s":1,"remediation":"Wait for the running operation to finish, then retry."}`
 	if r2.status != 202 || strings.TrimSpace(string(r2.body)) != wantLocked {
