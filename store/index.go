@@ -43,10 +43,45 @@ type indexEntry struct {
 
 // indexFrame is one frame of a pack, shared by the entries of its blobs.
 type indexFrame struct {
-	pack uint32 // position in index.packs
+	pack uint32 // position in frameTable.packs
 	off  uint32 // offset in the pack
 	len  uint32 // compressed length
 	typ  uint8
+}
+
+// frameTable holds the frames and packs of the index records kept, each
+// once; index and blobPlaces refer to their frames by position.
+type frameTable struct {
+	frames []indexFrame
+	packs  []ChunkID
+}
+
+// frameOf returns the position in t.frames of rec's frame in pack, adding
+// the frame and the pack if they are new. packNum numbers t.packs; last is
+// what frameOf returned for the previous record kept from the same index
+// object, or -1: the records of a frame follow each other there.
+func (t *frameTable) frameOf(pack ChunkID, rec blobRecord, last int, packNum map[ChunkID]uint32) int {
+	n, ok := packNum[pack]
+	if !ok {
+		n = uint32(len(t.packs))
+		packNum[pack] = n
+		t.packs = append(t.packs, pack)
+	}
+	fr := indexFrame{pack: n, off: rec.FrameOff, len: rec.FrameLen, typ: rec.Type}
+	if last < 0 || t.frames[last] != fr {
+		last = len(t.frames)
+		t.frames = append(t.frames, fr)
+	}
+	return last
+}
+
+// truncate drops the frames and packs past the first frames and packs, and
+// the numbers packNum gave the packs dropped.
+func (t *frameTable) truncate(frames, packs int, packNum map[ChunkID]uint32) {
+	for _, p := range t.packs[packs:] {
+		delete(packNum, p)
+	}
+	t.frames, t.packs = t.frames[:frames], t.packs[:packs]
 }
 
 // index maps blob IDs to their place in a pack. An index may hold only
@@ -54,8 +89,7 @@ type indexFrame struct {
 // blobs only by ID (ids), and others not at all.
 type index struct {
 	entries []indexEntry // sorted by id; a blob stored twice appears twice
-	frames  []indexFrame
-	packs   []ChunkID
+	frameTable
 	ids     []ChunkID // sorted: blobs known to be stored, place not kept
 	objects []string  // names of the index objects read
 }
@@ -348,25 +382,12 @@ func (x *index) add(plain []byte, keep func(uint8, ChunkID) keepMode, packNum ma
 		case keepNothing:
 			return
 		}
-		n, ok := packNum[pack]
-		if !ok {
-			n = uint32(len(x.packs))
-			packNum[pack] = n
-			x.packs = append(x.packs, pack)
-		}
-		fr := indexFrame{pack: n, off: rec.FrameOff, len: rec.FrameLen, typ: rec.Type}
-		// The records of a frame follow each other in an index object.
-		if last < 0 || x.frames[last] != fr {
-			last = len(x.frames)
-			x.frames = append(x.frames, fr)
-		}
+		last = x.frameOf(pack, rec, last, packNum)
 		x.entries = append(x.entries, indexEntry{id: rec.ID, frame: uint32(last), off: rec.Off, len: rec.Len})
 	})
 	if err != nil {
-		for _, p := range x.packs[packs:] {
-			delete(packNum, p)
-		}
-		x.entries, x.frames, x.packs, x.ids = x.entries[:entries], x.frames[:frames], x.packs[:packs], x.ids[:ids]
+		x.truncate(frames, packs, packNum)
+		x.entries, x.ids = x.entries[:entries], x.ids[:ids]
 	}
 	return err
 }

@@ -1,22 +1,18 @@
 package store_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/storetest"
 )
 
 // pageSource streams a SQLite-looking database of n pages of 4 KiB without
@@ -72,24 +68,6 @@ func splitmix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// peakRSS returns the process's peak resident set (VmHWM) in MiB, or 0
-// where /proc does not tell.
-func peakRSS() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
 // BenchmarkBackupLargeDatabase backs up a database of
 // $PIOSNAP_BENCH_DB_MIB MiB (default 256) $PIOSNAP_BENCH_NIGHTS times
 // (default 2) into a local repository: night 1 stores every page, each
@@ -126,7 +104,7 @@ func BenchmarkBackupLargeDatabase(b *testing.B) {
 		}
 		var last *store.Version
 		for night := 0; night < nights; night++ {
-			stop := samplePeaks()
+			stop := storetest.SamplePeaks()
 			start := time.Now()
 			repo, err := store.Open(ctx, mustLocal(b, dir))
 			if err != nil {
@@ -154,7 +132,7 @@ func BenchmarkBackupLargeDatabase(b *testing.B) {
 				stop()
 			}
 		}
-		stop := samplePeaks()
+		stop := storetest.SamplePeaks()
 		start := time.Now()
 		repo, err := store.Open(ctx, mustLocal(b, dir))
 		if err != nil {
@@ -183,43 +161,4 @@ func benchEnv(b *testing.B, name string, def int) int {
 		b.Fatalf("%s=%q: want a positive number", name, v)
 	}
 	return n
-}
-
-// samplePeaks collects garbage, resets the process's peak RSS, and samples
-// the heap every 5 ms until the returned function is called, which returns
-// in MiB the peak heap in use (live objects and garbage not yet collected:
-// under the soft limit this tends to the limit), the peak live heap (what
-// the last collection found reachable: what the program holds), and the
-// peak RSS since.
-func samplePeaks() func() (heap, live, rss float64) {
-	runtime.GC()
-	debug.FreeOSMemory()
-	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // Linux only; else the peak RSS includes what came before
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	base := s[1].Value.Uint64() // what was live before: the test's own
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var peak, live uint64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			metrics.Read(s)
-			peak = max(peak, s[0].Value.Uint64())
-			live = max(live, s[1].Value.Uint64())
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() (float64, float64, float64) {
-		close(done)
-		wg.Wait()
-		return float64(peak) / (1 << 20), float64(live-min(live, base)) / (1 << 20), peakRSS()
-	}
 }

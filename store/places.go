@@ -20,8 +20,7 @@ import (
 // candidate.
 type blobPlaces struct {
 	places []blobPlace // sorted by prefix
-	frames []indexFrame
-	packs  []ChunkID
+	frameTable
 }
 
 // blobPlace is one blob's place in a blobPlaces.
@@ -69,25 +68,12 @@ func (x *blobPlaces) add(plain []byte, keep func(typ uint8, prefix uint64) bool,
 		if !keep(rec.Type, pre) {
 			return
 		}
-		n, ok := packNum[pack]
-		if !ok {
-			n = uint32(len(x.packs))
-			packNum[pack] = n
-			x.packs = append(x.packs, pack)
-		}
-		fr := indexFrame{pack: n, off: rec.FrameOff, len: rec.FrameLen, typ: rec.Type}
-		// The records of a frame follow each other in an index object.
-		if last < 0 || x.frames[last] != fr {
-			last = len(x.frames)
-			x.frames = append(x.frames, fr)
-		}
+		last = x.frameOf(pack, rec, last, packNum)
 		x.places = append(x.places, blobPlace{hi: uint32(pre >> 32), lo: uint32(pre), frame: uint32(last), off: rec.Off, len: rec.Len})
 	})
 	if err != nil {
-		for _, p := range x.packs[packs:] {
-			delete(packNum, p)
-		}
-		x.places, x.frames, x.packs = x.places[:places], x.frames[:frames], x.packs[:packs]
+		x.truncate(frames, packs, packNum)
+		x.places = x.places[:places]
 	}
 	return err
 }

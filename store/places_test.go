@@ -16,7 +16,7 @@ func TestBlobPlacesLocate(t *testing.T) {
 		return id
 	}
 	a, twin, other := id(1, 1), id(1, 2), id(2, 1)
-	x := &blobPlaces{packs: []ChunkID{id(9, 9)}, frames: []indexFrame{{pack: 0, off: 100, len: 50}}}
+	x := &blobPlaces{frameTable: frameTable{packs: []ChunkID{id(9, 9)}, frames: []indexFrame{{pack: 0, off: 100, len: 50}}}}
 	for i, b := range []ChunkID{other, a, twin} {
 		pre := idPrefix(&b)
 		x.places = append(x.places, blobPlace{hi: uint32(pre >> 32), lo: uint32(pre), off: uint32(i * 10), len: 10})

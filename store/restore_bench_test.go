@@ -5,14 +5,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
-	"runtime/metrics"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/storetest"
 )
 
 // BenchmarkStoredZipDatabase writes the STORED archive of a version holding
@@ -79,8 +77,7 @@ func BenchmarkStoredZipDatabase(b *testing.B) {
 	}
 	b.SetBytes(z.Size())
 	b.ReportAllocs()
-	debug.FreeOSMemory()
-	stop := sampleHeap()
+	stop := storetest.SamplePeaks()
 	b.ResetTimer()
 	for range b.N {
 		reads.reset()
@@ -91,39 +88,11 @@ func BenchmarkStoredZipDatabase(b *testing.B) {
 	b.StopTimer()
 	// The heap in use at its highest, sampled every 5 ms while the
 	// archive is written.
-	b.ReportMetric(float64(stop())/(1<<20), "peak-heap-MiB")
+	heap, _, _ := stop()
+	b.ReportMetric(heap, "peak-heap-MiB")
 	// Each frame read from a pack is also decompressed: reading one
 	// several times is work done twice.
 	n, distinct := reads.counts()
 	b.ReportMetric(float64(n), "frame-reads")
 	b.ReportMetric(float64(n)/float64(distinct), "reads/frame")
-}
-
-// sampleHeap records the heap in use every 5 ms until the returned function
-// is called, which returns the largest value seen.
-func sampleHeap() func() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var peak uint64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			metrics.Read(s)
-			peak = max(peak, s[0].Value.Uint64())
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak
-	}
 }

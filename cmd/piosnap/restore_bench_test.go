@@ -10,17 +10,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
-	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/archive/pioreactor/restore"
+	"github.com/piosnap/piosnap/store/storetest"
 )
 
 // BenchmarkRestoreLeaderDB restores the leader of a simulated cluster whose
@@ -157,20 +155,18 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 
 	uploadRE := regexp.MustCompile(`uploaded .* in (\S+) \(`)
 	var restoreTimes, uploadTimes, compressTimes, curlTimes, curlStoredTimes, curlDeflateTimes []time.Duration
-	var peakHeap, peakRSS uint64
+	var peakHeap, peakRSS float64
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		debug.FreeOSMemory()
-		resetPeakRSS(b)
-		stop := sampleHeap()
+		stop := storetest.SamplePeaks()
 		b.StartTimer()
 		start := time.Now()
 		out := run("restore", "--host", "leader1", "--yes", "--no-safety-snapshot", "--no-wait", "--stored")
 		restoreTimes = append(restoreTimes, time.Since(start))
 		b.StopTimer()
-		peakHeap = max(peakHeap, stop())
-		peakRSS = max(peakRSS, readPeakRSS(b))
+		heap, _, rss := stop()
+		peakHeap, peakRSS = max(peakHeap, heap), max(peakRSS, rss)
 		m := uploadRE.FindStringSubmatch(out)
 		if m == nil {
 			b.Fatalf("no upload time in:\n%s", out)
@@ -229,62 +225,6 @@ func BenchmarkRestoreLeaderDB(b *testing.B) {
 		b.ReportMetric(med(fullTimes), "full-s")
 		b.ReportMetric(med(fullTimes)/med(upload), "full/upload-default")
 	}
-	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
-	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MiB")
-}
-
-// sampleHeap records the heap in use every 5 ms until the returned function
-// is called, which returns the largest value seen.
-func sampleHeap() func() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var peak uint64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			metrics.Read(s)
-			peak = max(peak, s[0].Value.Uint64())
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak
-	}
-}
-
-// resetPeakRSS resets the process's peak resident set size (VmHWM) to the
-// current one (Linux only).
-func resetPeakRSS(b *testing.B) {
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		b.Logf("cannot reset peak RSS (%v): peak-RSS-MiB includes the setup", err)
-	}
-}
-
-// readPeakRSS returns VmHWM from /proc/self/status in bytes.
-func readPeakRSS(b *testing.B) uint64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		b.Fatalf("read peak RSS: %v (Linux only)", err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				b.Fatalf("parse VmHWM %q: %v", v, err)
-			}
-			return kb << 10
-		}
-	}
-	b.Fatal("no VmHWM in /proc/self/status")
-	return 0
+	b.ReportMetric(peakHeap, "peak-heap-MiB")
+	b.ReportMetric(peakRSS, "peak-RSS-MiB")
 }
