@@ -120,8 +120,13 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer log.Close()
+	// The pid file appears whole (written aside, then renamed): a stop hook
+	// that finds it must never read it empty.
 	pid := PidFile(o.Dir)
-	if err := os.WriteFile(pid, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(pid+".tmp", []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(pid+".tmp", pid); err != nil {
 		return err
 	}
 	defer os.Remove(pid)
