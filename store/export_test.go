@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"time"
+	"unsafe"
 )
 
 // BlobPlace returns the backend name of the pack holding blob id and the
@@ -258,4 +260,71 @@ func WholeIndexLoaded(r *Repository) bool {
 	r.idxMu.Lock()
 	defer r.idxMu.Unlock()
 	return r.idx != nil
+}
+
+// SealSlowly makes each of w's stores, after sealing a frame it compresses
+// itself, wait until its own goroutine has appended that frame and let it
+// go, as a fast goroutine may before the frame is in the memo the stores
+// share. report is told if, at the next frame sealed, a frame the memo
+// still offers has its buffer in a pool for reuse.
+func (w *Writer) SealSlowly(report func(string)) {
+	for _, pk := range w.packers {
+		pk.sealed = func(zf *zframe) {
+			if w.memoPooled() {
+				report("a frame the stores share has its buffer in a pool for reuse")
+			}
+			held := zf.refs.Load()
+			<-zf.done
+			for deadline := time.Now().Add(10 * time.Second); zf.refs.Load() == held; {
+				if time.Now().After(deadline) {
+					report("the store's goroutine did not let the frame go in 10 s")
+					return
+				}
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}
+}
+
+// memoPooled reports whether a frame in w's memo has its compressed buffer
+// in one of the packers' pools.
+func (w *Writer) memoPooled() bool {
+	if w.memo == nil {
+		return false
+	}
+	offered := make(map[*byte]bool)
+	for _, l := range w.memo.last {
+		for _, zf := range l {
+			if zf == nil {
+				continue
+			}
+			select {
+			case <-zf.done:
+				if cap(zf.z) > 0 {
+					offered[unsafe.SliceData(zf.z)] = true
+				}
+			default:
+			}
+		}
+	}
+	found := false
+	for _, pk := range w.packers {
+		var kept [][]byte
+	drain:
+		for {
+			select {
+			case b := <-pk.zbufs:
+				kept = append(kept, b)
+			default:
+				break drain
+			}
+		}
+		for _, b := range kept {
+			if cap(b) > 0 && offered[unsafe.SliceData(b)] {
+				found = true
+			}
+			putBuf(pk.zbufs, b)
+		}
+	}
+	return found
 }

@@ -118,6 +118,9 @@ type packer struct {
 	// this packer compressed itself.
 	memo       *frameMemo
 	compressed int
+	// sealed, for tests, is called on the caller's goroutine once a fresh
+	// frame is queued for the sink and its compression has begun.
+	sealed func(*zframe)
 
 	sink   *packSink     // the running sink; nil while none runs
 	tokens chan struct{} // in-flight budget: one token per frameSize of plain bytes
@@ -236,9 +239,10 @@ func (m *frameMemo) find(codec string, recs []blobRecord) *zframe {
 }
 
 // put records zf as the frame sealed last of its type, dropping the
-// oldest.
+// oldest. It takes over a hold the caller took for the memo before zf
+// reached a sink: a sink may drop its own hold as soon as it has the frame,
+// and the buffer must not go back to a pool while the memo still offers it.
 func (m *frameMemo) put(zf *zframe, pool chan []byte) {
-	zf.refs.Add(1)
 	l := &m.last[zf.recs[0].Type]
 	if old := l[len(l)-1]; old != nil {
 		old.release(pool)
@@ -579,14 +583,21 @@ func (pk *packer) seal(ctx context.Context, f *openFrame) error {
 	fresh := zf == nil
 	if fresh {
 		zf = &zframe{done: make(chan struct{})}
+		// One hold for the sealed frame, and one for the memo taken now:
+		// once sent, the sink may release its hold before memo.put runs.
 		zf.refs.Store(1)
+		if pk.memo != nil {
+			zf.refs.Add(1)
+		}
 	}
 	sf := &sealedFrame{recs: slices.Clone(f.pending), owners: slices.Clone(f.owners), tokens: n, z: zf}
 	if err := pk.send(ctx, sinkOp{frame: sf}); err != nil {
 		for range n {
 			<-pk.tokens
 		}
-		zf.release(pk.zbufs)
+		if !fresh {
+			zf.release(pk.zbufs) // a fresh frame reached no one
+		}
 		return err
 	}
 	if fresh {
@@ -602,6 +613,9 @@ func (pk *packer) seal(ctx context.Context, f *openFrame) error {
 			close(zf.done)
 		}()
 		pk.compressed++
+		if pk.sealed != nil {
+			pk.sealed(zf)
+		}
 		if pk.memo != nil {
 			zf.codec, zf.recs = pk.repo.codec, sf.recs
 			pk.memo.put(zf, pk.zbufs)

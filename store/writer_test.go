@@ -503,3 +503,39 @@ func TestWriterCompressesOnceForSeveralStores(t *testing.T) {
 		}
 	})
 }
+
+// A store's goroutine may append a frame and let it go before the caller
+// has put that frame in the memo the stores share. The memo must still
+// hold it then: a buffer it offers that is back in a pool is reused by the
+// next compression while another store still appends it, and the packs
+// come out damaged (seen under qemu, where the caller is often descheduled
+// right after handing the frame over).
+func TestWriterMemoOutlivesTheSink(t *testing.T) {
+	repos := []*store.Repository{}
+	for range 2 {
+		r, _ := newRepo(t)
+		repos = append(repos, r)
+	}
+	w, err := store.NewWriter(context.Background(), repos...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var problems []string
+	w.SealSlowly(func(p string) { problems = append(problems, p) })
+	for _, res := range backup(t, w, "leader1", writerFiles()) {
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	if len(problems) > 0 {
+		t.Errorf("%d problems, the first: %s", len(problems), problems[0])
+	}
+	if w.FramesCompressed() < 3 {
+		t.Fatalf("%d frames compressed; the test needs several", w.FramesCompressed())
+	}
+	for i, r := range repos {
+		if rep, err := r.Check(context.Background(), true); err != nil || !rep.OK() {
+			t.Errorf("store %d: check --read-data = %+v, %v", i, rep, err)
+		}
+	}
+}
