@@ -328,3 +328,14 @@ func (w *Writer) memoPooled() bool {
 	}
 	return found
 }
+
+// Mangle makes the store at index i of w flip a byte in the middle of
+// every frame (what "frame") or pack header ("header") it is about to
+// store, as a fault in memory would.
+func (w *Writer) Mangle(i int, what string) {
+	w.packers[i].mangle = func(kind string, b []byte) {
+		if kind == what && len(b) > 0 {
+			b[len(b)/2] ^= 0xff
+		}
+	}
+}

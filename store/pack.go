@@ -121,6 +121,10 @@ type packer struct {
 	// sealed, for tests, is called on the caller's goroutine once a fresh
 	// frame is queued for the sink and its compression has begun.
 	sealed func(*zframe)
+	// mangle, for tests, alters a frame's compressed bytes or a pack's
+	// compressed header (what says which) on the sink's goroutine before
+	// they are verified, as a fault in memory would.
+	mangle func(what string, b []byte)
 
 	sink   *packSink     // the running sink; nil while none runs
 	tokens chan struct{} // in-flight budget: one token per frameSize of plain bytes
@@ -131,6 +135,7 @@ type packer struct {
 	// the caller reads them only when none runs (after finish or flush).
 
 	pack   []byte       // the open pack's frames, compressed
+	plain  []byte       // scratch for verifying a frame (see verifyFrame)
 	recs   []blobRecord // records of the open pack
 	shares []frameShare // compressed bytes of the open pack, per contributor
 	// done holds the records of stored packs not yet in an index object.
@@ -669,6 +674,10 @@ func (pk *packer) appendFrame(s *packSink, f *sealedFrame) error {
 	z := f.z.z
 	off := len(pk.pack)
 	pk.pack = append(pk.pack, z...)
+	if err := pk.verifyFrame(pk.pack[off:], f.recs); err != nil {
+		pk.pack = pk.pack[:off]
+		return err
+	}
 	for _, rec := range f.recs {
 		rec.FrameOff, rec.FrameLen = uint32(off), uint32(len(z))
 		pk.recs = append(pk.recs, rec)
@@ -688,6 +697,36 @@ func (pk *packer) appendFrame(s *packSink, f *sealedFrame) error {
 	return nil
 }
 
+// ErrCorruptedInMemory marks data that changed between being hashed and
+// being stored: a fault in the machine's memory or a bug in piosnap. What
+// it concerns was not stored.
+var ErrCorruptedInMemory = errors.New("data changed in memory before it was stored (a memory fault or a bug in piosnap; please report it)")
+
+// verifyFrame checks a frame's compressed bytes, as they will be stored:
+// they must decompress (zstd checks the frame's checksum) and every blob
+// in them must match its ID. A fault that changed the bytes since they
+// were hashed, in memory or in a buffer reused too early, is caught here,
+// before the pack is stored, rather than by the next check --read-data or
+// a restore. It runs on the sink's goroutine.
+func (pk *packer) verifyFrame(z []byte, recs []blobRecord) error {
+	if pk.mangle != nil {
+		pk.mangle("frame", z)
+	}
+	plain, err := pk.repo.decodeAll(z, pk.plain[:0])
+	if err != nil {
+		return fmt.Errorf("%w: a frame of %d blobs does not decompress (%v); the pack was not stored", ErrCorruptedInMemory, len(recs), err)
+	}
+	if cap(plain) <= 2*frameSize {
+		pk.plain = plain
+	}
+	for _, rec := range recs {
+		if uint64(rec.Off)+uint64(rec.Len) > uint64(len(plain)) || HashChunk(plain[rec.Off:rec.Off+rec.Len]) != rec.ID {
+			return fmt.Errorf("%w: blob %s does not match its ID once compressed; the pack was not stored", ErrCorruptedInMemory, rec.ID)
+		}
+	}
+	return nil
+}
+
 // storePack writes the open pack's header and stores it. It runs on the
 // sink's goroutine.
 func (pk *packer) storePack(s *packSink) error {
@@ -701,6 +740,12 @@ func (pk *packer) storePack(s *packSink) error {
 		hdr = pk.recs[i].append(hdr)
 	}
 	zh := r.enc.EncodeAll(hdr, nil)
+	if pk.mangle != nil {
+		pk.mangle("header", zh)
+	}
+	if got, err := r.decodeAll(zh, nil); err != nil || !bytes.Equal(got, hdr) {
+		return fmt.Errorf("%w: the header of a pack of %d blobs does not decompress to what was written; the pack was not stored", ErrCorruptedInMemory, len(pk.recs))
+	}
 	pk.pack = append(pk.pack, zh...)
 	pk.pack = binary.LittleEndian.AppendUint32(pk.pack, uint32(len(zh)))
 	id := ChunkID(sha256.Sum256(pk.pack))

@@ -539,3 +539,39 @@ func TestWriterMemoOutlivesTheSink(t *testing.T) {
 		}
 	}
 }
+
+// Bytes that change in memory between being hashed and being stored (a
+// memory fault, or a buffer reused too early) are caught before the pack
+// is stored: that store fails the version with ErrCorruptedInMemory and
+// stores no pack, and the other store is written in full.
+func TestWriterVerifiesPacksBeforeStoring(t *testing.T) {
+	for _, what := range []string{"frame", "header"} {
+		t.Run(what, func(t *testing.T) {
+			bad, _ := newRepo(t)
+			good, _ := newRepo(t)
+			w, err := store.NewWriter(context.Background(), bad, good)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Mangle(0, what)
+			res := backup(t, w, "leader1", writerFiles())
+			if err := res[0].Err; !errors.Is(err, store.ErrCorruptedInMemory) || !strings.Contains(err.Error(), "not stored") {
+				t.Errorf("damaged store: %v; want ErrCorruptedInMemory, saying the pack was not stored", err)
+			}
+			if res[1].Err != nil || res[1].Version == nil {
+				t.Errorf("healthy store: %+v, want the version", res[1])
+			}
+			if !w.Idle() {
+				t.Error("a store goroutine, blob or frame is left after the commit")
+			}
+			if got := objects(t, bad.Backend(), "packs/"); len(got) != 0 {
+				t.Errorf("damaged store holds packs %v; want none", got)
+			}
+			for i, r := range []*store.Repository{bad, good} {
+				if rep, err := r.Check(context.Background(), true); err != nil || !rep.OK() {
+					t.Errorf("store %d: check --read-data = %+v, %v", i, rep, err)
+				}
+			}
+		})
+	}
+}
