@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/flate"
 )
@@ -27,6 +28,10 @@ type parallelDeflater struct {
 	wg    sync.WaitGroup
 	done  chan struct{} // the writer goroutine has finished
 	err   error         // the first write error, set by the writer goroutine
+	// closed is set by Close or abort; aborted tells the goroutines that
+	// nothing more is to be compressed or written.
+	closed  bool
+	aborted atomic.Bool
 }
 
 type segment struct {
@@ -54,7 +59,9 @@ func (d *parallelDeflater) start() {
 			defer d.wg.Done()
 			fw, _ := flate.NewWriter(nil, d.level)
 			for s := range d.work {
-				compressSegment(fw, s)
+				if !d.aborted.Load() {
+					compressSegment(fw, s)
+				}
 				close(s.ready)
 			}
 		}()
@@ -63,7 +70,7 @@ func (d *parallelDeflater) start() {
 		defer close(d.done)
 		for s := range d.order {
 			<-s.ready
-			if d.err == nil {
+			if d.err == nil && !d.aborted.Load() {
 				_, d.err = d.out.Write(s.z.Bytes())
 			}
 			select {
@@ -119,6 +126,7 @@ func (d *parallelDeflater) submit() {
 // ends the stream with an empty final block. It returns the first error
 // writing to out.
 func (d *parallelDeflater) Close() error {
+	d.closed = true
 	last := d.buf
 	if d.work != nil {
 		if last != nil && len(last.plain) > 0 {
@@ -140,4 +148,23 @@ func (d *parallelDeflater) Close() error {
 	// then the end-of-block code (seven zero bits).
 	_, err := d.out.Write([]byte{0x03, 0x00})
 	return err
+}
+
+// abort gives the stream up: the segments in flight are dropped, and once
+// it returns no goroutine of d runs or writes to out, which the caller may
+// close or hand back (a connection aborted on an error). It does nothing
+// after Close.
+func (d *parallelDeflater) abort() {
+	if d.closed {
+		return
+	}
+	d.closed = true
+	if d.work == nil {
+		return
+	}
+	d.aborted.Store(true)
+	close(d.work)
+	close(d.order)
+	d.wg.Wait()
+	<-d.done
 }

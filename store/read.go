@@ -231,9 +231,18 @@ func (r *Repository) WriteZipWith(ctx context.Context, w io.Writer, v *Version, 
 
 func writeZip(ctx context.Context, w io.Writer, v *Version, open func(*Entry) io.Reader) error {
 	zw := zip.NewWriter(w)
+	var d *parallelDeflater // the open entry's compressor
 	zw.RegisterCompressor(zip.Deflate, func(out io.Writer) (io.WriteCloser, error) {
-		return newParallelDeflater(out, flate.BestSpeed), nil
+		d = newParallelDeflater(out, flate.BestSpeed)
+		return d, nil
 	})
+	// An archive given up midway leaves its open entry's compressor
+	// running, with segments in flight that it would still write to w.
+	defer func() {
+		if d != nil {
+			d.abort()
+		}
+	}()
 	for i := range v.Entries {
 		e := &v.Entries[i]
 		if err := ctx.Err(); err != nil {

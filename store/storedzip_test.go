@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -406,6 +408,64 @@ func (c *cancelAfter) Write(p []byte) (int, error) {
 	c.n -= len(p)
 	if c.n <= 0 {
 		c.cancel()
+	}
+	return len(p), nil
+}
+
+// WriteZip that fails midway must leave nothing running that still
+// writes to w: the caller may have closed it by then (a temporary file)
+// or handed it back (a web download's connection, aborted on the error).
+// The damaged chunk lies past the first segments of a large entry, so the
+// parallel compressor has started and holds segments in flight.
+func TestWriteZipDamageStopsTheCompressor(t *testing.T) {
+	r, dir := newRepo(t)
+	data := randomData(5, 4<<20)
+	e := putContent(t, r, "storage/pioreactor.sqlite", data, 100_000)
+	c := e.Chunks[30] // 3 MB in
+	if err := os.WriteFile(filepath.Join(dir, "chunks", c.String()[:2], c.String()), []byte("not zstd"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := &store.Version{ID: "0123456789", Host: "h", Entries: []store.Entry{e}}
+	before := compressorGoroutines()
+	w := &afterReturn{}
+	err := r.WriteZip(context.Background(), w, v)
+	w.returned.Store(true)
+	if !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("WriteZip = %v, want %v", err, store.ErrDamaged)
+	}
+	// A goroutine that has let its WaitGroup go may still be on its way
+	// out: the deadline only bounds a leak.
+	for deadline := time.Now().Add(10 * time.Second); compressorGoroutines() > before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines of the compressor still run after WriteZip returned", compressorGoroutines()-before)
+		}
+	}
+	if n := w.late.Load(); n > 0 {
+		t.Errorf("%d writes to w after WriteZip returned", n)
+	}
+}
+
+// compressorGoroutines counts the goroutines of parallel compressors.
+func compressorGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "store.(*parallelDeflater).start.func")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// afterReturn counts the writes made once returned is set.
+type afterReturn struct {
+	returned atomic.Bool
+	late     atomic.Int32
+}
+
+func (w *afterReturn) Write(p []byte) (int, error) {
+	if w.returned.Load() {
+		w.late.Add(1)
 	}
 	return len(p), nil
 }
