@@ -330,8 +330,9 @@ func (w *Writer) memoPooled() bool {
 }
 
 // Mangle makes the store at index i of w flip a byte in the middle of
-// every frame (what "frame") or pack header ("header") it is about to
-// store, as a fault in memory would.
+// what it is about to store, as a fault in memory would: every frame's
+// plain content before it is compressed (what "plain"), every compressed
+// frame once in the open pack ("frame"), or every pack header ("header").
 func (w *Writer) Mangle(i int, what string) {
 	w.packers[i].mangle = func(kind string, b []byte) {
 		if kind == what && len(b) > 0 {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"runtime"
 	"slices"
@@ -121,9 +122,11 @@ type packer struct {
 	// sealed, for tests, is called on the caller's goroutine once a fresh
 	// frame is queued for the sink and its compression has begun.
 	sealed func(*zframe)
-	// mangle, for tests, alters a frame's compressed bytes or a pack's
-	// compressed header (what says which) on the sink's goroutine before
-	// they are verified, as a fault in memory would.
+	// mangle, for tests, alters bytes before they are checked, as a fault
+	// in memory would: a frame's plain content before it is compressed
+	// ("plain", on the compressing goroutine), its compressed bytes once
+	// appended to the open pack ("frame") or a pack's compressed header
+	// ("header"), both on the sink's goroutine.
 	mangle func(what string, b []byte)
 
 	sink   *packSink     // the running sink; nil while none runs
@@ -135,7 +138,6 @@ type packer struct {
 	// the caller reads them only when none runs (after finish or flush).
 
 	pack   []byte       // the open pack's frames, compressed
-	plain  []byte       // scratch for verifying a frame (see verifyFrame)
 	recs   []blobRecord // records of the open pack
 	shares []frameShare // compressed bytes of the open pack, per contributor
 	// done holds the records of stored packs not yet in an index object.
@@ -196,7 +198,9 @@ type zframe struct {
 	codec string        // the encoder's settings
 	recs  []blobRecord  // the frame's blobs in order: its content
 	z     []byte        // compressed, once done is closed
-	done  chan struct{} // closed when compressed
+	sum   uint32        // CRC-32C of z, once done is closed
+	err   error         // why z failed its check (see checkFrame), once done is closed
+	done  chan struct{} // closed when compressed and checked
 	refs  atomic.Int32  // sealed frames and memo entries holding it
 }
 
@@ -611,10 +615,17 @@ func (pk *packer) seal(ctx context.Context, f *openFrame) error {
 		case z = <-pk.zbufs:
 		default:
 		}
-		plain := f.plain
+		plain, recs := f.plain, sf.recs
 		go func() {
+			if pk.mangle != nil {
+				pk.mangle("plain", plain)
+			}
 			zf.z = pk.repo.enc.EncodeAll(plain, z[:0])
+			scratch := pk.plainBuf()
+			scratch, zf.err = pk.repo.checkFrame(zf.z, recs, scratch)
+			zf.sum = crc32c(zf.z)
 			putBuf(pk.plains, plain)
+			putBuf(pk.plains, scratch)
 			close(zf.done)
 		}()
 		pk.compressed++
@@ -672,11 +683,17 @@ func (pk *packer) runSink(s *packSink) {
 // pack once it is full.
 func (pk *packer) appendFrame(s *packSink, f *sealedFrame) error {
 	z := f.z.z
+	if f.z.err != nil {
+		return f.z.err
+	}
 	off := len(pk.pack)
 	pk.pack = append(pk.pack, z...)
-	if err := pk.verifyFrame(pk.pack[off:], f.recs); err != nil {
+	if pk.mangle != nil {
+		pk.mangle("frame", pk.pack[off:])
+	}
+	if crc32c(pk.pack[off:]) != f.z.sum {
 		pk.pack = pk.pack[:off]
-		return err
+		return fmt.Errorf("%w: a compressed frame of %d blobs changed after it was checked; the pack was not stored", ErrCorruptedInMemory, len(f.recs))
 	}
 	for _, rec := range f.recs {
 		rec.FrameOff, rec.FrameLen = uint32(off), uint32(len(z))
@@ -702,29 +719,30 @@ func (pk *packer) appendFrame(s *packSink, f *sealedFrame) error {
 // it concerns was not stored.
 var ErrCorruptedInMemory = errors.New("data changed in memory before it was stored (a memory fault or a bug in piosnap; please report it)")
 
-// verifyFrame checks a frame's compressed bytes, as they will be stored:
-// they must decompress (zstd checks the frame's checksum) and every blob
-// in them must match its ID. A fault that changed the bytes since they
-// were hashed, in memory or in a buffer reused too early, is caught here,
-// before the pack is stored, rather than by the next check --read-data or
-// a restore. It runs on the sink's goroutine.
-func (pk *packer) verifyFrame(z []byte, recs []blobRecord) error {
-	if pk.mangle != nil {
-		pk.mangle("frame", z)
-	}
-	plain, err := pk.repo.decodeAll(z, pk.plain[:0])
+// crc32c returns the CRC-32C of b, which amd64 and arm64 compute in
+// hardware: what a sink checks a frame's bytes with.
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
+
+// checkFrame checks a frame just compressed, on the goroutine that
+// compressed it, so that frames are checked on every core: z must
+// decompress (zstd also checks the frame's own checksum) and every blob in
+// it must match its ID. So a fault that changed the content since it was
+// hashed, in memory or in a buffer reused too early, or a fault of the
+// compressor, is caught before the pack is stored rather than by the next
+// check --read-data or a restore. The sink then checks only that the bytes
+// it appends still have the CRC-32C taken here. scratch is a buffer for
+// the decompressed content; checkFrame returns it, perhaps grown.
+func (r *Repository) checkFrame(z []byte, recs []blobRecord, scratch []byte) ([]byte, error) {
+	plain, err := r.decodeAll(z, scratch[:0])
 	if err != nil {
-		return fmt.Errorf("%w: a frame of %d blobs does not decompress (%v); the pack was not stored", ErrCorruptedInMemory, len(recs), err)
-	}
-	if cap(plain) <= 2*frameSize {
-		pk.plain = plain
+		return scratch, fmt.Errorf("%w: a frame of %d blobs does not decompress (%v); the pack was not stored", ErrCorruptedInMemory, len(recs), err)
 	}
 	for _, rec := range recs {
 		if uint64(rec.Off)+uint64(rec.Len) > uint64(len(plain)) || HashChunk(plain[rec.Off:rec.Off+rec.Len]) != rec.ID {
-			return fmt.Errorf("%w: blob %s does not match its ID once compressed; the pack was not stored", ErrCorruptedInMemory, rec.ID)
+			return plain, fmt.Errorf("%w: blob %s does not match its ID once compressed; the pack was not stored", ErrCorruptedInMemory, rec.ID)
 		}
 	}
-	return nil
+	return plain, nil
 }
 
 // storePack writes the open pack's header and stores it. It runs on the

@@ -542,32 +542,62 @@ func TestWriterMemoOutlivesTheSink(t *testing.T) {
 
 // Bytes that change in memory between being hashed and being stored (a
 // memory fault, or a buffer reused too early) are caught before the pack
-// is stored: that store fails the version with ErrCorruptedInMemory and
-// stores no pack, and the other store is written in full.
+// is stored: the store fails the version with ErrCorruptedInMemory and
+// stores no pack. Bytes changed in a store's own copy (its frames, its
+// pack header) fail that store only; a frame's content changed before it
+// was compressed fails every store that shares the frame.
 func TestWriterVerifiesPacksBeforeStoring(t *testing.T) {
-	for _, what := range []string{"frame", "header"} {
-		t.Run(what, func(t *testing.T) {
+	for _, tc := range []struct {
+		what     string
+		bothFail bool
+	}{
+		{"plain", true},
+		{"frame", false},
+		{"header", false},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
 			bad, _ := newRepo(t)
 			good, _ := newRepo(t)
 			w, err := store.NewWriter(context.Background(), bad, good)
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.Mangle(0, what)
-			res := backup(t, w, "leader1", writerFiles())
-			if err := res[0].Err; !errors.Is(err, store.ErrCorruptedInMemory) || !strings.Contains(err.Error(), "not stored") {
+			w.Mangle(0, tc.what)
+			ctx := context.Background()
+			p := w.Begin("leader1")
+			errs := make([]error, 2)
+			for _, f := range writerFiles() {
+				if _, err := p.Add(ctx, f.name, 0o644, time.Now(), bytes.NewReader(f.data)); err != nil {
+					// No store is left to write to.
+					errs[0], errs[1] = err, err
+					if err := p.Abort(ctx); err != nil {
+						t.Error(err)
+					}
+					break
+				}
+			}
+			if errs[0] == nil {
+				res := p.Commit(ctx, store.Version{Time: time.Now(), Zone: "UTC", Kind: store.KindBackup, Source: "pioreactor"})
+				errs[0], errs[1] = res[0].Err, res[1].Err
+				if !tc.bothFail && res[1].Version == nil {
+					t.Errorf("healthy store: %+v, want the version", res[1])
+				}
+			}
+			if err := errs[0]; !errors.Is(err, store.ErrCorruptedInMemory) || !strings.Contains(err.Error(), "not stored") {
 				t.Errorf("damaged store: %v; want ErrCorruptedInMemory, saying the pack was not stored", err)
 			}
-			if res[1].Err != nil || res[1].Version == nil {
-				t.Errorf("healthy store: %+v, want the version", res[1])
+			if tc.bothFail != errors.Is(errs[1], store.ErrCorruptedInMemory) {
+				t.Errorf("the other store: %v; want ErrCorruptedInMemory only if it shares the damaged frames (%v)", errs[1], tc.bothFail)
+			} else if !tc.bothFail && errs[1] != nil {
+				t.Errorf("healthy store: %v", errs[1])
 			}
 			if !w.Idle() {
 				t.Error("a store goroutine, blob or frame is left after the commit")
 			}
-			if got := objects(t, bad.Backend(), "packs/"); len(got) != 0 {
-				t.Errorf("damaged store holds packs %v; want none", got)
-			}
 			for i, r := range []*store.Repository{bad, good} {
+				if got := objects(t, r.Backend(), "packs/"); (i == 0 || tc.bothFail) && len(got) != 0 {
+					t.Errorf("store %d holds packs %v; want none", i, got)
+				}
 				if rep, err := r.Check(context.Background(), true); err != nil || !rep.OK() {
 					t.Errorf("store %d: check --read-data = %+v, %v", i, rep, err)
 				}

@@ -54,12 +54,10 @@ func StartMinIO(t testing.TB) *MinIO {
 		}
 		t.Skip(msg)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	endpoint, err := freeLoopbackAddr()
 	if err != nil {
 		t.Fatalf("find a free loopback port for minio: %v", err)
 	}
-	endpoint := l.Addr().String()
-	l.Close()
 	m := &MinIO{
 		Endpoint:  endpoint,
 		AccessKey: "root-" + fmt.Sprintf("%08x", rand.Uint32()),
@@ -71,6 +69,39 @@ func StartMinIO(t testing.TB) *MinIO {
 	t.Cleanup(m.Stop)
 	m.Start()
 	return m
+}
+
+// freeLoopbackAddr returns a free loopback address for MinIO, whose port is
+// below the kernel's range for outgoing connections where it can. A port
+// from that range may be taken as the source port of any connection the
+// tests make, between this check and MinIO's bind or while a test has
+// MinIO stopped; a port below it is taken only by a listener.
+func freeLoopbackAddr() (string, error) {
+	low := 32768 // Linux's default
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			fmt.Sscan(f[0], &low)
+		}
+	}
+	const first = 10000
+	for range 50 {
+		if low <= first+1000 {
+			break
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first+rand.IntN(low-first)))
+		if err != nil {
+			continue // taken
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr, nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 func findMinIO() string {
