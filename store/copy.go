@@ -105,6 +105,7 @@ func CopyVersions(ctx context.Context, from, to *Repository, filter func(*Versio
 		return rep, fmt.Errorf("copy: %w", err)
 	}
 	c := &copier{from: from, to: to, rep: rep, known: known, present: make(map[ChunkID]bool), br: from.newBlobReader(), pk: newPacker(to, nil)}
+	defer c.pk.close()
 	for _, w := range work {
 		if err := ctx.Err(); err != nil {
 			return rep, err

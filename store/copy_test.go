@@ -477,3 +477,27 @@ func mustLocal(tb testing.TB, dir string) store.Backend {
 	}
 	return be
 }
+
+// A copy that fails midway leaves no goroutine of its packer behind: the
+// first blob fills a frame, so the packer's goroutine runs when the second
+// cannot be read from the source.
+func TestCopyFailingMidwayStopsThePacker(t *testing.T) {
+	ctx := context.Background()
+	src, dir := newRepo(t)
+	w, err := store.NewWriter(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup(t, w, "h", []file{{"a", randomData(1, 400<<10)}, {"b", randomData(2, 400<<10)}})
+	failing, err := store.Open(ctx, &failNth{Backend: mustLocal(t, dir), prefix: "packs/", n: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, _ := newRepo(t)
+	const sink = "store.(*packer).runSink"
+	before := goroutinesIn(sink)
+	if _, err := store.CopyVersions(ctx, failing, dst, nil); !errors.Is(err, errStoreDown) {
+		t.Fatalf("CopyVersions = %v, want %v", err, errStoreDown)
+	}
+	waitGone(t, sink, before)
+}

@@ -160,6 +160,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 
 	if changed {
 		pk := newPacker(r, nil)
+		defer pk.close()
 		pk.keepIDs = true
 		if err := r.repack(ctx, x, repack, marks.used, pk); err != nil {
 			return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)

@@ -373,6 +373,16 @@ func (pk *packer) abandon(cause error) {
 	}
 }
 
+// close ends a packer its caller gives up on after an error: a sink still
+// running is cancelled and waited for, so that none outlives the call
+// that used the packer (holding its buffers, or storing a pack once the
+// caller has let the lock go). What was not stored is dropped. After
+// finish or flush it does nothing.
+func (pk *packer) close() {
+	pk.abandon(context.Canceled)
+	pk.stop()
+}
+
 func (s *packSink) fail(err error) {
 	if s.err == nil {
 		s.err = err

@@ -9,7 +9,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -425,4 +427,105 @@ func TestCheckDuringBackupAndForget(t *testing.T) {
 	if err != nil || !rep.OK() {
 		t.Errorf("check during a forget: %+v, %v", rep, err)
 	}
+}
+
+// goroutinesIn counts the goroutines running fn (a function's name as
+// stack traces print it).
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			count := 0
+			for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
+				if strings.Contains(g, fn+"(") {
+					count++
+				}
+			}
+			return count
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// waitGone fails t unless the goroutines running fn are soon back to
+// before, the count before the call under test: a goroutine the call has
+// waited for may still be on its way out, and the deadline only bounds a
+// leak.
+func waitGone(t *testing.T, fn string, before int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); goroutinesIn(fn) > before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines running %s are left after the call returned", goroutinesIn(fn)-before, fn)
+		}
+	}
+}
+
+// failNth wraps a backend: the n-th read (Get or GetRange) of an object
+// under prefix fails, as a store that stops answering would.
+type failNth struct {
+	store.Backend
+	prefix string
+	mu     sync.Mutex
+	n      int
+}
+
+var errStoreDown = errors.New("connect: connection refused")
+
+func (f *failNth) fail(name string) bool {
+	if !strings.HasPrefix(name, f.prefix) {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	return f.n == 0
+}
+
+func (f *failNth) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	if f.fail(name) {
+		return nil, errStoreDown
+	}
+	return f.Backend.Get(ctx, name)
+}
+
+func (f *failNth) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	if f.fail(name) {
+		return nil, errStoreDown
+	}
+	return f.Backend.GetRange(ctx, name, off, length)
+}
+
+// A forget that fails while repacking leaves no goroutine of its packer
+// behind: each of the packs it repacks fills a frame, so the packer's
+// goroutine runs when the second pack cannot be read.
+func TestForgetFailingToRepackStopsThePacker(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := local.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Init(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := store.NewWriter(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, b1, a2, b2 := randomData(1, 400<<10), randomData(2, 400<<10), randomData(3, 400<<10), randomData(4, 400<<10)
+	v1 := backup(t, w, "h", []file{{"a1", a1}, {"b1", b1}})[0].Version
+	v2 := backup(t, w, "h", []file{{"a2", a2}, {"b2", b2}})[0].Version
+	backup(t, w, "h", []file{{"a1", a1}, {"a2", a2}}) // half of each pack stays used
+	r2, err := store.Open(ctx, &failNth{Backend: b, prefix: "packs/", n: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sink = "store.(*packer).runSink"
+	before := goroutinesIn(sink)
+	if _, err := r2.Forget(ctx, []string{v1.ID, v2.ID}); !errors.Is(err, errStoreDown) {
+		t.Fatalf("Forget = %v, want %v", err, errStoreDown)
+	}
+	waitGone(t, sink, before)
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -426,34 +425,17 @@ func TestWriteZipDamageStopsTheCompressor(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &store.Version{ID: "0123456789", Host: "h", Entries: []store.Entry{e}}
-	before := compressorGoroutines()
+	const compressor = "store.(*parallelDeflater).start.func"
+	before := goroutinesIn(compressor)
 	w := &afterReturn{}
 	err := r.WriteZip(context.Background(), w, v)
 	w.returned.Store(true)
 	if !errors.Is(err, store.ErrDamaged) {
 		t.Fatalf("WriteZip = %v, want %v", err, store.ErrDamaged)
 	}
-	// A goroutine that has let its WaitGroup go may still be on its way
-	// out: the deadline only bounds a leak.
-	for deadline := time.Now().Add(10 * time.Second); compressorGoroutines() > before; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines of the compressor still run after WriteZip returned", compressorGoroutines()-before)
-		}
-	}
+	waitGone(t, compressor, before)
 	if n := w.late.Load(); n > 0 {
 		t.Errorf("%d writes to w after WriteZip returned", n)
-	}
-}
-
-// compressorGoroutines counts the goroutines of parallel compressors.
-func compressorGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "store.(*parallelDeflater).start.func")
-		}
-		buf = make([]byte, 2*len(buf))
 	}
 }
 
