@@ -310,6 +310,23 @@ func TestCLIErrors(t *testing.T) {
 	}
 }
 
+// An empty ZIP is refused with an error, not a crash, and stores nothing.
+func TestCLIImportEmptyArchive(t *testing.T) {
+	_, cfg := cliCluster(t, nil, "")
+	cliRun(t, cfg, "init")
+	empty := filepath.Join(t.TempDir(), "empty.zip")
+	if err := os.WriteFile(empty, []byte("PK\x05\x06"+strings.Repeat("\x00", 18)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cliRun(t, cfg, "import", "--host", "leader1", empty)
+	if code != exitFailure || !strings.Contains(errs, "holds no files") {
+		t.Errorf("import of an empty ZIP: exit %d, want %d and an error saying it holds no files:\n%s%s", code, exitFailure, out, errs)
+	}
+	if n := len(cliVersions(t, cfg)); n != 0 {
+		t.Errorf("%d versions after a refused import, want 0", n)
+	}
+}
+
 func TestCLICheckReportsDamage(t *testing.T) {
 	_, cfg := cliCluster(t, nil, "")
 	cliRun(t, cfg, "init")

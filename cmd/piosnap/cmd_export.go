@@ -282,6 +282,9 @@ func cmdImport(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
+	if len(hosts) == 0 {
+		return fmt.Errorf("%s holds no files, so it is not a unit's export: export the unit from the Pioreactor UI and import that file (nothing was stored)", pos[0])
+	}
 	h := hosts[0]
 	if h.Err != nil {
 		return fmt.Errorf("%s: %w (nothing was stored)", pos[0], h.Err)
