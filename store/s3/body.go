@@ -9,16 +9,58 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/piosnap/piosnap/store"
 )
 
 // body is an upload's data in a form that can be re-read for every
-// attempt, with its base64 MD5 for the Content-MD5 header.
+// attempt (size bytes of r from off), with its base64 MD5 for the
+// Content-MD5 header.
 type body struct {
-	r       io.ReadSeeker
-	md5     string
-	cleanup func()
+	r         io.ReaderAt
+	off, size int64
+	md5       string
+	cleanup   func()
+}
+
+// attempt returns a reader of the whole body for one attempt; end it once
+// the attempt is over.
+func (b *body) attempt() *attemptBody {
+	return &attemptBody{r: io.NewSectionReader(b.r, b.off, b.size)}
+}
+
+// errAttemptOver is what an attempt's body gives once the attempt is over.
+var errAttemptOver = errors.New("read of an upload's body after its attempt was over")
+
+// attemptBody is one attempt's reader of a body. net/http may go on
+// reading a request's body after the round trip has returned (see
+// http.RoundTripper), and minio-go does not let the caller wait for the
+// transport to close it. So each attempt reads through its own reader,
+// and end makes any later read fail without touching the data: a late
+// read can then neither move the next attempt's position nor read the
+// caller's buffer once Put has returned (a store's goroutine writes the
+// next pack into it).
+type attemptBody struct {
+	mu   sync.Mutex
+	r    *io.SectionReader
+	over bool
+}
+
+func (a *attemptBody) Read(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.over {
+		return 0, errAttemptOver
+	}
+	return a.r.Read(p)
+}
+
+// end waits for a read in progress and makes every later one fail.
+func (a *attemptBody) end() {
+	a.mu.Lock()
+	a.over = true
+	a.mu.Unlock()
 }
 
 func (b *body) close() {
@@ -67,12 +109,11 @@ func inPlace(ctx context.Context, r readAtSeeker, size int64) (*body, bool, erro
 	if err := checkCount(end-start, size); err != nil {
 		return nil, true, err
 	}
-	section := io.NewSectionReader(r, start, size)
 	h := md5.New()
-	if _, err := io.Copy(h, store.ContextReader(ctx, section)); err != nil {
+	if _, err := io.Copy(h, store.ContextReader(ctx, io.NewSectionReader(r, start, size))); err != nil {
 		return nil, true, fmt.Errorf("read: %w", err)
 	}
-	return &body{r: section, md5: base64.StdEncoding.EncodeToString(h.Sum(nil))}, true, nil
+	return &body{r: r, off: start, size: size, md5: base64.StdEncoding.EncodeToString(h.Sum(nil))}, true, nil
 }
 
 func inMemory(ctx context.Context, r io.Reader, size int64) (*body, error) {
@@ -88,7 +129,7 @@ func inMemory(ctx context.Context, r io.Reader, size int64) (*body, error) {
 		return nil, err
 	}
 	sum := md5.Sum(buf)
-	return &body{r: bytes.NewReader(buf), md5: base64.StdEncoding.EncodeToString(sum[:])}, nil
+	return &body{r: bytes.NewReader(buf), size: size, md5: base64.StdEncoding.EncodeToString(sum[:])}, nil
 }
 
 func (b *Backend) spool(ctx context.Context, r io.Reader, size int64) (*body, error) {
@@ -112,7 +153,7 @@ func (b *Backend) spool(ctx context.Context, r io.Reader, size int64) (*body, er
 		bd.close()
 		return nil, fmt.Errorf("spool upload: %w", err)
 	}
-	bd.r = io.NewSectionReader(f, 0, size)
+	bd.r, bd.size = f, size
 	bd.md5 = base64.StdEncoding.EncodeToString(h.Sum(nil))
 	return bd, nil
 }

@@ -65,6 +65,9 @@ type Config struct {
 	SpoolDir    string
 	// Logger receives a warning for every retried failure; nil discards.
 	Logger *slog.Logger
+
+	// wrapTransport, for tests, wraps the HTTP transport.
+	wrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // partSize is passed to minio-go for every upload. Uploads are single
@@ -119,12 +122,16 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.PathStyle {
 		lookup = minio.BucketLookupPath
 	}
+	var rt http.RoundTripper = transport
+	if cfg.wrapTransport != nil {
+		rt = cfg.wrapTransport(rt)
+	}
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure:       cfg.TLS,
 		Region:       cfg.Region,
 		BucketLookup: lookup,
-		Transport:    transport,
+		Transport:    rt,
 		MaxRetries:   1, // Backend.do retries, with its own policy
 	})
 	if err != nil {
@@ -265,10 +272,9 @@ func (b *Backend) Put(ctx context.Context, name string, r io.Reader, size int64)
 		DisableContentSha256: true,
 	}
 	return b.do(ctx, "put", name, func(ctx context.Context) error {
-		if _, err := body.r.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		_, err := b.core.PutObject(ctx, b.bucket, key, body.r, size, body.md5, "", opts)
+		r := body.attempt()
+		defer r.end()
+		_, err := b.core.PutObject(ctx, b.bucket, key, r, size, body.md5, "", opts)
 		return err
 	})
 }
