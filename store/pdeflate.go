@@ -28,6 +28,8 @@ type parallelDeflater struct {
 	wg    sync.WaitGroup
 	done  chan struct{} // the writer goroutine has finished
 	err   error         // the first write error, set by the writer goroutine
+	// failed is set once err is: Write then stops taking input.
+	failed atomic.Bool
 	// closed is set by Close or abort; aborted tells the goroutines that
 	// nothing more is to be compressed or written.
 	closed  bool
@@ -71,7 +73,9 @@ func (d *parallelDeflater) start() {
 		for s := range d.order {
 			<-s.ready
 			if d.err == nil && !d.aborted.Load() {
-				_, d.err = d.out.Write(s.z.Bytes())
+				if _, d.err = d.out.Write(s.z.Bytes()); d.err != nil {
+					d.failed.Store(true)
+				}
 			}
 			select {
 			case d.free <- s:
@@ -89,9 +93,14 @@ func compressSegment(fw *flate.Writer, s *segment) {
 	fw.Flush()
 }
 
+// Write compresses p. Once a write to out has failed, it returns that
+// error instead of compressing the rest of the entry for nothing.
 func (d *parallelDeflater) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
+		if d.failed.Load() {
+			return n - len(p), d.err
+		}
 		if d.buf == nil {
 			select {
 			case d.buf = <-d.free:

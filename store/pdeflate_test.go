@@ -108,11 +108,32 @@ func (f *failWriter) Write(p []byte) (int, error) {
 func TestParallelDeflaterWriteError(t *testing.T) {
 	for _, n := range []int{100, 4 * deflateSegment} {
 		d := newParallelDeflater(&failWriter{after: 10}, 1)
-		if _, err := d.Write(bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7}, n/7)); err != nil {
+		// Write may see the failure already, or leave it to Close.
+		if _, err := d.Write(bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7}, n/7)); err != nil && !errors.Is(err, errDiskFull) {
 			t.Fatal(err)
 		}
 		if err := d.Close(); !errors.Is(err, errDiskFull) {
 			t.Errorf("%d bytes: Close = %v, want %v", n, err, errDiskFull)
 		}
+	}
+}
+
+// Once out has failed, Write says so within a few segments rather than
+// compressing the rest of the entry: the writer goroutine takes a segment
+// from the queue only after writing the one before, so the caller cannot
+// get more than the queue's length past the failure.
+func TestParallelDeflaterWriteStopsAfterAFailure(t *testing.T) {
+	d := newParallelDeflater(&failWriter{}, 1)
+	segment := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, deflateSegment/8)
+	limit := 3*readAheadWorkers() + 10
+	var err error
+	for i := 0; i < limit && err == nil; i++ {
+		_, err = d.Write(segment)
+	}
+	if !errors.Is(err, errDiskFull) {
+		t.Errorf("after %d segments Write = %v, want %v", limit, err, errDiskFull)
+	}
+	if err := d.Close(); !errors.Is(err, errDiskFull) {
+		t.Errorf("Close = %v, want %v", err, errDiskFull)
 	}
 }
