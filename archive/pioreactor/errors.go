@@ -197,7 +197,7 @@ func (c *Client) explain(ae *APIError, op string, to target, unit string) error 
 	case ae.Status == http.StatusInternalServerError && op == "import" && ae.Message == "Failed to save uploaded archive":
 		return &Error{Kind: ErrTmpFull, Unit: unit, Err: ae,
 			Msg: fmt.Sprintf("%s could not save the uploaded archive in its /tmp (%s): Pioreactor keeps /tmp in RAM, and it is too full for the archive; nothing was imported. "+
-				"Reboot %s to empty /tmp and restore again; a compressed archive needs less room (`piosnap restore --compress`, the default above 64 MiB)", to.name, ae.Cause, to.name)}
+				"Reboot %s to empty /tmp and restore again; a compressed archive needs less room (`piosnap restore --compress`, the default for a large one)", to.name, ae.Cause, to.name)}
 	case ae.Status == http.StatusBadGateway && op == "import":
 		return &Error{Kind: ErrLeaderMasked, Unit: unit, Err: ae,
 			Msg: fmt.Sprintf("%s could not import into %s and hides the unit's reply (HTTP 502 %q): check that %s is reachable from %s, "+

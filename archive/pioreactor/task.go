@@ -195,7 +195,7 @@ func importFailed(unit string, st TaskStatus) error {
 	case strings.Contains(st.Error, "No space left on device"):
 		return &Error{Kind: ErrImportFailed, Unit: unit, Err: ErrTmpFull,
 			Msg: fmt.Sprintf("import into %s failed: %s: its /tmp, which Pioreactor keeps in RAM, is too small to extract the archive; %s keeps its files. "+
-				"Reboot %s to empty /tmp (the failed upload stays there until then), then restore again; a compressed archive needs less room (--compress, the default above 64 MiB)",
+				"Reboot %s to empty /tmp (the failed upload stays there until then), then restore again; a compressed archive needs less room (--compress, the default for a large one)",
 				unit, st.Error, unit, unit)}
 	case st.Error == "Failed to backup existing DOT_PIOREACTOR":
 		return &Error{Kind: ErrImportFailed, Unit: unit, Err: ErrTmpFull,

@@ -34,7 +34,7 @@ func TestImportTmpFull(t *testing.T) {
 		uploadErr bool // the upload itself fails (else the import task does)
 		want      []string
 	}{
-		{"upload", up / 2, "", true, []string{"leader1 could not save the uploaded archive in its /tmp", "No space left on device", "nothing was imported", "piosnap restore --compress", "the default above 64 MiB"}},
+		{"upload", up / 2, "", true, []string{"leader1 could not save the uploaded archive in its /tmp", "No space left on device", "nothing was imported", "piosnap restore --compress", "the default for a large one"}},
 		{"extraction", up + extracted/2, "", false, []string{"import into worker1 failed: [Errno 28] No space left on device", "too small to extract", "worker1 keeps its files", "--compress"}},
 		{"copy of ~/.pioreactor", 0, "Failed to backup existing DOT_PIOREACTOR", false, []string{"could not move its ~/.pioreactor into /tmp", "/tmp/worker1_dot_pioreactor_backup_*", "before rebooting it"}},
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,8 +54,8 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 	fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (required when standard input is not a terminal)")
 	fs.BoolVar(&o.noSafety, "no-safety-snapshot", false, "do not snapshot the unit's current state first (no way back)")
 	fs.BoolVar(&o.noWait, "no-wait", false, "stop once the unit has accepted the upload; do not wait for the reboot or verify")
-	fs.BoolVar(&o.compress, "compress", false, "always send the archive DEFLATE-compressed (about 4 times smaller for a database; compressed first into a temporary file in $TMPDIR); the default does so above 64 MiB")
-	fs.BoolVar(&o.stored, "stored", false, "always send the archive STORED (uncompressed, rebuilt as it is sent); the default does so up to 64 MiB")
+	fs.BoolVar(&o.compress, "compress", false, "always send the archive DEFLATE-compressed (about 4 times smaller for a database; compressed first into a temporary file in $TMPDIR); the default does so above "+strconv.Itoa(restore.DefaultDeflateAbove>>20)+" MiB")
+	fs.BoolVar(&o.stored, "stored", false, "always send the archive STORED (uncompressed, rebuilt as it is sent); the default does so up to "+strconv.Itoa(restore.DefaultDeflateAbove>>20)+" MiB")
 	fs.StringVar(&o.storeName, "store", "", "read from this store (default: the first that has the version)")
 	fs.DurationVar(&o.lockWait, "lock-wait", 10*time.Minute, "how long to wait for an import already running on the unit")
 	pos, err := parseFlags(fs, args)
