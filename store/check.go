@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,8 +32,12 @@ type CheckReport struct {
 	Chunks int `json:"chunks"`
 	// Packs counts the pack objects.
 	Packs int `json:"packs"`
-	// ChunksRead counts blobs read and verified (with ReadData).
+	// ChunksRead counts blobs read and verified (with ReadData or a
+	// subset).
 	ChunksRead int `json:"chunks_read"`
+	// PacksRead counts the packs read (and, in a repository from before
+	// format 2, the chunks stored alone).
+	PacksRead int `json:"packs_read"`
 	// Unused counts blobs no version references (left by an interrupted or
 	// rejected run; the next forget removes them). They are not damage.
 	Unused int `json:"unused_chunks"`
@@ -99,6 +104,45 @@ func (st *repoState) has(id ChunkID) bool {
 // hash. It reports each problem with the versions it affects and does not
 // stop at the first.
 func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, error) {
+	if readData {
+		return r.CheckReading(ctx, Subset{Part: 1, Of: 1})
+	}
+	return r.CheckReading(ctx, Subset{})
+}
+
+// Subset is the part of a repository's packs a check reads: packs are
+// split into Of parts by their ID, and part Part (1 to Of) is read. A
+// check with part 1/7 on the first day, 2/7 on the next, and so on reads
+// every pack once a week. The zero Subset reads nothing.
+type Subset struct{ Part, Of int }
+
+// ParseSubset parses "N/T", a part of a check's packs (see Subset).
+func ParseSubset(s string) (Subset, error) {
+	var sub Subset
+	n, err := fmt.Sscanf(s, "%d/%d", &sub.Part, &sub.Of)
+	if err != nil || n != 2 || fmt.Sprintf("%d/%d", sub.Part, sub.Of) != s {
+		return Subset{}, fmt.Errorf("subset %q: write it as N/T, e.g. 1/7 for the first of seven parts", s)
+	}
+	if sub.Of < 1 || sub.Part < 1 || sub.Part > sub.Of {
+		return Subset{}, fmt.Errorf("subset %q: N must be from 1 to T, e.g. 1/7 for the first of seven parts", s)
+	}
+	return sub, nil
+}
+
+// String returns the subset as N/T.
+func (s Subset) String() string { return fmt.Sprintf("%d/%d", s.Part, s.Of) }
+
+// has reports whether the object with ID id is in the subset.
+func (s Subset) has(id ChunkID) bool {
+	if s.Of < 1 {
+		return false
+	}
+	return int(binary.BigEndian.Uint32(id[:4])%uint32(s.Of)) == s.Part-1
+}
+
+// CheckReading is Check that reads and verifies the packs (and format-1
+// chunks) of one subset in full, as Check with readData does for all.
+func (r *Repository) CheckReading(ctx context.Context, sub Subset) (*CheckReport, error) {
 	rep := &CheckReport{}
 	st, err := r.scan(ctx)
 	if err != nil {
@@ -205,8 +249,8 @@ func (r *Repository) Check(ctx context.Context, readData bool) (*CheckReport, er
 			rep.Problems = append(rep.Problems, Problem{Object: obj, Reason: reason, Versions: users[id]})
 		}
 	}
-	if readData {
-		if err := r.readAll(ctx, st, rep); err != nil {
+	if sub.Of > 0 {
+		if err := r.readAll(ctx, st, rep, sub); err != nil {
 			return nil, err
 		}
 	}
@@ -280,8 +324,9 @@ func (r *Repository) usersOf(ctx context.Context, src indexSource, bad func(Chun
 	return users, nil
 }
 
-// readAll reads every pack and format-1 chunk and verifies every blob.
-func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckReport) error {
+// readAll reads every pack and format-1 chunk of sub and verifies every
+// blob in them.
+func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckReport, sub Subset) error {
 	x := st.idx
 	byPack := make(map[ChunkID][]int)
 	for i := range x.entries {
@@ -294,7 +339,11 @@ func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckRepor
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if !sub.has(p) {
+			continue
+		}
 		n, reason, err := r.verifyPack(ctx, p, x, byPack[p])
+		rep.PacksRead++
 		rep.ChunksRead += n
 		if err != nil {
 			return err
@@ -323,8 +372,12 @@ func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckRepor
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if !sub.has(c) {
+			continue
+		}
 		var err error
 		buf, err = r.ReadChunk(ctx, c, buf[:0])
+		rep.PacksRead++
 		rep.ChunksRead++
 		if err == nil {
 			continue

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -528,4 +529,89 @@ func TestForgetFailingToRepackStopsThePacker(t *testing.T) {
 		t.Fatalf("Forget = %v, want %v", err, errStoreDown)
 	}
 	waitGone(t, sink, before)
+}
+
+func TestParseSubset(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want store.Subset
+		ok   bool
+	}{
+		{"1/7", store.Subset{Part: 1, Of: 7}, true},
+		{"7/7", store.Subset{Part: 7, Of: 7}, true},
+		{"1/1", store.Subset{Part: 1, Of: 1}, true},
+		{"0/7", store.Subset{}, false},
+		{"8/7", store.Subset{}, false},
+		{"1/0", store.Subset{}, false},
+		{"-1/7", store.Subset{}, false},
+		{"1/7x", store.Subset{}, false},
+		{" 1/7", store.Subset{}, false},
+		{"1", store.Subset{}, false},
+		{"a/b", store.Subset{}, false},
+		{"", store.Subset{}, false},
+	} {
+		got, err := store.ParseSubset(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseSubset(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "1/7") {
+			t.Errorf("ParseSubset(%q): %v; the error should show an example", tc.in, err)
+		}
+	}
+}
+
+// The parts of a subset check read every pack exactly once between them,
+// and damage is found by the part that holds its pack.
+func TestCheckReadingSubsets(t *testing.T) {
+	ctx := context.Background()
+	repo, dir := newRepo(t)
+	w, _ := store.NewWriter(ctx, repo)
+	var versions []*store.Version
+	for i := range 8 {
+		versions = append(versions, backup(t, w, "worker1", []file{{"f", randomData(uint64(100+i), 512<<10)}})[0].Version)
+	}
+	all, err := repo.Check(ctx, true)
+	if err != nil || !all.OK() {
+		t.Fatalf("clean repository: %+v, %v", all, err)
+	}
+	if all.Packs < 8 || all.PacksRead != all.Packs {
+		t.Fatalf("read-data read %d of %d packs; the test needs 8 or more, all read", all.PacksRead, all.Packs)
+	}
+	const parts = 3
+	packs, chunks := 0, 0
+	for part := 1; part <= parts; part++ {
+		rep, err := repo.CheckReading(ctx, store.Subset{Part: part, Of: parts})
+		if err != nil || !rep.OK() {
+			t.Fatalf("part %d/%d: %+v, %v", part, parts, rep, err)
+		}
+		if rep.PacksRead == rep.Packs {
+			t.Errorf("part %d/%d read all %d packs", part, parts, rep.Packs)
+		}
+		packs += rep.PacksRead
+		chunks += rep.ChunksRead
+	}
+	if packs != all.PacksRead || chunks != all.ChunksRead {
+		t.Errorf("the %d parts read %d packs and %d blobs; a full read: %d and %d", parts, packs, chunks, all.PacksRead, all.ChunksRead)
+	}
+	if rep, err := repo.CheckReading(ctx, store.Subset{}); err != nil || rep.PacksRead != 0 || rep.ChunksRead != 0 {
+		t.Errorf("no subset: %+v, %v; want nothing read", rep, err)
+	}
+
+	damageFrame(t, repo, dir, versions[5].Entries[1].Chunks[0])
+	found := 0
+	for part := 1; part <= parts; part++ {
+		rep, err := repo.CheckReading(ctx, store.Subset{Part: part, Of: parts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() {
+			found++
+			if len(rep.Problems) != 1 || !slices.Contains(rep.Problems[0].Versions, versions[5].ShortID()+" (worker1 "+versions[5].Time.Format("2006-01-02 15:04")+")") {
+				t.Errorf("part %d/%d: %+v; want the damaged pack and its version", part, parts, rep.Problems)
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d parts found the damaged pack, want exactly 1", found)
+	}
 }

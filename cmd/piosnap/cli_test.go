@@ -348,6 +348,35 @@ func TestCLICheckReportsDamage(t *testing.T) {
 	if code != exitDamaged || !strings.Contains(out, "DAMAGED packs/") || !strings.Contains(out, "affects version") {
 		t.Errorf("check: exit %d\n%s", code, out)
 	}
+	// Of two halves, the one holding the damaged pack reads it and names
+	// it. (Both see that the version's page tree cannot be read, as a
+	// check without --read-data does: the pack holds tree nodes.)
+	found := 0
+	for _, part := range []string{"1/2", "2/2"} {
+		code, out, _ := cliRun(t, cfg, "check", "--read-data-subset", part)
+		if code != exitDamaged || !strings.Contains(out, "(part "+part+")") {
+			t.Errorf("check --read-data-subset %s: exit %d; want %d, naming the part:\n%s", part, code, exitDamaged, out)
+		}
+		if strings.Contains(out, "DAMAGED packs/") {
+			found++
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d halves found the damaged pack, want 1", found)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--read-data", "--read-data-subset", "1/2"}, "give one of them"},
+		{[]string{"--read-data-subset", "3/2"}, "N must be from 1 to T"},
+		{[]string{"--read-data-subset", "half"}, "write it as N/T"},
+	} {
+		code, _, errs := cliRun(t, cfg, append([]string{"check"}, tc.args...)...)
+		if code != exitUsage || !strings.Contains(errs, tc.want) {
+			t.Errorf("check %v: exit %d, %q; want exit %d saying %q", tc.args, code, errs, exitUsage, tc.want)
+		}
+	}
 }
 
 func TestCLIDemo(t *testing.T) {

@@ -16,12 +16,25 @@ type checkResult struct {
 }
 
 func cmdCheck(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("check", "[--read-data] [--store S] [--json]")
+	fs := a.newFlags("check", "[--read-data | --read-data-subset N/T] [--store S] [--json]")
 	readData := fs.Bool("read-data", false, "read every chunk and verify its hash (slow: reads the whole repository)")
+	subsetFlag := fs.String("read-data-subset", "", "read and verify part N of T of the packs, e.g. 1/7, then 2/7 the next day: the whole repository in T runs")
 	storeName := fs.String("store", "", "check only this store")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parseFlags(fs, args); err != nil {
+	_, err := parseFlags(fs, args)
+	if err != nil {
 		return err
+	}
+	var subset store.Subset
+	switch {
+	case *readData && *subsetFlag != "":
+		return usageErrorf("--read-data reads every pack and --read-data-subset only some: give one of them")
+	case *readData:
+		subset = store.Subset{Part: 1, Of: 1}
+	case *subsetFlag != "":
+		if subset, err = store.ParseSubset(*subsetFlag); err != nil {
+			return usageErrorf("--read-data-subset: %v", err)
+		}
 	}
 	var names []string
 	if *storeName != "" {
@@ -40,7 +53,7 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 			failed = append(failed, fmt.Errorf("store %q: %w", s.Name, s.Err))
 			continue
 		}
-		rep, err := s.Repo.Check(ctx, *readData)
+		rep, err := s.Repo.CheckReading(ctx, subset)
 		if rep != nil {
 			rep.Problems = append([]store.Problem{}, rep.Problems...)
 			for i := range rep.Problems {
@@ -71,8 +84,11 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 			}
 			rep := r.Report
 			read := ""
-			if *readData {
+			switch {
+			case *readData:
 				read = fmt.Sprintf(", %d read and verified", rep.ChunksRead)
+			case subset.Of > 0:
+				read = fmt.Sprintf(", %d read and verified in %d of the packs (part %s)", rep.ChunksRead, rep.PacksRead, subset)
 			}
 			fmt.Fprintf(a.env.Stdout, "store %s: %s, %s in %s%s", r.Store, count(rep.Versions, "version"), count(rep.Chunks, "blob"), count(rep.Packs, "pack"), read)
 			if rep.Unused > 0 || rep.UnindexedPacks > 0 {
