@@ -104,6 +104,24 @@ type Store struct {
 	CredentialsFile string `toml:"credentials_file"`
 
 	Retention Retention `toml:"retention"`
+
+	// VerifyDays is how many days the daemon takes to read and verify
+	// every pack of the store: after the first run of each day it reads
+	// one part of VerifyDays (`piosnap check --read-data-subset`). 0 turns
+	// it off; unset means DefaultVerifyDays.
+	VerifyDays *int `toml:"verify_days"`
+}
+
+// DefaultVerifyDays is verify_days when unset: every pack is read once a
+// month, a thirtieth each day.
+const DefaultVerifyDays = 30
+
+// VerifyDaysOrDefault returns verify_days, or DefaultVerifyDays when unset.
+func (s *Store) VerifyDaysOrDefault() int {
+	if s.VerifyDays == nil {
+		return DefaultVerifyDays
+	}
+	return *s.VerifyDays
 }
 
 // Retention is a store's retention policy, with restic's forget semantics.
@@ -367,6 +385,9 @@ func (c *Config) Validate() error {
 		}
 		if _, err := s.Retention.Policy(); err != nil {
 			return fmt.Errorf("%s: %w", field, err)
+		}
+		if n := s.VerifyDaysOrDefault(); n < 0 || n > 3650 {
+			return fmt.Errorf("%s: verify_days = %d: use 1 to 3650 days (%d by default), or 0 to turn the daemon's reading of stored data off", field, n, DefaultVerifyDays)
 		}
 	}
 	if err := c.validateSources(); err != nil {

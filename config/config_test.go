@@ -84,6 +84,8 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad store name", "[[store]]\nname = \"Off Site\"\npath = \"/x\"", `store[0].name = "Off Site"`},
 		{"negative keep", store + "[store.retention]\nkeep_daily = -2\n", "keep_daily"},
 		{"bad within", store + "[store.retention]\nkeep_within = \"1w\"\n", "retention.keep_within"},
+		{"negative verify_days", "[[store]]\npath = \"/r\"\nverify_days = -1\n", "verify_days = -1: use 1 to 3650"},
+		{"verify_days too large", "[[store]]\npath = \"/r\"\nverify_days = 5000\n", "verify_days = 5000"},
 		{"metrics not loopback", "[metrics]\nlisten = \"0.0.0.0:9472\"" + store, "set allow_remote = true"},
 		{"web listen without port", "[web]\nlisten = \"0.0.0.0\"" + store, "web.listen"},
 		{"bad log format", "[log]\nformat = \"xml\"" + store, `log.format = "xml"`},
@@ -146,5 +148,24 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := c.Store("offsite"); err == nil || !strings.Contains(err.Error(), "configured stores are local") {
 		t.Errorf("Store(offsite) err = %v", err)
+	}
+}
+
+func TestVerifyDays(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want int
+	}{
+		{"", DefaultVerifyDays},
+		{"verify_days = 0", 0},
+		{"verify_days = 7", 7},
+	} {
+		c, err := Parse("[[store]]\npath = \"/r\"\n" + tc.line + "\n")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.line, err)
+		}
+		if got := c.Stores[0].VerifyDaysOrDefault(); got != tc.want {
+			t.Errorf("%q: verify_days %d, want %d", tc.line, got, tc.want)
+		}
 	}
 }

@@ -23,8 +23,11 @@ type statusReport struct {
 	Daemon     daemonStatus             `json:"daemon"`
 	LastRun    *notify.Event            `json:"last_run,omitempty"`
 	Retention  []daemon.RetentionRecord `json:"retention,omitempty"`
-	StaleAfter float64                  `json:"stale_after_seconds"`
-	Hosts      []hostStatus             `json:"hosts"`
+	// Verified is what the daemon's last reading of each store's data
+	// found (verify_days).
+	Verified   []daemon.VerifyRecord `json:"verified,omitempty"`
+	StaleAfter float64               `json:"stale_after_seconds"`
+	Hosts      []hostStatus          `json:"hosts"`
 	// LeaderError says why departed hosts could not be flagged.
 	LeaderError string `json:"leader_error,omitempty"`
 	// StoreErrors lists stores that could not be read.
@@ -135,13 +138,20 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 // Whether the daemon runs is reported but not judged: backups may come
 // from cron or by hand.
 func statusVerdict(rep *statusReport) error {
-	var stale []string
+	var stale, damaged []string
 	for _, h := range rep.Hosts {
 		if h.Stale && !h.Departed {
 			stale = append(stale, h.Host)
 		}
 	}
+	for _, v := range rep.Verified {
+		if len(v.Problems) > 0 {
+			damaged = append(damaged, v.Store)
+		}
+	}
 	switch {
+	case len(damaged) > 0:
+		return withCode(exitDamaged, fmt.Errorf("the daemon found damaged data in store %s: run `piosnap check --read-data --store %s` to list the versions it affects, then restore or copy them from another store", strings.Join(damaged, ", "), damaged[0]))
 	case len(rep.StoreErrors) > 0:
 		return withCode(exitPartial, fmt.Errorf("a store could not be read: %s", strings.Join(rep.StoreErrors, "; ")))
 	case len(stale) > 0:
@@ -157,7 +167,7 @@ func buildStatus(now time.Time, path string, sf *daemon.StatusFile, sfErr error,
 	case sfErr != nil:
 		rep.Daemon.Problem = sfErr.Error()
 	default:
-		rep.LastRun, rep.Retention = sf.LastRun, sf.Retention
+		rep.LastRun, rep.Retention, rep.Verified = sf.LastRun, sf.Retention, sf.Verified
 		rep.Daemon.Running = alive
 		if alive {
 			started := sf.Started
@@ -270,6 +280,20 @@ func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
 		}
 	} else {
 		fmt.Fprintln(w, "last run:  none recorded")
+	}
+	for _, v := range rep.Verified {
+		when := v.Time.In(loc).Format("2006-01-02 15:04")
+		switch {
+		case v.Error != "":
+			fmt.Fprintf(w, "verified:  store %s, part %s at %s FAILED: %s\n", v.Store, v.Part, when, v.Error)
+		case len(v.Problems) > 0:
+			fmt.Fprintf(w, "verified:  store %s, part %s at %s: DAMAGED\n", v.Store, v.Part, when)
+			for _, p := range v.Problems {
+				fmt.Fprintf(w, "  %s: %s (versions %s)\n", p.Object, p.Reason, strings.Join(p.Versions, ", "))
+			}
+		default:
+			fmt.Fprintf(w, "verified:  store %s, part %s at %s: %s read, no damage\n", v.Store, v.Part, when, count(v.PacksRead, "pack"))
+		}
 	}
 	stale := time.Duration(rep.StaleAfter * float64(time.Second))
 	fmt.Fprintf(w, "hosts (stale after %s):\n", stale)

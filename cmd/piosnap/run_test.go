@@ -421,6 +421,13 @@ webhook_url = %q
 		if m["piosnap_last_run_ok"] != 1 || m[`piosnap_retention_last_success_timestamp_seconds{store="local"}`] == 0 {
 			t.Errorf("run/retention gauges: %v", m)
 		}
+		// verify_days is unset: a thirtieth of the packs is read after the day's first run.
+		if v, ok := m[`piosnap_verify_problems{store="local"}`]; !ok || v != 0 || m[`piosnap_verify_last_success_timestamp_seconds{store="local"}`] == 0 {
+			t.Errorf("verify gauges: %v", m)
+		}
+		if len(sf.Verified) != 1 || sf.Verified[0].Store != "local" || !strings.HasSuffix(sf.Verified[0].Part, "/30") || sf.Verified[0].Error != "" || len(sf.Verified[0].Problems) != 0 {
+			t.Errorf("status file's verification: %+v; want today's thirtieth of store local, sound", sf.Verified)
+		}
 	})
 
 	t.Run("status", func(t *testing.T) {
@@ -542,4 +549,70 @@ func TestRunStopDuringRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The daemon reads stored data after the day's first run (verify_days = 1:
+// all of it) and finds a pack damaged after it was stored: it logs the
+// damage with the versions it affects, sends a failure ping naming it,
+// records it in the status file, and `piosnap status` exits 4.
+func TestDaemonFindsDamagedData(t *testing.T) {
+	bin := buildPiosnap(t)
+	f := newDaemonFixture(t)
+	hc := newRecorder(t)
+	cfg := strings.Replace(f.config("", "keep_last = 5"), "[store.retention]", "verify_days = 1\n\n[store.retention]", 1) +
+		fmt.Sprintf("\n[notify]\nhealthchecks_url = %q\n", hc.srv.URL+"/ping/abc")
+	// A run every minute: the repository is not empty, so the daemon does
+	// not catch up at once.
+	cfg = strings.Replace(cfg, `schedule = "@yearly"`, `schedule = "* * * * *"`, 1)
+	f.writeConfig(t, cfg)
+	// worker1 is backed up by hand, then its pack damaged on disk.
+	if code, _, errOut := runMain(t, "-c", f.cfgPath, "backup", "--host", "worker1"); code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, errOut)
+	}
+	var packs []string
+	_ = filepath.WalkDir(filepath.Join(f.repo, "packs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			packs = append(packs, p)
+		}
+		return err
+	})
+	if len(packs) != 1 {
+		t.Fatalf("%d packs after one backup of worker1, want 1", len(packs))
+	}
+	b, err := os.ReadFile(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/3] ^= 0xff
+	if err := os.WriteFile(packs[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd, logs := f.start(t, bin)
+	waitFor(t, hangTimeout, "the first run to be recorded in the status file", func() bool {
+		sf := f.status(t)
+		return sf != nil && sf.LastRun != nil && !sf.Running
+	})
+	sf := f.status(t)
+	if len(sf.Verified) != 1 || sf.Verified[0].Part != "1/1" || len(sf.Verified[0].Problems) == 0 {
+		t.Fatalf("status file's verification: %+v; want damage found in part 1/1", sf.Verified)
+	}
+	if p := sf.Verified[0].Problems[0]; !strings.Contains(p.Object, "packs/") || !strings.Contains(strings.Join(p.Versions, " "), "worker1") {
+		t.Errorf("problem %+v; want the pack and worker1's version", p)
+	}
+	if !strings.Contains(logs.String(), "stored data is damaged") {
+		t.Error("the daemon did not log the damage")
+	}
+	reqs := hc.all()
+	if len(reqs) < 2 || reqs[1].path != "/ping/abc/fail" || !strings.Contains(reqs[1].body, "store local is damaged") {
+		t.Errorf("healthchecks pings %+v; want start, then a failure naming the damage", reqs)
+	}
+	code, out, errOut := runMain(t, "-c", f.cfgPath, "status")
+	if code != exitDamaged || !strings.Contains(out, "DAMAGED") || !strings.Contains(errOut, "piosnap check --read-data --store local") {
+		t.Errorf("status: exit %d, want %d\n%s\n%s", code, exitDamaged, out, errOut)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, cmd, hangTimeout)
 }

@@ -115,6 +115,7 @@ func (d *Daemon) jobExcept(ctx context.Context, hosts, except []string) ([]strin
 	start := time.Now()
 	d.pingStart(ctx, a)
 	ev, failed, err := d.runOnce(ctx, a, hosts, except, start)
+	d.verifyStores(ctx, a, start, a.log.With("run", ev.RunID))
 	ev.Time = start.UTC()
 	ev.Duration = time.Since(start).Seconds()
 	d.mu.Lock()
@@ -276,6 +277,7 @@ func (d *Daemon) pingEnd(ctx context.Context, a run, ev notify.Event) {
 	ctx = context.WithoutCancel(ctx)
 	d.mu.Lock()
 	recs := d.status.Retention
+	verify := verifyFailures(d.status.Verified)
 	d.mu.Unlock()
 	retentionFailed := false
 	for _, r := range recs {
@@ -284,10 +286,10 @@ func (d *Daemon) pingEnd(ctx context.Context, a run, ev notify.Event) {
 	if u := a.cfg.Notify.Healthchecks; u != "" {
 		hc := &notify.Healthchecks{URL: u, Timeout: pingTimeout}
 		var err error
-		if ev.Result == "success" && !retentionFailed {
+		if ev.Result == "success" && !retentionFailed && verify == "" {
 			err = hc.Success(ctx, fmt.Sprintf("piosnap run %s: %d hosts backed up", ev.RunID, len(ev.Hosts)))
 		} else {
-			err = hc.Fail(ctx, failureReason(ev, recs))
+			err = hc.Fail(ctx, failureReason(ev, recs)+verify)
 		}
 		if err != nil {
 			a.log.Warn("healthchecks ping failed", "run", ev.RunID, "err", err)

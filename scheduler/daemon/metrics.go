@@ -23,6 +23,8 @@ type daemonMetrics struct {
 	lastRun          *metrics.Gauge // -
 	lastRunOK        *metrics.Gauge // -
 	retentionSuccess *metrics.Gauge // store
+	verifySuccess    *metrics.Gauge // store
+	verifyProblems   *metrics.Gauge // store
 }
 
 // newDaemonMetrics registers the gauges.
@@ -47,6 +49,8 @@ func newDaemonMetrics() *daemonMetrics {
 		lastRun:          g("piosnap_last_run_timestamp_seconds", "When the last run started (Unix seconds)."),
 		lastRunOK:        g("piosnap_last_run_ok", "1 if every host succeeded in the last run, 0 otherwise."),
 		retentionSuccess: g("piosnap_retention_last_success_timestamp_seconds", "When retention last succeeded in the store (Unix seconds).", "store"),
+		verifySuccess:    g("piosnap_verify_last_success_timestamp_seconds", "When a part of the store's data was last read and verified (Unix seconds).", "store"),
+		verifyProblems:   g("piosnap_verify_problems", "Damaged objects found by the last reading of the store's data (0: none).", "store"),
 	}
 }
 
@@ -114,6 +118,13 @@ func (m *daemonMetrics) recordVersions(storeName string, vs []*store.Version, ho
 		m.versions.Set(float64(n), h, storeName)
 		m.lastSuccess.Set(unixSeconds(newest[h]), h, storeName)
 	}
+}
+
+// verified records a reading of a store's data that ended at t and found
+// problems damaged objects.
+func (m *daemonMetrics) verified(storeName string, t time.Time, problems int) {
+	m.verifySuccess.Set(unixSeconds(t), storeName)
+	m.verifyProblems.Set(float64(problems), storeName)
 }
 
 // retentionOK records a successful retention in a store.

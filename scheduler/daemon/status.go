@@ -51,6 +51,9 @@ type StatusFile struct {
 	LastRun *notify.Event `json:"last_run,omitempty"`
 	// Retention is what retention did after the last run, per store.
 	Retention []RetentionRecord `json:"retention,omitempty"`
+	// Verified is what the last reading of each store's data found (see
+	// verify_days), kept across restarts.
+	Verified []VerifyRecord `json:"verified,omitempty"`
 }
 
 // RetentionRecord is retention's outcome in one store after a run: the
@@ -73,7 +76,7 @@ func (d *Daemon) startStatus(cfg *config.Config, metricsAddr string) {
 		Config: d.opts.ConfigPath, Schedule: cfg.Schedule, Zone: cfg.ZoneName(), MetricsAddr: metricsAddr,
 	}
 	if err == nil {
-		d.status.LastRun, d.status.Retention = prev.LastRun, prev.Retention
+		d.status.LastRun, d.status.Retention, d.status.Verified = prev.LastRun, prev.Retention, prev.Verified
 	}
 }
 

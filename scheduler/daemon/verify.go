@@ -1,0 +1,140 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/piosnap/piosnap/store"
+)
+
+// VerifyRecord is what the daemon's last reading of a store's data found
+// (see verifyStores).
+type VerifyRecord struct {
+	Store string `json:"store"`
+	// Part is the part of the packs read, "N/T" (T is verify_days).
+	Part string `json:"part"`
+	// Time is when the reading ended.
+	Time time.Time `json:"time"`
+	// PacksRead and BlobsRead count what was read and verified.
+	PacksRead int `json:"packs_read"`
+	BlobsRead int `json:"blobs_read"`
+	// Problems is the damage found, with the versions it affects.
+	Problems []store.Problem `json:"problems,omitempty"`
+	// Error says why the store could not be read; nothing is known then.
+	Error string `json:"error,omitempty"`
+}
+
+// verifyPart returns the part of verify_days parts to read on the day of
+// t in loc: part 1 on one day, 2 on the next, and so on, so that every
+// pack is read once in days days whenever the daemon runs daily.
+func verifyPart(t time.Time, loc *time.Location, days int) store.Subset {
+	y, m, d := t.In(loc).Date()
+	day := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400
+	return store.Subset{Part: int(day%int64(days)) + 1, Of: days}
+}
+
+// verifyStores reads and verifies one part of the packs of each store
+// whose verify_days is set, unless that store's part of today has been
+// read already: after the first run of each day, whoever started it. It
+// runs after the run's locks are released (a check needs none). Damage
+// and failures are logged, recorded in the status file and the metrics,
+// and reported by the run's pings; they do not fail the run, whose
+// versions are stored.
+func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *slog.Logger) {
+	loc := a.cfg.Location()
+	due := map[string]store.Subset{}
+	d.mu.Lock()
+	for _, cs := range a.cfg.Stores {
+		days := cs.VerifyDaysOrDefault()
+		if days == 0 {
+			continue
+		}
+		sub := verifyPart(now, loc, days)
+		i := slices.IndexFunc(d.status.Verified, func(r VerifyRecord) bool { return r.Store == cs.Name })
+		if i >= 0 {
+			r := d.status.Verified[i]
+			if r.Error == "" && r.Part == sub.String() && sameDay(r.Time, now, loc) {
+				continue
+			}
+		}
+		due[cs.Name] = sub
+	}
+	d.mu.Unlock()
+	if len(due) == 0 {
+		return
+	}
+	stores, err := a.app.OpenReadable(ctx)
+	if err != nil {
+		log.Warn("cannot open the stores to verify their data; trying again after the next run", "err", err)
+		return
+	}
+	for _, s := range stores {
+		sub, ok := due[s.Name]
+		if !ok || ctx.Err() != nil {
+			continue
+		}
+		rec := VerifyRecord{Store: s.Name, Part: sub.String()}
+		l := log.With("store", s.Name, "part", rec.Part)
+		if s.Err != nil {
+			rec.Error = s.Err.Error()
+		} else {
+			start := time.Now()
+			rep, err := s.Repo.CheckReading(ctx, sub)
+			switch {
+			case ctx.Err() != nil:
+				return // shutting down: nothing is known
+			case err != nil:
+				rec.Error = err.Error()
+			default:
+				rec.PacksRead, rec.BlobsRead, rec.Problems = rep.PacksRead, rep.ChunksRead, rep.Problems
+				d.metrics.verified(s.Name, time.Now(), len(rep.Problems))
+			}
+			l = l.With("duration", time.Since(start).Round(time.Millisecond))
+		}
+		rec.Time = time.Now().UTC()
+		switch {
+		case rec.Error != "":
+			l.Warn("cannot verify the store's data; trying again after the next run", "err", rec.Error)
+		case len(rec.Problems) > 0:
+			for _, p := range rec.Problems {
+				l.Error("stored data is damaged: restore the versions it affects from another store, or run `piosnap copy` to store them again", "object", p.Object, "reason", p.Reason, "versions", p.Versions)
+			}
+		default:
+			l.Info("stored data verified", "packs", rec.PacksRead, "blobs", rec.BlobsRead)
+		}
+		d.mu.Lock()
+		if i := slices.IndexFunc(d.status.Verified, func(r VerifyRecord) bool { return r.Store == s.Name }); i >= 0 {
+			d.status.Verified[i] = rec
+		} else {
+			d.status.Verified = append(d.status.Verified, rec)
+		}
+		d.mu.Unlock()
+	}
+}
+
+// sameDay reports whether a and b fall on the same calendar day in loc.
+func sameDay(a, b time.Time, loc *time.Location) bool {
+	ay, am, ad := a.In(loc).Date()
+	by, bm, bd := b.In(loc).Date()
+	return ay == by && am == bm && ad == bd
+}
+
+// verifyFailures describes the damage and failures of the last readings,
+// for a failure ping; empty when there are none.
+func verifyFailures(recs []VerifyRecord) string {
+	var s string
+	for _, r := range recs {
+		switch {
+		case r.Error != "":
+			s += fmt.Sprintf("verifying store %s (part %s) failed: %s\n", r.Store, r.Part, r.Error)
+		case len(r.Problems) > 0:
+			for _, p := range r.Problems {
+				s += fmt.Sprintf("store %s is damaged: %s: %s (versions %v)\n", r.Store, p.Object, p.Reason, p.Versions)
+			}
+		}
+	}
+	return s
+}

@@ -1,0 +1,57 @@
+package daemon
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/piosnap/piosnap/store"
+)
+
+// Consecutive days read every part once; the day is the configured zone's.
+func TestVerifyPart(t *testing.T) {
+	utc := time.UTC
+	start := time.Date(2026, 11, 30, 12, 0, 0, 0, utc)
+	for _, days := range []int{1, 7, 30} {
+		seen := map[int]bool{}
+		for i := range days {
+			sub := verifyPart(start.AddDate(0, 0, i), utc, days)
+			if sub.Of != days || sub.Part < 1 || sub.Part > days || seen[sub.Part] {
+				t.Errorf("verify_days %d, day %d: part %v (seen: %v)", days, i, sub, seen)
+			}
+			seen[sub.Part] = true
+		}
+	}
+	// 23:30 UTC on the 30th is already the 1st in Berlin.
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := time.Date(2026, 11, 30, 23, 30, 0, 0, utc)
+	if a, b := verifyPart(late, utc, 7), verifyPart(late, berlin, 7); a == b {
+		t.Errorf("part %v in both UTC and Berlin at %v; the day differs", a, late)
+	}
+	if !sameDay(late, time.Date(2026, 12, 1, 0, 10, 0, 0, berlin), berlin) || sameDay(late, late.Add(-time.Hour), berlin) {
+		t.Error("sameDay does not follow the zone")
+	}
+}
+
+func TestVerifyFailures(t *testing.T) {
+	recs := []VerifyRecord{
+		{Store: "local", Part: "3/30"},
+		{Store: "offsite", Part: "3/30", Error: "connection refused"},
+		{Store: "usb", Part: "1/7", Problems: []store.Problem{{Object: "packs/ab/abcd", Reason: "pack content does not match its name", Versions: []string{"1234abcd (worker1 2026-11-29 03:00)"}}}},
+	}
+	got := verifyFailures(recs)
+	for _, want := range []string{"verifying store offsite (part 3/30) failed: connection refused", "store usb is damaged: packs/ab/abcd", "1234abcd (worker1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("verifyFailures lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "local") {
+		t.Errorf("a sound store is reported:\n%s", got)
+	}
+	if verifyFailures(recs[:1]) != "" {
+		t.Error("sound stores give a failure text")
+	}
+}
