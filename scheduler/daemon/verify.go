@@ -44,6 +44,9 @@ func verifyPart(t time.Time, loc *time.Location, days int) store.Subset {
 // and reported by the run's pings; they do not fail the run, whose
 // versions are stored.
 func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *slog.Logger) {
+	if ctx.Err() != nil {
+		return // shutting down
+	}
 	loc := a.cfg.Location()
 	due := map[string]store.Subset{}
 	d.mu.Lock()
