@@ -76,7 +76,8 @@ func (d *Daemon) startStatus(cfg *config.Config, metricsAddr string) {
 		Config: d.opts.ConfigPath, Schedule: cfg.Schedule, Zone: cfg.ZoneName(), MetricsAddr: metricsAddr,
 	}
 	if err == nil {
-		d.status.LastRun, d.status.Retention, d.status.Verified = prev.LastRun, prev.Retention, prev.Verified
+		d.status.LastRun, d.status.Retention = prev.LastRun, prev.Retention
+		d.status.Verified = configuredOnly(prev.Verified, cfg)
 	}
 }
 

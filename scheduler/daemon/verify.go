@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/piosnap/piosnap/config"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -50,6 +51,7 @@ func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *sl
 	loc := a.cfg.Location()
 	due := map[string]store.Subset{}
 	d.mu.Lock()
+	d.status.Verified = configuredOnly(d.status.Verified, a.cfg)
 	for _, cs := range a.cfg.Stores {
 		days := cs.VerifyDaysOrDefault()
 		if days == 0 {
@@ -116,6 +118,16 @@ func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *sl
 		}
 		d.mu.Unlock()
 	}
+}
+
+// configuredOnly drops the records of stores that cfg no longer has (or
+// no longer verifies), so that damage found in a store taken out of the
+// configuration does not stay in piosnap status for good.
+func configuredOnly(recs []VerifyRecord, cfg *config.Config) []VerifyRecord {
+	return slices.DeleteFunc(recs, func(r VerifyRecord) bool {
+		cs, err := cfg.Store(r.Store)
+		return err != nil || cs.VerifyDaysOrDefault() == 0
+	})
 }
 
 // sameDay reports whether a and b fall on the same calendar day in loc.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/piosnap/piosnap/config"
 	"github.com/piosnap/piosnap/store"
 )
 
@@ -53,5 +54,19 @@ func TestVerifyFailures(t *testing.T) {
 	}
 	if verifyFailures(recs[:1]) != "" {
 		t.Error("sound stores give a failure text")
+	}
+}
+
+// A store taken out of the configuration, or whose verify_days became 0,
+// loses its record, so its old damage no longer shows in piosnap status.
+func TestConfiguredOnly(t *testing.T) {
+	cfg, err := config.Parse("[[store]]\nname = \"local\"\npath = \"/r\"\n[[store]]\nname = \"usb\"\npath = \"/u\"\nverify_days = 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := []VerifyRecord{{Store: "local", Part: "1/30"}, {Store: "usb", Part: "1/30"}, {Store: "gone", Part: "2/7", Problems: []store.Problem{{Object: "packs/ab/abcd"}}}}
+	got := configuredOnly(recs, cfg)
+	if len(got) != 1 || got[0].Store != "local" {
+		t.Errorf("configuredOnly = %+v; want local's record only", got)
 	}
 }
