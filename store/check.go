@@ -132,6 +132,19 @@ func ParseSubset(s string) (Subset, error) {
 // String returns the subset as N/T.
 func (s Subset) String() string { return fmt.Sprintf("%d/%d", s.Part, s.Of) }
 
+// Covers reports whether a check reading s examines object, a name a
+// Problem gives: a pack or format-1 chunk whose ID is in s, or any other
+// object (a version or an index object), which every check examines.
+func (s Subset) Covers(object string) bool {
+	if id, ok := parsePackName(object); ok {
+		return s.has(id)
+	}
+	if id, ok := parseChunkName(object); ok {
+		return s.has(id)
+	}
+	return true
+}
+
 // has reports whether the object with ID id is in the subset.
 func (s Subset) has(id ChunkID) bool {
 	if s.Of < 1 {

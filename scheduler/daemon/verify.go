@@ -95,11 +95,19 @@ func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *sl
 				rec.Error = err.Error()
 			default:
 				rec.PacksRead, rec.BlobsRead, rec.Problems = rep.PacksRead, rep.ChunksRead, rep.Problems
-				d.metrics.verified(s.Name, time.Now(), len(rep.Problems))
 			}
 			l = l.With("duration", time.Since(start).Round(time.Millisecond))
 		}
 		rec.Time = time.Now().UTC()
+		d.mu.Lock()
+		i := slices.IndexFunc(d.status.Verified, func(r VerifyRecord) bool { return r.Store == s.Name })
+		if i >= 0 {
+			rec.Problems = stillDamaged(rec, d.status.Verified[i].Problems, sub)
+		}
+		d.mu.Unlock()
+		if rec.Error == "" {
+			d.metrics.verified(s.Name, rec.Time, len(rec.Problems))
+		}
 		switch {
 		case rec.Error != "":
 			l.Warn("cannot verify the store's data; trying again after the next run", "err", rec.Error)
@@ -118,6 +126,25 @@ func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *sl
 		}
 		d.mu.Unlock()
 	}
+}
+
+// stillDamaged returns rec's problems plus those of the store's earlier
+// readings (earlier) that rec's reading did not look at again: damage
+// found in a pack stays reported, in the status, the metrics and the
+// pings, until the day its part is read again and finds it sound (or gone),
+// not only on the day it was found. A reading that failed looked at
+// nothing.
+func stillDamaged(rec VerifyRecord, earlier []store.Problem, sub store.Subset) []store.Problem {
+	out := rec.Problems
+	for _, p := range earlier {
+		if rec.Error == "" && sub.Covers(p.Object) {
+			continue
+		}
+		if !slices.ContainsFunc(out, func(q store.Problem) bool { return q.Object == p.Object }) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // configuredOnly drops the records of stores that cfg no longer has (or

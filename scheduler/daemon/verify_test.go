@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +69,42 @@ func TestConfiguredOnly(t *testing.T) {
 	got := configuredOnly(recs, cfg)
 	if len(got) != 1 || got[0].Store != "local" {
 		t.Errorf("configuredOnly = %+v; want local's record only", got)
+	}
+}
+
+// Damage found in a pack stays reported until a reading of its part finds
+// it sound; problems of objects every reading examines are those of the
+// latest reading only; a failed reading keeps everything.
+func TestStillDamaged(t *testing.T) {
+	// A pack ID in part 1 of 2 and one in part 2: the first 4 bytes, big
+	// endian, are even and odd.
+	even := "packs/00/" + strings.Repeat("0", 63) + "2"
+	odd := "packs/00/00000001" + strings.Repeat("0", 56)
+	first, second := store.Subset{Part: 1, Of: 2}, store.Subset{Part: 2, Of: 2}
+	if !first.Covers(even) || first.Covers(odd) || !second.Covers(odd) || !first.Covers("versions/ab.json") {
+		t.Fatal("test pack names are not in the parts they are meant for")
+	}
+	earlier := []store.Problem{{Object: even, Reason: "pack content does not match its name"}, {Object: "versions/ab.json", Reason: "its page tree cannot be read"}}
+	names := func(ps []store.Problem) (s []string) {
+		for _, p := range ps {
+			s = append(s, p.Object)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		rec  VerifyRecord
+		sub  store.Subset
+		want []string
+	}{
+		{"other part read, sound", VerifyRecord{}, second, []string{even}},
+		{"its part read, sound", VerifyRecord{}, first, nil},
+		{"its part read, damaged again", VerifyRecord{Problems: earlier[:1]}, first, []string{even}},
+		{"other part read, new damage", VerifyRecord{Problems: []store.Problem{{Object: odd}}}, second, []string{odd, even}},
+		{"reading failed", VerifyRecord{Error: "connection refused"}, first, []string{even, "versions/ab.json"}},
+	} {
+		if got := names(stillDamaged(tc.rec, earlier, tc.sub)); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
