@@ -480,20 +480,15 @@ func (r *Repository) verifyPack(ctx context.Context, id ChunkID, x *index, entri
 		}
 	}
 	n := 0
-	var plain []byte
-	frameAt := int64(-1)
-	for _, rec := range recs {
-		if int64(rec.FrameOff) != frameAt {
-			plain, err = r.decodeAll(data[rec.FrameOff:rec.FrameOff+rec.FrameLen], plain[:0])
-			if err != nil {
-				return n, fmt.Sprintf("frame at %d cannot be decompressed: %v", rec.FrameOff, err), nil
-			}
-			frameAt = int64(rec.FrameOff)
+	var reason string
+	stop := errors.New("damaged")
+	_ = r.packBlobs(data, recs, func(_ blobRecord, _ []byte, bad string) error {
+		if bad != "" {
+			reason = bad
+			return stop
 		}
 		n++
-		if uint64(rec.Off)+uint64(rec.Len) > uint64(len(plain)) || HashChunk(plain[rec.Off:rec.Off+rec.Len]) != rec.ID {
-			return n, fmt.Sprintf("blob %s does not match its hash", rec.ID), nil
-		}
-	}
-	return n, "", nil
+		return nil
+	})
+	return n, reason, nil
 }
