@@ -103,7 +103,7 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 	for i := range x.entries {
 		byPack[x.packOf(i)] = append(byPack[x.packOf(i)], i)
 	}
-	bad := make(map[uint32]string) // damaged or missing indexed packs, by position in x.packs
+	bad := make(map[uint32]bool)                      // damaged or missing indexed packs, by position in x.packs
 	indexed := make(map[ChunkID]uint32, len(x.packs)) // position in x.packs
 	for n, p := range x.packs {
 		indexed[p] = uint32(n)
@@ -131,14 +131,14 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 		}
 		rep.Damaged = append(rep.Damaged, DamagedPack{Pack: packName(p), Reason: reason})
 		if isIndexed {
-			bad[n] = reason
+			bad[n] = true
 		} else {
 			strays = append(strays, p)
 		}
 	}
 	for n, p := range x.packs {
 		if _, ok := st.packs[p]; !ok {
-			bad[uint32(n)] = "pack missing"
+			bad[uint32(n)] = true
 			rep.Damaged = append(rep.Damaged, DamagedPack{Pack: packName(p), Reason: "pack missing"})
 		}
 	}
@@ -154,7 +154,7 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 			id := x.entries[i].id
 			sound := false
 			for j := x.find(id); j >= 0 && j < len(x.entries) && x.entries[j].id == id; j++ {
-				_, damaged := bad[x.packOf(j)]
+				damaged := bad[x.packOf(j)]
 				sound = sound || !damaged
 			}
 			if !sound {
@@ -246,7 +246,7 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 		}
 		rep.PacksWritten = pk.packs
 		if len(bad) > 0 {
-			if _, _, err := r.replaceIndex(ctx, x, func(n uint32) bool { _, b := bad[n]; return b }, pk.done, func(int) {}); err != nil {
+			if _, _, err := r.replaceIndex(ctx, x, func(n uint32) bool { return bad[n] }, pk.done, func(int) {}); err != nil {
 				return rep, fmt.Errorf("repair stopped before deleting packs: %w", err)
 			}
 		}

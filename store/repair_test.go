@@ -6,9 +6,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -214,7 +214,6 @@ func TestRepairDryRunChangesNothing(t *testing.T) {
 		t.Errorf("a dry run changed the repository: %d objects before, %d after", len(f.beforeRepair), len(after))
 	}
 }
-
 
 func TestRepairNeedsTheLock(t *testing.T) {
 	f := newRepairFixture(t)
