@@ -249,7 +249,7 @@ func (r *Repository) CheckReading(ctx context.Context, sub Subset) (*CheckReport
 		}
 	}
 	if len(missing) > 0 {
-		users, err := r.usersOf(ctx, src, func(id ChunkID) bool { return missing[id] })
+		users, err := r.usersOf(ctx, r.newBlobReaderOn(src), func(id ChunkID) bool { return missing[id] })
 		if err != nil {
 			return nil, err
 		}
@@ -306,13 +306,12 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // usersOf names the versions that use a blob bad accepts, per blob. It
 // walks every version in full, so it is for reporting damage only.
-func (r *Repository) usersOf(ctx context.Context, src indexSource, bad func(ChunkID) bool) (map[ChunkID][]string, error) {
+func (r *Repository) usersOf(ctx context.Context, br *blobReader, bad func(ChunkID) bool) (map[ChunkID][]string, error) {
 	users := make(map[ChunkID][]string)
 	ids, err := r.VersionIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	br := r.newBlobReaderOn(src)
 	for _, id := range ids {
 		v, err := r.LoadVersion(ctx, id)
 		if err != nil {
@@ -417,7 +416,7 @@ func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckRepor
 		}
 		return ChunkID{}, false
 	}
-	users, err := r.usersOf(ctx, &loadedIndex{r: r, f: everyPlace, x: x}, func(id ChunkID) bool {
+	users, err := r.usersOf(ctx, r.newBlobReaderOn(&loadedIndex{r: r, f: everyPlace, x: x}), func(id ChunkID) bool {
 		_, bad := packOf(id)
 		_, badL := badLoose[id]
 		return bad || badL
