@@ -261,7 +261,7 @@ func (u *Unit) handleLeaderImport(w http.ResponseWriter, r *http.Request) {
 }
 
 func readArchivePart(r *http.Request) (string, []byte, error) {
-	mr, err := r.MultipartReader()
+	mr, err := multipartReader(r)
 	if err != nil {
 		return "", nil, errNoArchive
 	}
@@ -276,11 +276,16 @@ func readArchivePart(r *http.Request) (string, []byte, error) {
 		if part.FormName() != "archive" || part.FileName() == "" {
 			continue
 		}
-		data, err := io.ReadAll(part)
-		if err != nil {
+		// The archive is at most the body's length: read it into one
+		// allocation of that size rather than a doubling series of them.
+		var b bytes.Buffer
+		if n := r.ContentLength; n > 0 && n < 1<<40 {
+			b.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead spare bytes before EOF
+		}
+		if _, err := b.ReadFrom(part); err != nil {
 			return "", nil, fmt.Errorf("read archive part: %w", err)
 		}
-		return part.FileName(), data, nil
+		return part.FileName(), b.Bytes(), nil
 	}
 }
 
@@ -300,12 +305,13 @@ func (u *Unit) spool(name string, data []byte) error {
 func (u *Unit) forwardImport(ctx context.Context, unit, filename string, data []byte) (*http.Response, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.c.opts.ImportTimeout)
 	defer cancel()
-	body, ct := importBody(filename, data)
+	body, size, ct := importBody(filename, data)
 	url := "http://" + u.c.units[unit].addr + "/unit_api/import_zipped_dot_pioreactor"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
 	if err != nil {
 		return nil, nil, err
 	}
+	req.ContentLength = size
 	req.Header.Set("Content-Type", ct)
 	u.c.decorate(req)
 	resp, err := u.c.client.Do(req)
