@@ -480,20 +480,52 @@ func (r *Repository) verifyPack(ctx context.Context, id ChunkID, x *index, entri
 		}
 	}
 	n := 0
-	var plain []byte
-	frameAt := int64(-1)
-	for _, rec := range recs {
-		if int64(rec.FrameOff) != frameAt {
-			plain, err = r.decodeAll(data[rec.FrameOff:rec.FrameOff+rec.FrameLen], plain[:0])
-			if err != nil {
-				return n, fmt.Sprintf("frame at %d cannot be decompressed: %v", rec.FrameOff, err), nil
-			}
-			frameAt = int64(rec.FrameOff)
+	var reason string
+	stop := errors.New("damaged")
+	_ = r.packBlobs(data, recs, func(_ blobRecord, _ []byte, bad string) error {
+		if bad != "" {
+			reason = bad
+			return stop
 		}
 		n++
-		if uint64(rec.Off)+uint64(rec.Len) > uint64(len(plain)) || HashChunk(plain[rec.Off:rec.Off+rec.Len]) != rec.ID {
-			return n, fmt.Sprintf("blob %s does not match its hash", rec.ID), nil
+		return nil
+	})
+	return n, reason, nil
+}
+
+// Gone returns which of objects, names that Problems give, the repository
+// no longer has at all, so that damage reported on them is over: a pack
+// neither stored nor named by the index (a repair removed it, or a forget
+// deleted it unused), a format-1 chunk no longer stored. Any other object
+// (a version, an index object, a blob) is never gone here: every check
+// examines those again.
+func (r *Repository) Gone(ctx context.Context, objects []string) (map[string]bool, error) {
+	gone := make(map[string]bool)
+	var x *index
+	for _, name := range objects {
+		pack, isPack := parsePackName(name)
+		_, isChunk := parseChunkName(name)
+		if !isPack && !isChunk {
+			continue
 		}
+		_, err := r.backend.Stat(ctx, name)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("look for %s in %s: %w", name, r.Location(), err)
+		}
+		if isPack {
+			if x == nil {
+				if x, _, err = r.loadIndex(ctx, everyPlace); err != nil {
+					return nil, err
+				}
+			}
+			if slices.Contains(x.packs, pack) {
+				continue // missing, and still needed: damage
+			}
+		}
+		gone[name] = true
 	}
-	return n, "", nil
+	return gone, nil
 }

@@ -121,6 +121,18 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 			continue
 		}
 		versions[s.Name] = vs
+		if sfErr != nil {
+			continue
+		}
+		// Damage the daemon recorded in a pack that a repair has removed
+		// since is over, though the daemon learns it only on its next run.
+		for i := range sf.Verified {
+			if sf.Verified[i].Store == s.Name {
+				if err := sf.Verified[i].DropGone(ctx, s.Repo); err != nil {
+					storeErrs = append(storeErrs, fmt.Sprintf("store %q: %v", s.Name, err))
+				}
+			}
+		}
 	}
 	var units []string
 	var unitsErr error
@@ -173,7 +185,7 @@ func statusVerdict(rep *statusReport) error {
 	}
 	switch {
 	case len(damaged) > 0:
-		return withCode(exitDamaged, fmt.Errorf("the daemon found damaged data in store %s: run `piosnap check --read-data --store %s` to list the versions it affects, then restore or copy them from another store", strings.Join(damaged, ", "), damaged[0]))
+		return withCode(exitDamaged, fmt.Errorf("the daemon found damaged data in store %s: %s", strings.Join(damaged, ", "), repairHint(damaged[0])))
 	case len(rep.StoreErrors) > 0:
 		return withCode(exitPartial, fmt.Errorf("a store could not be read: %s", strings.Join(rep.StoreErrors, "; ")))
 	case len(stale) > 0:
