@@ -13,7 +13,8 @@ import (
 // The web page shows the daemon's reading of stored data: before the
 // first reading, when it will be; after a run whose reading found a pack
 // damaged on disk, a warning at the top naming the store, the pack, the
-// versions it affects and what to do; /api/status carries the same.
+// versions it affects and what to do; /api/status carries the same. A
+// repair ends the warning.
 func TestWebShowsDamagedStore(t *testing.T) {
 	w := newWebRig(t, "1h")
 	text, err := os.ReadFile(w.cfgPath)
@@ -94,13 +95,23 @@ func TestWebShowsDamagedStore(t *testing.T) {
 		t.Fatalf("no warning about store local above the summary:\n%s", page)
 	}
 	alert := page[i : i+strings.Index(page[i:], "</section>")]
-	for _, want := range []string{"Damaged data in store local", "<code>" + pack + "</code>", `<a href="/units/worker1">worker1</a>`, "piosnap check --read-data --store local", "Troubleshooting"} {
+	for _, want := range []string{"Damaged data in store local", "<code>" + pack + "</code>", `<a href="/units/worker1">worker1</a>`, "piosnap repair --store local", "piosnap check --read-data --store local"} {
 		if !strings.Contains(alert, want) {
 			t.Errorf("the warning lacks %q:\n%s", want, alert)
 		}
 	}
 	if !strings.Contains(page, `<span class="flag damaged"`) || !strings.Contains(page, `href="#damage-local">DAMAGED</a>`) {
 		t.Errorf("worker1's card or store local's reading is not flagged:\n%s", page)
+	}
+
+	// A repair removes the damaged pack: the page sees it at once, as
+	// `piosnap status` does, before the daemon's next run.
+	if code, out, errOut := w.run("repair", "--store", "local"); code != exitOK && code != exitDamaged {
+		t.Fatalf("repair: exit %d\n%s\n%s", code, out, errOut)
+	}
+	page = c.get("/")
+	if strings.Contains(page, `role="alert"`) || strings.Contains(page, "DAMAGED") || !strings.Contains(page, "no damage found") {
+		t.Errorf("after the repair, the overview still reports damage:\n%s", page)
 	}
 }
 
