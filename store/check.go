@@ -500,7 +500,7 @@ func (r *Repository) verifyPack(ctx context.Context, id ChunkID, x *index, entri
 // examines those again.
 func (r *Repository) Gone(ctx context.Context, objects []string) (map[string]bool, error) {
 	gone := make(map[string]bool)
-	var x *index
+	var named map[ChunkID]bool // packs the index names, read when needed
 	for _, name := range objects {
 		pack, isPack := parsePackName(name)
 		_, isChunk := parseChunkName(name)
@@ -515,16 +515,31 @@ func (r *Repository) Gone(ctx context.Context, objects []string) (map[string]boo
 			return nil, fmt.Errorf("look for %s in %s: %w", name, r.Location(), err)
 		}
 		if isPack {
-			if x == nil {
-				if x, _, err = r.loadIndex(ctx, everyPlace); err != nil {
+			if named == nil {
+				if named, err = r.indexedPacks(ctx); err != nil {
 					return nil, err
 				}
 			}
-			if slices.Contains(x.packs, pack) {
+			if named[pack] {
 				continue // missing, and still needed: damage
 			}
 		}
 		gone[name] = true
 	}
 	return gone, nil
+}
+
+// indexedPacks returns the packs the index objects name, keeping nothing
+// else of them. Of a damaged index object, the packs named before the
+// damage count: that errs on keeping damage reported.
+func (r *Repository) indexedPacks(ctx context.Context) (map[ChunkID]bool, error) {
+	objs, err := r.indexObjects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	packs := make(map[ChunkID]bool)
+	_, _, err = r.readIndexObjects(ctx, objs, func(plain []byte) error {
+		return parseIndex(plain, func(pack ChunkID, _ blobRecord) { packs[pack] = true })
+	})
+	return packs, err
 }
