@@ -249,7 +249,7 @@ func (r *Repository) CheckReading(ctx context.Context, sub Subset) (*CheckReport
 		}
 	}
 	if len(missing) > 0 {
-		users, err := r.usersOf(ctx, src, func(id ChunkID) bool { return missing[id] })
+		users, err := r.usersOf(ctx, r.newBlobReaderOn(src), func(id ChunkID) bool { return missing[id] })
 		if err != nil {
 			return nil, err
 		}
@@ -306,13 +306,12 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // usersOf names the versions that use a blob bad accepts, per blob. It
 // walks every version in full, so it is for reporting damage only.
-func (r *Repository) usersOf(ctx context.Context, src indexSource, bad func(ChunkID) bool) (map[ChunkID][]string, error) {
+func (r *Repository) usersOf(ctx context.Context, br *blobReader, bad func(ChunkID) bool) (map[ChunkID][]string, error) {
 	users := make(map[ChunkID][]string)
 	ids, err := r.VersionIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	br := r.newBlobReaderOn(src)
 	for _, id := range ids {
 		v, err := r.LoadVersion(ctx, id)
 		if err != nil {
@@ -417,7 +416,7 @@ func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckRepor
 		}
 		return ChunkID{}, false
 	}
-	users, err := r.usersOf(ctx, &loadedIndex{r: r, f: everyPlace, x: x}, func(id ChunkID) bool {
+	users, err := r.usersOf(ctx, r.newBlobReaderOn(&loadedIndex{r: r, f: everyPlace, x: x}), func(id ChunkID) bool {
 		_, bad := packOf(id)
 		_, badL := badLoose[id]
 		return bad || badL
@@ -501,7 +500,7 @@ func (r *Repository) verifyPack(ctx context.Context, id ChunkID, x *index, entri
 // examines those again.
 func (r *Repository) Gone(ctx context.Context, objects []string) (map[string]bool, error) {
 	gone := make(map[string]bool)
-	var x *index
+	var named map[ChunkID]bool // packs the index names, read when needed
 	for _, name := range objects {
 		pack, isPack := parsePackName(name)
 		_, isChunk := parseChunkName(name)
@@ -516,16 +515,31 @@ func (r *Repository) Gone(ctx context.Context, objects []string) (map[string]boo
 			return nil, fmt.Errorf("look for %s in %s: %w", name, r.Location(), err)
 		}
 		if isPack {
-			if x == nil {
-				if x, _, err = r.loadIndex(ctx, everyPlace); err != nil {
+			if named == nil {
+				if named, err = r.indexedPacks(ctx); err != nil {
 					return nil, err
 				}
 			}
-			if slices.Contains(x.packs, pack) {
+			if named[pack] {
 				continue // missing, and still needed: damage
 			}
 		}
 		gone[name] = true
 	}
 	return gone, nil
+}
+
+// indexedPacks returns the packs the index objects name, keeping nothing
+// else of them. Of a damaged index object, the packs named before the
+// damage count: that errs on keeping damage reported.
+func (r *Repository) indexedPacks(ctx context.Context) (map[ChunkID]bool, error) {
+	objs, err := r.indexObjects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	packs := make(map[ChunkID]bool)
+	_, _, err = r.readIndexObjects(ctx, objs, func(plain []byte) error {
+		return parseIndex(plain, func(pack ChunkID, _ blobRecord) { packs[pack] = true })
+	})
+	return packs, err
 }

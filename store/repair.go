@@ -35,10 +35,11 @@ type RepairReport struct {
 	// Damaged lists the packs found damaged or missing: all of them are
 	// removed (from the index, and from the store if they exist).
 	Damaged []DamagedPack `json:"damaged"`
-	// BlobsSalvaged counts the blobs of damaged packs that still matched
-	// their hash, written again into new packs; BlobsFetched those taken
-	// from RepairOptions.From; BlobsLost those found in neither, no longer
-	// indexed, so that the next backup of the same data stores them again.
+	// BlobsSalvaged counts the blobs versions use that damaged packs
+	// still held intact, written again into new packs; BlobsFetched those
+	// taken from RepairOptions.From; BlobsLost those the versions use and
+	// the repository no longer has: no longer indexed, so that the next
+	// backup of the same data stores them again.
 	BlobsSalvaged int `json:"blobs_salvaged"`
 	BlobsFetched  int `json:"blobs_fetched"`
 	BlobsLost     int `json:"blobs_lost"`
@@ -53,24 +54,28 @@ type RepairReport struct {
 }
 
 // Repair reads every pack and makes a repository whose packs are damaged
-// healthy again, in the manner of `restic repair packs`:
+// healthy again, in the manner of restic's `repair packs`:
 //
-//  1. every pack the index names is read and verified as check --read-data
-//     does; a pack that is missing, or whose content does not match its
-//     name, header or index, is damaged;
-//  2. every blob of a damaged pack that has no sound copy elsewhere and
-//     still matches its hash is written into a new pack; one that does
-//     not is fetched from opt.From when it holds it (verified), else lost;
-//  3. one new set of index objects names every sound pack and the new
+//  1. every pack is read and verified as check --read-data does; a pack
+//     that is missing while the index names it, or whose content does not
+//     match its name, header or index, is damaged;
+//  2. every version is walked: each blob it uses that no sound pack holds
+//     is needed;
+//  3. a needed blob that a damaged pack still holds intact (its frame
+//     decompresses, its content matches its ID) is written into a new
+//     pack; else it is fetched from opt.From when that has it (verified),
+//     else it is lost;
+//  4. one new set of index objects names every sound pack and the new
 //     packs, and the index objects read in step 1 are deleted;
-//  4. the damaged packs, and damaged packs no index names, are deleted.
+//  5. the damaged packs, and damaged packs no index names, are deleted.
 //
-// Lost blobs are then in no index, so the next backup stores them again;
-// the versions that use them are reported. A crash leaves at worst blobs
-// indexed twice (sound in their new pack), unindexed new packs, or
-// damaged packs no index names: check accepts the first two, and the next
-// repair (or forget) deletes the rest. The caller holds the exclusive
-// lock unless opt.DryRun.
+// Lost blobs are then in no index, so the next backup of the same data
+// stores them again; the versions that use them are reported. With
+// opt.From, blobs already missing (lost by an earlier repair) are fetched
+// too. A crash leaves at worst blobs indexed twice (sound in their new
+// pack), unindexed new packs, or damaged packs no index names: check
+// accepts the first two, and the next repair (or forget) deletes the rest.
+// The caller holds the exclusive lock unless opt.DryRun.
 func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairReport, error) {
 	rep := &RepairReport{DryRun: opt.DryRun, Damaged: []DamagedPack{}, Incomplete: []string{}}
 	if !opt.DryRun {
@@ -143,25 +148,62 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 		}
 	}
 	slices.SortFunc(rep.Damaged, func(a, b DamagedPack) int { return cmp.Compare(a.Pack, b.Pack) })
-	if len(rep.Damaged) == 0 {
+
+	// 2. Find the blobs the versions use that no sound pack holds: those
+	// of damaged packs, and (for --from) any missing already, e.g. lost by
+	// an earlier repair. Tree nodes the repository cannot give are read
+	// from opt.From, so that the pages below them are found too.
+	sound := func(id ChunkID) bool {
+		for j := x.find(id); j >= 0 && j < len(x.entries) && x.entries[j].id == id; j++ {
+			if _, ok := st.packs[x.packs[x.packOf(j)]]; ok && !bad[x.packOf(j)] {
+				return true
+			}
+		}
+		_, ok := st.loose[id]
+		return ok
+	}
+	br := r.newBlobReaderOn(&loadedIndex{r: r, f: everyPlace, x: x})
+	if opt.From != nil {
+		br.fallback = opt.From.newBlobReader()
+	}
+	need := make(map[ChunkID]uint8) // blob -> type
+	walked := make(map[ChunkID]bool)
+	vids, err := r.VersionIDs(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, vid := range vids {
+		v, err := r.LoadVersion(ctx, vid)
+		if err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			continue // a damaged manifest: check reports it
+		}
+		// A tree node that cannot be read stops this version's walk; the
+		// node itself is in need.
+		_ = walkVersion(ctx, br, v, func(id ChunkID, typ uint8) bool {
+			if typ != blobData {
+				if walked[id] {
+					return false
+				}
+				walked[id] = true
+				typ = blobTree
+			}
+			if !sound(id) {
+				need[id] = typ
+			}
+			return true
+		})
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+	}
+	if len(need) == 0 && len(rep.Damaged) == 0 {
 		return rep, nil
 	}
 
-	// 2. Salvage the blobs of damaged packs that have no sound copy.
-	need := make(map[ChunkID]bool)
-	for n := range bad {
-		for _, i := range byPack[n] {
-			id := x.entries[i].id
-			sound := false
-			for j := x.find(id); j >= 0 && j < len(x.entries) && x.entries[j].id == id; j++ {
-				damaged := bad[x.packOf(j)]
-				sound = sound || !damaged
-			}
-			if !sound {
-				need[id] = true
-			}
-		}
-	}
+	// 3. Salvage what the damaged packs still hold.
 	var pk *packer
 	add := func(typ uint8, id ChunkID, blob []byte) error {
 		if opt.DryRun {
@@ -189,7 +231,7 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 		}
 		var recs []blobRecord
 		for _, i := range byPack[n] {
-			if id := x.entries[i].id; need[id] && !got[id] {
+			if _, ok := need[x.entries[i].id]; ok && !got[x.entries[i].id] {
 				recs = append(recs, x.record(i))
 			}
 		}
@@ -209,23 +251,19 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 		}
 	}
 
-	// Fetch what could not be salvaged, or give it up.
+	// 4. Fetch the rest from opt.From, or give it up.
 	lost := make(map[ChunkID]bool)
-	var br *blobReader
-	if opt.From != nil {
-		br = opt.From.newBlobReader()
-	}
 	var buf []byte
 	for _, id := range slices.SortedFunc(maps.Keys(need), compareIDs) {
 		if got[id] {
 			continue
 		}
-		if br != nil {
-			buf, err = br.read(ctx, id, buf[:0])
+		if br.fallback != nil {
+			buf, err = br.fallback.read(ctx, id, buf[:0])
 			switch {
 			case err == nil:
 				rep.BlobsFetched++
-				if err := add(x.record(x.find(id)).Type, id, buf); err != nil {
+				if err := add(need[id], id, buf); err != nil {
 					return rep, fmt.Errorf("repair: %w", err)
 				}
 				continue
@@ -240,55 +278,14 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 	rep.BlobsLost = len(lost)
 
 	if !opt.DryRun {
-		// 3. The new packs, then the new index, then the old index gone.
-		if err := pk.flush(ctx); err != nil {
-			return rep, fmt.Errorf("repair stopped, nothing deleted: %w", err)
+		if err := r.commitRepair(ctx, rep, x, st, bad, strays, pk); err != nil {
+			return rep, err
 		}
-		rep.PacksWritten = pk.packs
-		if len(bad) > 0 {
-			if _, _, err := r.replaceIndex(ctx, x, func(n uint32) bool { return bad[n] }, pk.done, func(int) {}); err != nil {
-				return rep, fmt.Errorf("repair stopped before deleting packs: %w", err)
-			}
-		}
-		// 4. The damaged packs, now named by no index.
-		if err := r.checkHeld(); err != nil {
-			return rep, fmt.Errorf("repair stopped before deleting packs: %w", err)
-		}
-		doomed := strays
-		for n := range bad {
-			if _, ok := st.packs[x.packs[n]]; ok {
-				doomed = append(doomed, x.packs[n])
-			}
-		}
-		var errs []error
-		for _, p := range doomed {
-			if slices.Contains(pk.stored, p) {
-				// Written again whole, byte for byte, under its own name:
-				// the object now holds what its name says.
-				continue
-			}
-			if err := r.backend.Delete(ctx, packName(p)); err != nil {
-				if ctx.Err() != nil {
-					return rep, ctx.Err()
-				}
-				errs = append(errs, fmt.Errorf("delete damaged pack %s: %w", p, err))
-				continue
-			}
-			rep.PacksDeleted++
-		}
-		if err := errors.Join(errs...); err != nil {
-			return rep, fmt.Errorf("repair: %w; run it again", err)
-		}
-		r.dropIndex()
 	}
 
 	// The versions the lost blobs leave incomplete.
 	if len(lost) > 0 {
-		var src indexSource = repoIndex{r}
-		if opt.DryRun {
-			src = &loadedIndex{r: r, f: everyPlace, x: x}
-		}
-		users, err := r.usersOf(ctx, src, func(id ChunkID) bool { return lost[id] })
+		users, err := r.usersOf(ctx, br, func(id ChunkID) bool { return lost[id] })
 		if err != nil {
 			return rep, err
 		}
@@ -302,6 +299,56 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 		slices.Sort(rep.Incomplete)
 	}
 	return rep, nil
+}
+
+// commitRepair stores what Repair salvaged and fetched (in pk) and removes
+// the damaged packs: the new packs, then an index without the damaged
+// packs, then the damaged packs themselves (see Repair).
+func (r *Repository) commitRepair(ctx context.Context, rep *RepairReport, x *index, st *repoState, bad map[uint32]bool, strays []ChunkID, pk *packer) error {
+	if len(bad) == 0 {
+		// Nothing to take out of the index: index the new packs only.
+		if _, err := pk.finish(ctx); err != nil {
+			return fmt.Errorf("repair stopped, nothing deleted: %w", err)
+		}
+	} else {
+		if err := pk.flush(ctx); err != nil {
+			return fmt.Errorf("repair stopped, nothing deleted: %w", err)
+		}
+		if _, _, err := r.replaceIndex(ctx, x, func(n uint32) bool { return bad[n] }, pk.done, func(int) {}); err != nil {
+			return fmt.Errorf("repair stopped before deleting packs: %w", err)
+		}
+	}
+	rep.PacksWritten = pk.packs
+	r.dropIndex()
+	if err := r.checkHeld(); err != nil {
+		return fmt.Errorf("repair stopped before deleting packs: %w", err)
+	}
+	doomed := strays
+	for n := range bad {
+		if _, ok := st.packs[x.packs[n]]; ok {
+			doomed = append(doomed, x.packs[n])
+		}
+	}
+	var errs []error
+	for _, p := range doomed {
+		if slices.Contains(pk.stored, p) {
+			// Written again whole, byte for byte, under its own name:
+			// the object now holds what its name says.
+			continue
+		}
+		if err := r.backend.Delete(ctx, packName(p)); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("delete damaged pack %s: %w", p, err))
+			continue
+		}
+		rep.PacksDeleted++
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("repair: %w; run it again", err)
+	}
+	return nil
 }
 
 func compareIDs(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) }

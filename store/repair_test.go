@@ -26,7 +26,7 @@ type repairFixture struct {
 	dir          string
 	a1, a2, b    []byte
 	w1, w2       *store.Version
-	zip2         []byte // worker2's version as a ZIP, before the damage
+	zip1, zip2   []byte // the versions as ZIPs, before the damage
 	pack         string // the damaged pack
 	lostID       store.ChunkID
 	other        *store.Repository // a copy of both versions, made before the damage
@@ -45,7 +45,7 @@ func newRepairFixture(t *testing.T) *repairFixture {
 	}
 	f.w1 = backup(t, w, "worker1", []file{{"a1", f.a1}, {"a2", f.a2}})[0].Version
 	f.w2 = backup(t, w, "worker2", []file{{"a1", f.a1}, {"b", f.b}})[0].Version
-	f.zip2 = zipOf(t, f.repo, f.w2.ID)
+	f.zip1, f.zip2 = zipOf(t, f.repo, f.w1.ID), zipOf(t, f.repo, f.w2.ID)
 	f.other, f.otherDir = newRepo(t)
 	if _, err := store.CopyVersions(ctx, f.repo, f.other, nil); err != nil {
 		t.Fatal(err)
@@ -149,8 +149,8 @@ func TestRepairSalvagesAndReportsLoss(t *testing.T) {
 	if ps := problemsOf(t, f.repo); len(ps) != 0 {
 		t.Errorf("after a new backup: problems %v, want none", ps)
 	}
-	if got := zipOf(t, f.repo, f.w1.ID); !bytes.Equal(got, zipOf(t, f.repo, res[0].Version.ID)) {
-		t.Error("worker1's old version does not restore like the new backup of the same data")
+	if got := zipOf(t, f.repo, f.w1.ID); !bytes.Equal(got, f.zip1) {
+		t.Error("worker1's old version does not restore as before the damage")
 	}
 	// A second repair finds nothing to do.
 	rep, err = f.repo.Repair(ctx, store.RepairOptions{})
@@ -173,8 +173,8 @@ func TestRepairFetchesFromAnotherStore(t *testing.T) {
 	if ps := problemsOf(t, f.repo); len(ps) != 0 {
 		t.Errorf("after repair --from: problems %v, want none", ps)
 	}
-	if got := zipOf(t, f.repo, f.w1.ID); !bytes.Equal(got, zipOf(t, f.other, f.w1.ID)) {
-		t.Error("worker1's version does not restore as its copy does")
+	if got := zipOf(t, f.repo, f.w1.ID); !bytes.Equal(got, f.zip1) {
+		t.Error("worker1's version does not restore as before the damage")
 	}
 }
 
@@ -306,5 +306,76 @@ func TestRepairMissingPack(t *testing.T) {
 	}
 	if ps := problemsOf(t, f.repo); len(ps) != 0 {
 		t.Errorf("after repair: problems %v", ps)
+	}
+}
+
+// A repair without --from loses a2; a later repair --from fetches it: the
+// store heals whichever is run first.
+func TestRepairFromLater(t *testing.T) {
+	ctx := context.Background()
+	f := newRepairFixture(t)
+	lockRepo(t, f.repo)
+	if rep, err := f.repo.Repair(ctx, store.RepairOptions{}); err != nil || rep.BlobsLost != 1 {
+		t.Fatalf("repair = %+v, %v; want a2 lost", rep, err)
+	}
+	rep, err := f.repo.Repair(ctx, store.RepairOptions{From: f.other})
+	if err != nil || len(rep.Damaged) != 0 || rep.BlobsFetched != 1 || rep.BlobsLost != 0 || len(rep.Incomplete) != 0 {
+		t.Errorf("repair --from after the loss = %+v, %v; want a2 fetched", rep, err)
+	}
+	if ps := problemsOf(t, f.repo); len(ps) != 0 {
+		t.Errorf("problems %v, want none", ps)
+	}
+}
+
+// A damaged frame of page-tree nodes hides every page below them: with
+// --from, the nodes are fetched (read from the other store to find the
+// pages below, sound where they are); without, the nodes are lost and the
+// next backup of the same database stores them again.
+func TestRepairPageTree(t *testing.T) {
+	ctx := context.Background()
+	db := killDB(0)
+	for _, withFrom := range []bool{true, false} {
+		repo, dir := newRepo(t)
+		w, err := store.NewWriter(ctx, repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := backup(t, w, "leader1", []file{{"storage/pioreactor.sqlite", db}})[0].Version
+		root := v.Entries[1].Tree
+		if root == nil {
+			t.Fatal("the database was not stored as a page tree")
+		}
+		want := zipOf(t, repo, v.ID)
+		other, _ := newRepo(t)
+		if _, err := store.CopyVersions(ctx, repo, other, nil); err != nil {
+			t.Fatal(err)
+		}
+		damageFrame(t, repo, dir, *root)
+		lockRepo(t, repo)
+		if withFrom {
+			rep, err := repo.Repair(ctx, store.RepairOptions{From: other})
+			if err != nil || rep.BlobsFetched == 0 || rep.BlobsLost != 0 || len(rep.Incomplete) != 0 {
+				t.Fatalf("repair --from = %+v, %v; want the nodes fetched, nothing lost", rep, err)
+			}
+		} else {
+			rep, err := repo.Repair(ctx, store.RepairOptions{})
+			if err != nil || rep.BlobsLost == 0 || len(rep.Incomplete) != 1 {
+				t.Fatalf("repair = %+v, %v; want the nodes lost, the version incomplete", rep, err)
+			}
+			if ps := problemsOf(t, repo); len(ps) == 0 {
+				t.Error("check finds nothing missing before the next backup")
+			}
+			w, err := store.NewWriter(ctx, repo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			backup(t, w, "leader1", []file{{"storage/pioreactor.sqlite", db}})
+		}
+		if ps := problemsOf(t, repo); len(ps) != 0 {
+			t.Errorf("from %v: problems %v, want none", withFrom, ps)
+		}
+		if got := zipOf(t, repo, v.ID); !bytes.Equal(got, want) {
+			t.Errorf("from %v: the database does not restore as before the damage", withFrom)
+		}
 	}
 }

@@ -129,7 +129,8 @@ func printRepair(w io.Writer, r repairResult) {
 	for _, d := range rep.Damaged {
 		fmt.Fprintf(w, "  DAMAGED %s: %s\n", d.Pack, d.Reason)
 	}
-	if len(rep.Damaged) > 0 {
+	changes := len(rep.Damaged) > 0 || rep.BlobsSalvaged+rep.BlobsFetched+rep.BlobsLost > 0
+	if changes {
 		would := ""
 		if rep.DryRun {
 			would = "would be "
@@ -149,8 +150,8 @@ func printRepair(w io.Writer, r repairResult) {
 	switch {
 	case r.Error != "":
 		fmt.Fprintf(w, "store %s: repair failed: %s\n", r.Store, r.Error)
-	case len(rep.Damaged) == 0:
-		fmt.Fprintf(w, "store %s: no damaged pack found, nothing to repair\n", r.Store)
+	case !changes:
+		fmt.Fprintf(w, "store %s: no damage found, nothing to repair\n", r.Store)
 	case rep.DryRun:
 		fmt.Fprintf(w, "store %s: dry run, nothing changed\n", r.Store)
 	case len(rep.Incomplete) > 0:

@@ -125,7 +125,7 @@ func TestCLIRepair(t *testing.T) {
 	if code, out, errs := cliRun(t, cfg, "check", "--read-data"); code != 0 || !strings.Contains(out, "no damage found") {
 		t.Errorf("check after repair and backup: exit %d\n%s%s", code, out, errs)
 	}
-	if code, out, errs := cliRun(t, cfg, "repair"); code != 0 || !strings.Contains(out, "nothing to repair") {
+	if code, out, errs := cliRun(t, cfg, "repair"); code != 0 || !strings.Contains(out, "no damage found, nothing to repair") {
 		t.Errorf("repair of a sound store: exit %d\n%s%s", code, out, errs)
 	}
 }
