@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 )
 
 // The web page shows the daemon's reading of stored data: before the
@@ -103,6 +105,27 @@ func TestWebShowsDamagedStore(t *testing.T) {
 	if !strings.Contains(page, `<span class="flag damaged"`) || !strings.Contains(page, `href="#damage-local">DAMAGED</a>`) {
 		t.Errorf("worker1's card or store local's reading is not flagged:\n%s", page)
 	}
+
+	// In a browser: the README's picture of the warning, and on a phone
+	// (390 CSS pixels wide) the page with its long object names does not
+	// scroll sideways.
+	t.Run("browser", func(t *testing.T) {
+		ctx := newBrowser(t, findChromium(t), hangTimeout)
+		if err := chromedp.Run(ctx, chromedp.Navigate(w.base+"/"), chromedp.WaitVisible("#password", chromedp.ByID),
+			chromedp.SendKeys("#password", webPassword, chromedp.ByID), chromedp.Submit("#password", chromedp.ByID),
+			chromedp.WaitVisible("#damage-local", chromedp.ByID)); err != nil {
+			t.Fatalf("show the warning in chromium: %v", err)
+		}
+		screenshot(t, ctx, "damage")
+		var sw, iw int
+		if err := chromedp.Run(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(3)), chromedp.Reload(), chromedp.WaitVisible("#damage-local", chromedp.ByID),
+			chromedp.Evaluate(`document.documentElement.scrollWidth`, &sw), chromedp.Evaluate(`window.innerWidth`, &iw)); err != nil {
+			t.Fatal(err)
+		}
+		if iw != 390 || sw > iw {
+			t.Errorf("the overview with the warning is %d pixels wide on a %d-pixel phone screen, want it to fit 390", sw, iw)
+		}
+	})
 
 	// A repair removes the damaged pack: the page sees it at once, as
 	// `piosnap status` does, before the daemon's next run.

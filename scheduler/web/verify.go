@@ -138,6 +138,13 @@ func newReading(st *statusDoc, name string, days int, rec *verifyRecord, zone *t
 					r.Hosts = append(r.Hosts, a.Host)
 				}
 			}
+			// By unit, newest first, as the unit pages list them.
+			slices.SortStableFunc(d.Versions, func(a, b affected) int {
+				if c := strings.Compare(a.Host, b.Host); c != 0 {
+					return c
+				}
+				return b.Time.Compare(a.Time)
+			})
 			r.Damage = append(r.Damage, d)
 		}
 		slices.Sort(r.Hosts)
