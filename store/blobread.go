@@ -32,6 +32,10 @@ type blobReader struct {
 	src   indexSource
 	cache *frameCache
 	raw   []byte // scratch for compressed frames
+	// fallback, if set, reads the blobs that repo lacks or holds damaged
+	// from another repository (repair --from walks page trees through
+	// nodes only the other store still has).
+	fallback *blobReader
 }
 
 // newBlobReader returns a blobReader that finds blobs in the repository's
@@ -133,9 +137,20 @@ func (s fixedIndex) reload(context.Context, blobIndex, ChunkID) (blobIndex, erro
 }
 
 // read appends the verified content of blob id to buf. A blob in no index
-// is looked for among the format-1 chunks. A missing blob gives an error
-// wrapping fs.ErrNotExist, a damaged one ErrDamaged.
+// is looked for among the format-1 chunks, then in the fallback. A missing
+// blob gives an error wrapping fs.ErrNotExist, a damaged one ErrDamaged.
 func (b *blobReader) read(ctx context.Context, id ChunkID, buf []byte) ([]byte, error) {
+	out, err := b.readHere(ctx, id, buf)
+	if err != nil && b.fallback != nil && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrDamaged)) {
+		if out, ferr := b.fallback.read(ctx, id, buf); ferr == nil {
+			return out, nil
+		}
+	}
+	return out, err
+}
+
+// readHere is read without the fallback.
+func (b *blobReader) readHere(ctx context.Context, id ChunkID, buf []byte) ([]byte, error) {
 	x, err := b.src.index(ctx)
 	if err != nil {
 		return buf, err

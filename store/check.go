@@ -249,7 +249,7 @@ func (r *Repository) CheckReading(ctx context.Context, sub Subset) (*CheckReport
 		}
 	}
 	if len(missing) > 0 {
-		users, err := r.usersOf(ctx, src, func(id ChunkID) bool { return missing[id] })
+		users, err := r.usersOf(ctx, r.newBlobReaderOn(src), func(id ChunkID) bool { return missing[id] })
 		if err != nil {
 			return nil, err
 		}
@@ -306,13 +306,12 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // usersOf names the versions that use a blob bad accepts, per blob. It
 // walks every version in full, so it is for reporting damage only.
-func (r *Repository) usersOf(ctx context.Context, src indexSource, bad func(ChunkID) bool) (map[ChunkID][]string, error) {
+func (r *Repository) usersOf(ctx context.Context, br *blobReader, bad func(ChunkID) bool) (map[ChunkID][]string, error) {
 	users := make(map[ChunkID][]string)
 	ids, err := r.VersionIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	br := r.newBlobReaderOn(src)
 	for _, id := range ids {
 		v, err := r.LoadVersion(ctx, id)
 		if err != nil {
@@ -417,7 +416,7 @@ func (r *Repository) readAll(ctx context.Context, st *repoState, rep *CheckRepor
 		}
 		return ChunkID{}, false
 	}
-	users, err := r.usersOf(ctx, &loadedIndex{r: r, f: everyPlace, x: x}, func(id ChunkID) bool {
+	users, err := r.usersOf(ctx, r.newBlobReaderOn(&loadedIndex{r: r, f: everyPlace, x: x}), func(id ChunkID) bool {
 		_, bad := packOf(id)
 		_, badL := badLoose[id]
 		return bad || badL
@@ -480,20 +479,67 @@ func (r *Repository) verifyPack(ctx context.Context, id ChunkID, x *index, entri
 		}
 	}
 	n := 0
-	var plain []byte
-	frameAt := int64(-1)
-	for _, rec := range recs {
-		if int64(rec.FrameOff) != frameAt {
-			plain, err = r.decodeAll(data[rec.FrameOff:rec.FrameOff+rec.FrameLen], plain[:0])
-			if err != nil {
-				return n, fmt.Sprintf("frame at %d cannot be decompressed: %v", rec.FrameOff, err), nil
-			}
-			frameAt = int64(rec.FrameOff)
+	var reason string
+	stop := errors.New("damaged")
+	_ = r.packBlobs(data, recs, func(_ blobRecord, _ []byte, bad string) error {
+		if bad != "" {
+			reason = bad
+			return stop
 		}
 		n++
-		if uint64(rec.Off)+uint64(rec.Len) > uint64(len(plain)) || HashChunk(plain[rec.Off:rec.Off+rec.Len]) != rec.ID {
-			return n, fmt.Sprintf("blob %s does not match its hash", rec.ID), nil
+		return nil
+	})
+	return n, reason, nil
+}
+
+// Gone returns which of objects, names that Problems give, the repository
+// no longer has at all, so that damage reported on them is over: a pack
+// neither stored nor named by the index (a repair removed it, or a forget
+// deleted it unused), a format-1 chunk no longer stored. Any other object
+// (a version, an index object, a blob) is never gone here: every check
+// examines those again.
+func (r *Repository) Gone(ctx context.Context, objects []string) (map[string]bool, error) {
+	gone := make(map[string]bool)
+	var named map[ChunkID]bool // packs the index names, read when needed
+	for _, name := range objects {
+		pack, isPack := parsePackName(name)
+		_, isChunk := parseChunkName(name)
+		if !isPack && !isChunk {
+			continue
 		}
+		_, err := r.backend.Stat(ctx, name)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("look for %s in %s: %w", name, r.Location(), err)
+		}
+		if isPack {
+			if named == nil {
+				if named, err = r.indexedPacks(ctx); err != nil {
+					return nil, err
+				}
+			}
+			if named[pack] {
+				continue // missing, and still needed: damage
+			}
+		}
+		gone[name] = true
 	}
-	return n, "", nil
+	return gone, nil
+}
+
+// indexedPacks returns the packs the index objects name, keeping nothing
+// else of them. Of a damaged index object, the packs named before the
+// damage count: that errs on keeping damage reported.
+func (r *Repository) indexedPacks(ctx context.Context) (map[ChunkID]bool, error) {
+	objs, err := r.indexObjects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	packs := make(map[ChunkID]bool)
+	_, _, err = r.readIndexObjects(ctx, objs, func(plain []byte) error {
+		return parseIndex(plain, func(pack ChunkID, _ blobRecord) { packs[pack] = true })
+	})
+	return packs, err
 }

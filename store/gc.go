@@ -168,52 +168,13 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 		if err := pk.flush(ctx); err != nil {
 			return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
 		}
-		// The new index: every kept pack's entries, then the new packs.
-		iw := r.newIndexWriter()
-		order := make([]int, len(x.entries))
-		for i := range order {
-			order[i] = i
-		}
-		slices.SortStableFunc(order, func(a, b int) int { return int(x.packOf(a)) - int(x.packOf(b)) })
-		for _, i := range order {
-			n := x.packOf(i)
-			p := x.packs[n]
-			if doomed[p] || repack[n] {
-				countDropped(i)
-				continue
-			}
-			if err := iw.add(ctx, p, x.record(i)); err != nil {
-				return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
-			}
-		}
-		for _, p := range pk.done {
-			for _, rec := range p.Recs {
-				if err := iw.add(ctx, p.ID, rec); err != nil {
-					return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
-				}
-			}
-		}
 		rep.PacksWritten = pk.packs
-		if err := iw.close(ctx); err != nil {
-			return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
-		}
 		rep.BytesRepacked = pk.written
-		rep.BytesFreed -= pk.written + pk.indexed + iw.bytes
-		if err := r.checkHeld(); err != nil {
-			return rep, fmt.Errorf("garbage collection stopped before deleting anything but manifests: %w", err)
-		}
-		for _, name := range x.objects {
-			if slices.Contains(iw.names, name) {
-				continue // the same records, written again under the same name
-			}
-			size, err := r.backend.Stat(ctx, name)
-			if err == nil {
-				err = r.backend.Delete(ctx, name)
-			}
-			if err != nil {
-				return rep, fmt.Errorf("garbage collection stopped: delete old index %s: %w", name, err)
-			}
-			rep.BytesFreed += size
+		rep.BytesFreed -= pk.written + pk.indexed
+		written, freed, err := r.replaceIndex(ctx, x, func(n uint32) bool { return doomed[x.packs[n]] || repack[n] }, pk.done, countDropped)
+		rep.BytesFreed += freed - written
+		if err != nil {
+			return rep, fmt.Errorf("garbage collection stopped before deleting packs: %w", err)
 		}
 		for n := range repack {
 			doomed[x.packs[n]] = true
@@ -264,6 +225,62 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 	return rep, errors.Join(errs...)
 }
 
+// replaceIndex stores one new set of index objects naming every entry of
+// x whose pack drop does not reject, and the packs in done (stored by a
+// packer that wrote no index for them), then checks that the lock is still
+// held and deletes the index objects x was read from. left is called for
+// each entry left out. It returns the bytes of index objects written and
+// deleted. Until the old objects are deleted, both sets name the kept
+// blobs: a crash leaves blobs indexed twice, which every reader accepts.
+func (r *Repository) replaceIndex(ctx context.Context, x *index, drop func(pack uint32) bool, done []indexPack, left func(i int)) (written, deleted int64, err error) {
+	iw := r.newIndexWriter()
+	order := make([]int, len(x.entries))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return int(x.packOf(a)) - int(x.packOf(b)) })
+	for k, i := range order {
+		n := x.packOf(i)
+		if drop(n) {
+			left(i)
+			continue
+		}
+		if k > 0 && x.packOf(order[k-1]) == n && x.entries[order[k-1]].id == x.entries[i].id {
+			continue // named twice, by an old index object and a new one
+		}
+		if err := iw.add(ctx, x.packs[n], x.record(i)); err != nil {
+			return iw.bytes, 0, err
+		}
+	}
+	for _, p := range done {
+		for _, rec := range p.Recs {
+			if err := iw.add(ctx, p.ID, rec); err != nil {
+				return iw.bytes, 0, err
+			}
+		}
+	}
+	if err := iw.close(ctx); err != nil {
+		return iw.bytes, 0, err
+	}
+	if err := r.checkHeld(); err != nil {
+		return iw.bytes, 0, fmt.Errorf("nothing more deleted: %w", err)
+	}
+	for _, name := range x.objects {
+		if slices.Contains(iw.names, name) {
+			continue // the same records, written again under the same name
+		}
+		size, err := r.backend.Stat(ctx, name)
+		if err == nil {
+			err = r.backend.Delete(ctx, name)
+		}
+		if err != nil {
+			return iw.bytes, deleted, fmt.Errorf("delete old index %s: %w", name, err)
+		}
+		deleted += size
+	}
+	return iw.bytes, deleted, nil
+}
+
 // repack reads the packs chosen and adds their used blobs to pk, verifying
 // each. A damaged blob stops it: the caller then deletes nothing.
 func (r *Repository) repack(ctx context.Context, x *index, packs map[uint32]bool, used []bool, pk *packer) error {
@@ -289,29 +306,21 @@ func (r *Repository) repack(ctx context.Context, x *index, packs map[uint32]bool
 		if err != nil {
 			return fmt.Errorf("repack %s: %w", p, err)
 		}
-		var plain []byte
-		frameAt := int64(-1)
+		var wanted []blobRecord
 		for _, rec := range recs {
-			if !want[n][rec.ID] {
-				continue
+			if want[n][rec.ID] {
+				delete(want[n], rec.ID)
+				wanted = append(wanted, rec)
 			}
-			delete(want[n], rec.ID)
-			if int64(rec.FrameOff) != frameAt {
-				if plain, err = r.decodeAll(data[rec.FrameOff:rec.FrameOff+rec.FrameLen], plain[:0]); err != nil {
-					return fmt.Errorf("repack %s: frame at %d: %v (%w)", p, rec.FrameOff, err, ErrDamaged)
-				}
-				frameAt = int64(rec.FrameOff)
+		}
+		err = r.packBlobs(data, wanted, func(rec blobRecord, blob []byte, bad string) error {
+			if bad != "" {
+				return fmt.Errorf("repack %s: %s (%w)", p, bad, ErrDamaged)
 			}
-			if uint64(rec.Off)+uint64(rec.Len) > uint64(len(plain)) {
-				return fmt.Errorf("repack %s: blob %s lies past its frame (%w)", p, rec.ID, ErrDamaged)
-			}
-			blob := plain[rec.Off : rec.Off+rec.Len]
-			if HashChunk(blob) != rec.ID {
-				return fmt.Errorf("repack %s: blob %s does not match its hash (%w)", p, rec.ID, ErrDamaged)
-			}
-			if err := pk.add(ctx, rec.Type, rec.ID, blob, nil); err != nil {
-				return err
-			}
+			return pk.add(ctx, rec.Type, rec.ID, blob, nil)
+		})
+		if err != nil {
+			return err
 		}
 		if len(want[n]) > 0 {
 			return fmt.Errorf("repack %s: the index names blobs its header lacks (%w)", p, ErrDamaged)

@@ -932,6 +932,44 @@ func (r *Repository) readPackHeader(pack []byte) ([]blobRecord, error) {
 	return recs, nil
 }
 
+// packBlobs decodes the frames of data, a whole pack, that hold recs (in
+// the order of their frames, as a pack header lists them) and calls fn for
+// each record with its content, verified against its ID, or with bad
+// saying why it cannot be had. Each frame is decompressed once; a frame no
+// record names is not. An error of fn stops it and is returned. Check,
+// forget's repacking and repair read packs through it.
+func (r *Repository) packBlobs(data []byte, recs []blobRecord, fn func(rec blobRecord, blob []byte, bad string) error) error {
+	var plain []byte
+	var frameErr error
+	frameAt := int64(-1)
+	for _, rec := range recs {
+		if int64(rec.FrameOff) != frameAt {
+			frameAt = int64(rec.FrameOff)
+			if uint64(rec.FrameOff)+uint64(rec.FrameLen) > uint64(len(data)) {
+				frameErr = errors.New("it lies past the end of the pack")
+			} else {
+				plain, frameErr = r.decodeAll(data[rec.FrameOff:rec.FrameOff+rec.FrameLen], plain[:0])
+			}
+		}
+		var bad string
+		var blob []byte
+		switch {
+		case frameErr != nil:
+			bad = fmt.Sprintf("frame at %d cannot be decompressed: %v", rec.FrameOff, frameErr)
+		case uint64(rec.Off)+uint64(rec.Len) > uint64(len(plain)):
+			bad = fmt.Sprintf("blob %s lies past its frame", rec.ID)
+		case HashChunk(plain[rec.Off:rec.Off+rec.Len]) != rec.ID:
+			bad = fmt.Sprintf("blob %s does not match its hash", rec.ID)
+		default:
+			blob = plain[rec.Off : rec.Off+rec.Len]
+		}
+		if err := fn(rec, blob, bad); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // decodeAll decompresses one or more zstd frames, appending to dst.
 func (r *Repository) decodeAll(z, dst []byte) ([]byte, error) {
 	return r.dec.DecodeAll(z, dst)

@@ -84,6 +84,7 @@ func commands() []command {
 		{name: "import", summary: "add a ZIP exported from the Pioreactor UI as a version", run: cmdImport},
 		{name: "restore", summary: "restore a version onto its unit, or a directory source's folders and database", run: cmdRestore},
 		{name: "check", summary: "verify the repositories (--read-data reads every chunk)", run: cmdCheck},
+		{name: "repair", summary: "remove damaged packs: salvage their sound blobs, fetch lost ones --from another store", run: cmdRepair},
 		{name: "forget", summary: "apply retention: delete old versions and the data only they used", run: cmdForget},
 		{name: "copy", summary: "copy versions from one store to another", run: cmdCopy},
 		{name: "run", summary: "run as a daemon, taking backups on the schedule", run: cmdRun},

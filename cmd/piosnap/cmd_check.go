@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/piosnap/piosnap/store"
 )
@@ -45,7 +45,7 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	results := []checkResult{}
-	damaged := false
+	var damaged []string
 	var failed []error
 	for _, s := range stores {
 		if s.Err != nil {
@@ -68,7 +68,7 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 			r.Error = err.Error()
 			failed = append(failed, fmt.Errorf("store %q: %w", s.Name, err))
 		} else if !rep.OK() {
-			damaged = true
+			damaged = append(damaged, s.Name)
 		}
 		results = append(results, r)
 	}
@@ -107,9 +107,13 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 			}
 		}
 	}
-	switch {
-	case damaged:
-		return withCode(exitDamaged, errors.New("damage found: the versions listed above cannot be restored completely from this store; restore them from another store, or `piosnap copy` them back from one"))
+	if len(damaged) > 0 {
+		return withCode(exitDamaged, fmt.Errorf("damage found in store %s: the versions listed above cannot be restored completely from it; %s", strings.Join(damaged, ", "), repairHint(damaged[0])))
 	}
 	return storesVerdict(failed, len(stores))
+}
+
+// repairHint names the fix for damage found in store name.
+func repairHint(name string) string {
+	return fmt.Sprintf("run `piosnap repair --store %s` to remove the damage (add `--from OTHERSTORE` to fetch lost data from another store), or restore the versions from another store", name)
 }

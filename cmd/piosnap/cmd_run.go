@@ -153,7 +153,7 @@ func (d daemonApp) Units(ctx context.Context) ([]string, error) {
 // StatusJSON implements daemon.Reporter.
 func (d daemonApp) StatusJSON(r daemon.Report) ([]byte, error) {
 	rep := buildStatus(r.Now, r.StatusPath, r.Status, nil, true, r.Versions, r.Units, r.UnitsErr, stalenessOf(d.a.cfg, r.Now))
-	rep.StoreErrors = r.StoreErrors
+	rep.StoreErrors, rep.Stores = r.StoreErrors, configuredStores(d.a.cfg)
 	var err error
 	if rep.SelfRestore, err = readSelfRestore(d.a.cfg.StateDir); err != nil {
 		d.a.log.Warn("cannot read the record of a restore of this machine", "err", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/piosnap/piosnap/archive/pioreactor/restore"
+	"github.com/piosnap/piosnap/config"
 	"github.com/piosnap/piosnap/scheduler/daemon"
 	"github.com/piosnap/piosnap/scheduler/notify"
 	"github.com/piosnap/piosnap/scheduler/web"
@@ -25,9 +26,13 @@ type statusReport struct {
 	Retention  []daemon.RetentionRecord `json:"retention,omitempty"`
 	// Verified is what the daemon's last reading of each store's data
 	// found (verify_days).
-	Verified   []daemon.VerifyRecord `json:"verified,omitempty"`
-	StaleAfter float64               `json:"stale_after_seconds"`
-	Hosts      []hostStatus          `json:"hosts"`
+	Verified []daemon.VerifyRecord `json:"verified,omitempty"`
+	// Stores are the configured stores in order, with how the daemon
+	// reads their data (the web page tells "off" and "not read yet" apart
+	// with them).
+	Stores     []configuredStore `json:"stores,omitempty"`
+	StaleAfter float64           `json:"stale_after_seconds"`
+	Hosts      []hostStatus      `json:"hosts"`
 	// LeaderError says why departed hosts could not be flagged.
 	LeaderError string `json:"leader_error,omitempty"`
 	// StoreErrors lists stores that could not be read.
@@ -35,6 +40,23 @@ type statusReport struct {
 	// SelfRestore is the last restore of the machine piosnap runs on,
 	// pending or verified after its reboot.
 	SelfRestore *restore.Record `json:"self_restore,omitempty"`
+}
+
+// configuredStore is one [[store]] of the configuration in statusReport.
+type configuredStore struct {
+	Name string `json:"name"`
+	// VerifyDays is the store's verify_days: the daemon reads all of its
+	// data once in that many days, one part a day; 0: it does not.
+	VerifyDays int `json:"verify_days"`
+}
+
+// configuredStores lists cfg's stores for statusReport.
+func configuredStores(cfg *config.Config) []configuredStore {
+	out := make([]configuredStore, 0, len(cfg.Stores))
+	for _, s := range cfg.Stores {
+		out = append(out, configuredStore{Name: s.Name, VerifyDays: s.VerifyDaysOrDefault()})
+	}
+	return out
 }
 
 // daemonStatus is the daemon part of statusReport.
@@ -99,6 +121,18 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 			continue
 		}
 		versions[s.Name] = vs
+		if sfErr != nil {
+			continue
+		}
+		// Damage the daemon recorded in a pack that a repair has removed
+		// since is over, though the daemon learns it only on its next run.
+		for i := range sf.Verified {
+			if sf.Verified[i].Store == s.Name {
+				if err := sf.Verified[i].DropGone(ctx, s.Repo); err != nil {
+					storeErrs = append(storeErrs, fmt.Sprintf("store %q: %v", s.Name, err))
+				}
+			}
+		}
 	}
 	var units []string
 	var unitsErr error
@@ -118,7 +152,7 @@ func cmdStatus(ctx context.Context, a *app, args []string) error {
 	}
 	now := time.Now()
 	rep := buildStatus(now, path, sf, sfErr, alive, versions, units, unitsErr, stalenessOf(a.cfg, now))
-	rep.StoreErrors = storeErrs
+	rep.StoreErrors, rep.Stores = storeErrs, configuredStores(a.cfg)
 	if rep.SelfRestore, err = readSelfRestore(a.cfg.StateDir); err != nil {
 		fmt.Fprintf(a.env.Stderr, "warning: %v\n", err)
 	}
@@ -151,7 +185,7 @@ func statusVerdict(rep *statusReport) error {
 	}
 	switch {
 	case len(damaged) > 0:
-		return withCode(exitDamaged, fmt.Errorf("the daemon found damaged data in store %s: run `piosnap check --read-data --store %s` to list the versions it affects, then restore or copy them from another store", strings.Join(damaged, ", "), damaged[0]))
+		return withCode(exitDamaged, fmt.Errorf("the daemon found damaged data in store %s: %s", strings.Join(damaged, ", "), repairHint(damaged[0])))
 	case len(rep.StoreErrors) > 0:
 		return withCode(exitPartial, fmt.Errorf("a store could not be read: %s", strings.Join(rep.StoreErrors, "; ")))
 	case len(stale) > 0:

@@ -608,11 +608,22 @@ func TestDaemonFindsDamagedData(t *testing.T) {
 		t.Errorf("healthchecks pings %+v; want start, then a failure naming the damage", reqs)
 	}
 	code, out, errOut := runMain(t, "-c", f.cfgPath, "status")
-	if code != exitDamaged || !strings.Contains(out, "DAMAGED") || !strings.Contains(errOut, "piosnap check --read-data --store local") {
+	if code != exitDamaged || !strings.Contains(out, "DAMAGED") || !strings.Contains(errOut, "piosnap repair --store local") {
 		t.Errorf("status: exit %d, want %d\n%s\n%s", code, exitDamaged, out, errOut)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	waitExit(t, cmd, hangTimeout)
+
+	// Once a repair has removed the pack, status no longer reports it,
+	// though the daemon's record still names it until its next run.
+	pack := sf.Verified[0].Problems[0].Object
+	if code, out, errOut := runMain(t, "-c", f.cfgPath, "repair"); code != exitOK && code != exitDamaged {
+		t.Fatalf("repair: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runMain(t, "-c", f.cfgPath, "status")
+	if code == exitDamaged || strings.Contains(out, "DAMAGED") || strings.Contains(out, pack) {
+		t.Errorf("status after repair: exit %d, still reporting %s\n%s\n%s", code, pack, out, errOut)
+	}
 }

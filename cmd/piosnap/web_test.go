@@ -26,7 +26,7 @@ import (
 	"github.com/piosnap/piosnap/scheduler/daemon"
 )
 
-var updateScreenshots = flag.Bool("update-screenshots", false, "rewrite scheduler/web/screenshots/*.png from TestWebEndToEnd")
+var updateScreenshots = flag.Bool("update-screenshots", false, "rewrite scheduler/web/screenshots/*.png from TestWebEndToEnd and TestWebShowsDamagedStore")
 
 const webPassword = "correct horse battery"
 
@@ -50,8 +50,21 @@ func findChromium(t *testing.T) string {
 // newBrowser starts a headless Chromium with a fresh profile.
 func newBrowser(t *testing.T, chromium string, timeout time.Duration) context.Context {
 	t.Helper()
+	profile := filepath.Join(t.TempDir(), "profile")
+	// Chromium's helper processes may still write to the profile for a
+	// moment after the browser is stopped: remove it until it is gone
+	// (after the stop below, before t.TempDir's own removal), so that the
+	// test does not fail on "directory not empty".
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			err := os.RemoveAll(profile)
+			if err == nil || time.Now().After(deadline) {
+				return
+			}
+		}
+	})
 	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium), chromedp.UserDataDir(t.TempDir()),
+		chromedp.ExecPath(chromium), chromedp.UserDataDir(profile),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),

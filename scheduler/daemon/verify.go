@@ -50,8 +50,14 @@ func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *sl
 	}
 	loc := a.cfg.Location()
 	due := map[string]store.Subset{}
+	damaged := map[string]bool{} // stores with damage recorded
 	d.mu.Lock()
 	d.status.Verified = configuredOnly(d.status.Verified, a.cfg)
+	for _, r := range d.status.Verified {
+		if len(r.Problems) > 0 {
+			damaged[r.Store] = true
+		}
+	}
 	for _, cs := range a.cfg.Stores {
 		days := cs.VerifyDaysOrDefault()
 		if days == 0 {
@@ -68,7 +74,7 @@ func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *sl
 		due[cs.Name] = sub
 	}
 	d.mu.Unlock()
-	if len(due) == 0 {
+	if len(due) == 0 && len(damaged) == 0 {
 		return
 	}
 	stores, err := a.app.OpenReadable(ctx)
@@ -77,6 +83,9 @@ func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *sl
 		return
 	}
 	for _, s := range stores {
+		if s.Err == nil && damaged[s.Name] {
+			d.dropGone(ctx, s.Name, s.Repo, log)
+		}
 		sub, ok := due[s.Name]
 		if !ok || ctx.Err() != nil {
 			continue
@@ -113,7 +122,7 @@ func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *sl
 			l.Warn("cannot verify the store's data; trying again after the next run", "err", rec.Error)
 		case len(rec.Problems) > 0:
 			for _, p := range rec.Problems {
-				l.Error("stored data is damaged: restore the versions it affects from another store, or run `piosnap copy` to store them again", "object", p.Object, "reason", p.Reason, "versions", p.Versions)
+				l.Error("stored data is damaged: run `piosnap repair --store "+s.Name+"` to remove it (with `--from` another store that has the data); until then restore the versions it affects from another store", "object", p.Object, "reason", p.Reason, "versions", p.Versions)
 			}
 		default:
 			l.Info("stored data verified", "packs", rec.PacksRead, "blobs", rec.BlobsRead)
@@ -126,6 +135,57 @@ func (d *Daemon) verifyStores(ctx context.Context, a run, now time.Time, log *sl
 		}
 		d.mu.Unlock()
 	}
+}
+
+// dropGone forgets the recorded damage of objects the store no longer has
+// (see DropGone): a repair removed them, so status, metrics and pings stop
+// reporting them at once, not when their part is read again.
+func (d *Daemon) dropGone(ctx context.Context, name string, repo *store.Repository, log *slog.Logger) {
+	d.mu.Lock()
+	i := slices.IndexFunc(d.status.Verified, func(r VerifyRecord) bool { return r.Store == name })
+	if i < 0 {
+		d.mu.Unlock()
+		return
+	}
+	rec := d.status.Verified[i]
+	d.mu.Unlock()
+	n := len(rec.Problems)
+	if err := rec.DropGone(ctx, repo); err != nil {
+		log.Warn("cannot tell whether recorded damage was repaired; it stays reported", "store", name, "err", err)
+		return
+	}
+	if len(rec.Problems) == n {
+		return
+	}
+	log.Info("damage recorded earlier is repaired: the objects are no longer in the store", "store", name, "repaired", n-len(rec.Problems), "still_damaged", len(rec.Problems))
+	d.mu.Lock()
+	if i := slices.IndexFunc(d.status.Verified, func(r VerifyRecord) bool { return r.Store == name }); i >= 0 {
+		d.status.Verified[i].Problems = rec.Problems
+	}
+	d.mu.Unlock()
+	if rec.Error == "" {
+		d.metrics.verified(name, rec.Time, len(rec.Problems))
+	}
+}
+
+// DropGone removes from r the problems of objects repo no longer has at
+// all (a damaged pack a repair removed: see store.Repository.Gone). The
+// daemon drops them before each run's reading, and `piosnap status` when
+// it shows the record, so that a repair is seen at once.
+func (r *VerifyRecord) DropGone(ctx context.Context, repo *store.Repository) error {
+	if len(r.Problems) == 0 {
+		return nil
+	}
+	objs := make([]string, len(r.Problems))
+	for i, p := range r.Problems {
+		objs[i] = p.Object
+	}
+	gone, err := repo.Gone(ctx, objs)
+	if err != nil {
+		return err
+	}
+	r.Problems = slices.DeleteFunc(slices.Clone(r.Problems), func(p store.Problem) bool { return gone[p.Object] })
+	return nil
 }
 
 // stillDamaged returns rec's problems plus those of the store's earlier
@@ -176,6 +236,7 @@ func verifyFailures(recs []VerifyRecord) string {
 			for _, p := range r.Problems {
 				s += fmt.Sprintf("store %s is damaged: %s: %s (versions %v)\n", r.Store, p.Object, p.Reason, p.Versions)
 			}
+			s += fmt.Sprintf("run `piosnap repair --store %s` to remove the damage\n", r.Store)
 		}
 	}
 	return s

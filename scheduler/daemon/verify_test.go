@@ -1,6 +1,11 @@
 package daemon
 
 import (
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +13,7 @@ import (
 
 	"github.com/piosnap/piosnap/config"
 	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/local"
 )
 
 // Consecutive days read every part once; the day is the configured zone's.
@@ -45,7 +51,7 @@ func TestVerifyFailures(t *testing.T) {
 		{Store: "usb", Part: "1/7", Problems: []store.Problem{{Object: "packs/ab/abcd", Reason: "pack content does not match its name", Versions: []string{"1234abcd (worker1 2026-11-29 03:00)"}}}},
 	}
 	got := verifyFailures(recs)
-	for _, want := range []string{"verifying store offsite (part 3/30) failed: connection refused", "store usb is damaged: packs/ab/abcd", "1234abcd (worker1"} {
+	for _, want := range []string{"verifying store offsite (part 3/30) failed: connection refused", "store usb is damaged: packs/ab/abcd", "1234abcd (worker1", "piosnap repair --store usb"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("verifyFailures lacks %q:\n%s", want, got)
 		}
@@ -106,5 +112,63 @@ func TestStillDamaged(t *testing.T) {
 		if got := names(stillDamaged(tc.rec, earlier, tc.sub)); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// DropGone drops the damage recorded in packs the store no longer has at
+// all (a repair removed them), and keeps the rest: a pack still stored,
+// a pack missing while the index still names it, and other objects.
+func TestDropGone(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := local.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := store.Init(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := store.NewWriter(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var packs []string
+	for _, host := range []string{"worker1", "worker2"} {
+		p := w.Begin(host)
+		if _, err := p.Add(ctx, "config.ini", 0o644, time.Now(), bytes.NewReader([]byte("["+host+"]\n"))); err != nil {
+			t.Fatal(err)
+		}
+		if res := p.Commit(ctx, store.Version{Time: time.Now(), Zone: "UTC", Kind: store.KindBackup}); res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+	}
+	_ = filepath.WalkDir(filepath.Join(dir, "packs"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			packs = append(packs, filepath.ToSlash(rel))
+		}
+		return err
+	})
+	if len(packs) != 2 {
+		t.Fatalf("packs %v, want 2", packs)
+	}
+	// packs[1] is missing but still indexed: damage, not gone.
+	if err := os.Remove(filepath.Join(dir, packs[1])); err != nil {
+		t.Fatal(err)
+	}
+	removed := "packs/ab/ab" + strings.Repeat("0", 62) // neither stored nor indexed
+	rec := VerifyRecord{Store: "local", Problems: []store.Problem{
+		{Object: packs[0]}, {Object: packs[1]}, {Object: removed}, {Object: "versions/" + strings.Repeat("1", 64) + ".json"},
+	}}
+	if err := rec.DropGone(ctx, repo); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range rec.Problems {
+		got = append(got, p.Object)
+	}
+	if want := []string{packs[0], packs[1], "versions/" + strings.Repeat("1", 64) + ".json"}; !slices.Equal(got, want) {
+		t.Errorf("after DropGone: %v, want %v", got, want)
 	}
 }

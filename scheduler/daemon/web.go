@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -157,13 +158,19 @@ func (w *daemonWeb) currentHosts(ctx context.Context, a run) ([]string, error) {
 }
 
 // StatusJSON implements web.Source: `piosnap status --json`, from the
-// daemon's own state and the cached manifests.
+// daemon's own state and the cached manifests; recorded damage is looked
+// up (one stat per damaged object) as `piosnap status` does, so that the
+// page sees a repair at once.
 func (w *daemonWeb) StatusJSON(ctx context.Context) ([]byte, error) {
 	a := w.d.runApp()
 	vs, err := w.Versions(ctx)
 	if err != nil {
 		return nil, err
 	}
+	w.d.mu.Lock()
+	sf := w.d.status
+	sf.Verified = slices.Clone(sf.Verified)
+	w.d.mu.Unlock()
 	versions := map[string][]*store.Version{}
 	var storeErrs []string
 	for _, s := range vs {
@@ -172,11 +179,17 @@ func (w *daemonWeb) StatusJSON(ctx context.Context) ([]byte, error) {
 			continue
 		}
 		versions[s.Store] = s.Versions
+		// As `piosnap status`: damage in objects a repair has removed
+		// since is over, though the daemon learns it only on its next run.
+		for i := range sf.Verified {
+			if sf.Verified[i].Store == s.Store {
+				if err := sf.Verified[i].DropGone(ctx, s.Repo); err != nil {
+					storeErrs = append(storeErrs, fmt.Sprintf("store %q: %v", s.Store, err))
+				}
+			}
+		}
 	}
 	units, unitsErr := w.currentHosts(ctx, a)
-	w.d.mu.Lock()
-	sf := w.d.status
-	w.d.mu.Unlock()
 	return a.app.StatusJSON(Report{
 		Now: time.Now(), StatusPath: w.d.statusPath, Status: &sf,
 		Versions: versions, StoreErrors: storeErrs, Units: units, UnitsErr: unitsErr,

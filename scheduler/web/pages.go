@@ -111,7 +111,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess *session)
 		return
 	}
 	s.render(w, http.StatusOK, "overview", map[string]any{
-		"Title": "Overview", "CSRF": sess.csrf, "O": buildOverview(st, vs), "Running": s.jobs.running(), "Jobs": s.jobs.list(),
+		"Title": "Overview", "CSRF": sess.csrf, "O": buildOverview(st, vs, s.cfg.Zone), "Running": s.jobs.running(), "Jobs": s.jobs.list(),
 		"Notices": s.src.Notices(ctx),
 	})
 }
@@ -130,7 +130,7 @@ func (s *Server) publicStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	s.render(w, http.StatusOK, "status", map[string]any{"Title": "Backup status", "O": buildOverview(st, nil), "Public": true})
+	s.render(w, http.StatusOK, "status", map[string]any{"Title": "Backup status", "O": buildOverview(st, nil, s.cfg.Zone), "Public": true})
 }
 
 // unitVersionsOf reads host's versions from every store.

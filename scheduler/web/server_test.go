@@ -31,10 +31,22 @@ const testPassword = "correct horse battery"
 // testSource serves a real local repository and a fixed status document.
 type testSource struct {
 	repo   *store.Repository
+	mu     sync.Mutex
 	status []byte
 }
 
-func (s *testSource) StatusJSON(context.Context) ([]byte, error) { return s.status, nil }
+func (s *testSource) StatusJSON(context.Context) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status, nil
+}
+
+// setStatus replaces the status document.
+func (s *testSource) setStatus(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status = b
+}
 
 func (s *testSource) Notices(context.Context) []string {
 	return []string{"restore of this machine (leader1) to version 91d0f3c7: restored and verified"}
@@ -111,6 +123,7 @@ type rig struct {
 	runner *testRunner
 	logs   *bytes.Buffer
 	repo   *store.Repository
+	src    *testSource
 	clock  *time.Time
 	mu     sync.Mutex
 }
@@ -136,12 +149,12 @@ func newRig(t *testing.T, public bool) *rig {
 		t.Fatal(err)
 	}
 	logs := &bytes.Buffer{}
-	r := &rig{t: t, runner: &testRunner{release: make(chan struct{})}, logs: logs, repo: repo}
+	r := &rig{t: t, runner: &testRunner{release: make(chan struct{})}, logs: logs, repo: repo, src: &testSource{repo: repo, status: status}}
 	now := time.Now()
 	r.clock = &now
 	jobsCtx, cancel := context.WithCancel(ctx)
 	srv, err := New(jobsCtx, Config{PasswordFile: pw, PublicStatus: public, SessionTimeout: time.Hour, Log: slog.New(slog.NewTextHandler(&syncWriter{w: logs}, nil))},
-		&testSource{repo: repo, status: status}, r.runner, r.runner)
+		r.src, r.runner, r.runner)
 	if err != nil {
 		t.Fatal(err)
 	}

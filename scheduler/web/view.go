@@ -56,6 +56,10 @@ type statusDoc struct {
 	} `json:"hosts"`
 	LeaderError string   `json:"leader_error"`
 	StoreErrors []string `json:"store_errors"`
+	// Verified and Stores are the daemon's readings of stored data and
+	// the configured stores (verify_days).
+	Verified []verifyRecord    `json:"verified"`
+	Stores   []configuredStore `json:"stores"`
 }
 
 func parseStatus(b []byte) (*statusDoc, error) {
@@ -97,12 +101,25 @@ type overview struct {
 	Units  []unitRow
 	// StaleAfter is status.stale_after in words.
 	StaleAfter string
+	// Readings are the daemon's readings of each store's data; Damaged
+	// and Failed those that found damage and those that could not read
+	// the store.
+	Readings, Damaged, Failed []reading
 }
 
 // buildOverview joins the status document with the versions for the size
-// charts.
-func buildOverview(st *statusDoc, vs []StoreVersions) *overview {
-	ov := &overview{Status: st, StaleAfter: age(st.StaleAfter)}
+// charts; zone is the zone the pages show times in.
+func buildOverview(st *statusDoc, vs []StoreVersions, zone *time.Location) *overview {
+	ov := &overview{Status: st, StaleAfter: age(st.StaleAfter), Readings: readings(st, zone)}
+	for _, r := range ov.Readings {
+		if r.Damaged() {
+			ov.Damaged = append(ov.Damaged, r)
+		}
+		if r.Failed != "" {
+			ov.Failed = append(ov.Failed, r)
+		}
+	}
+	damaged := damageFlags(ov.Readings, zone)
 	byHost := uniqueVersions(vs)
 	failed := map[string]string{}
 	if lr := st.LastRun; lr != nil {
@@ -136,6 +153,7 @@ func buildOverview(st *statusDoc, vs []StoreVersions) *overview {
 			}
 			row.Flags = append(row.Flags, flag{"STALE", "stale", reason})
 		}
+		row.Flags = append(row.Flags, damaged[h.Host]...)
 		if h.Departed {
 			row.Flags = append(row.Flags, flag{"departed", "departed", "the leader no longer lists this unit; its versions are kept"})
 		}

@@ -3,6 +3,7 @@ package web
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // A stale source on a schedule of its own is explained with its own
@@ -18,7 +19,7 @@ func TestStaleReasonOwnSchedule(t *testing.T) {
 		"cells":   "more than its own schedule allows (7 days 12 h)",
 		"worker1": "more than stale_after (36 h)",
 	}
-	for _, u := range buildOverview(st, nil).Units {
+	for _, u := range buildOverview(st, nil, time.UTC).Units {
 		if len(u.Flags) != 1 || !strings.Contains(u.Flags[0].Reason, want[u.Host]) {
 			t.Errorf("%s: flags %+v, want a STALE reason with %q", u.Host, u.Flags, want[u.Host])
 		}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// The web page shows the daemon's reading of stored data: before the
+// first reading, when it will be; after a run whose reading found a pack
+// damaged on disk, a warning at the top naming the store, the pack, the
+// versions it affects and what to do; /api/status carries the same. A
+// repair ends the warning.
+func TestWebShowsDamagedStore(t *testing.T) {
+	w := newWebRig(t, "1h")
+	text, err := os.ReadFile(w.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// verify_days = 1: the daemon reads all of the store after a run.
+	if err := os.WriteFile(w.cfgPath, []byte(strings.Replace(string(text), "\n[web]\n", "\nverify_days = 1\n\n[web]\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.mustRun("backup", "--host", "worker1")
+	var packs []string
+	_ = filepath.WalkDir(filepath.Join(w.repoDir, "packs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			packs = append(packs, p)
+		}
+		return err
+	})
+	if len(packs) != 1 {
+		t.Fatalf("%d packs after one backup of worker1, want 1", len(packs))
+	}
+	b, err := os.ReadFile(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/3] ^= 0xff
+	if err := os.WriteFile(packs[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.start(t)
+	c := newWebClient(t, w.base)
+
+	page := c.get("/")
+	if !strings.Contains(page, "not read yet: the first part is read after the daemon&#39;s next run (2027-01-01 00:00 UTC)") || strings.Contains(page, `role="alert"`) {
+		t.Errorf("before the first reading, the overview does not say when it comes:\n%s", page)
+	}
+
+	// Back up now: the run, then the reading of part 1/1.
+	var sess struct {
+		Token string `json:"csrf_token"`
+	}
+	c.getJSON("/api/session", &sess)
+	req, err := http.NewRequest(http.MethodPost, w.base+"/api/backup", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-CSRF-Token", sess.Token)
+	resp, err := c.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var job struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	jb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(jb, &job) != nil {
+		t.Fatalf("POST /api/backup: %s\n%s", resp.Status, jb)
+	}
+	waitFor(t, hangTimeout, "the backup started from the API to end", func() bool {
+		c.getJSON("/api/jobs/"+job.ID, &job)
+		return job.State != "running"
+	})
+
+	var st statusReport
+	c.getJSON("/api/status", &st)
+	if len(st.Stores) != 1 || st.Stores[0].Name != "local" || st.Stores[0].VerifyDays != 1 {
+		t.Errorf("/api/status stores: %+v; want local with verify_days 1", st.Stores)
+	}
+	if len(st.Verified) != 1 || st.Verified[0].Part != "1/1" || len(st.Verified[0].Problems) == 0 {
+		t.Fatalf("/api/status verified: %+v; want damage found in part 1/1 of local", st.Verified)
+	}
+	pack := st.Verified[0].Problems[0].Object
+	page = c.get("/")
+	i := strings.Index(page, `role="alert" id="damage-local"`)
+	if i < 0 || i > strings.Index(page, `class="summary"`) {
+		t.Fatalf("no warning about store local above the summary:\n%s", page)
+	}
+	alert := page[i : i+strings.Index(page[i:], "</section>")]
+	for _, want := range []string{"Damaged data in store local", "<code>" + pack + "</code>", `<a href="/units/worker1">worker1</a>`, "piosnap repair --store local", "piosnap check --read-data --store local"} {
+		if !strings.Contains(alert, want) {
+			t.Errorf("the warning lacks %q:\n%s", want, alert)
+		}
+	}
+	if !strings.Contains(page, `<span class="flag damaged"`) || !strings.Contains(page, `href="#damage-local">DAMAGED</a>`) {
+		t.Errorf("worker1's card or store local's reading is not flagged:\n%s", page)
+	}
+
+	// In a browser: the README's picture of the warning, and on a phone
+	// (390 CSS pixels wide) the page with its long object names does not
+	// scroll sideways.
+	t.Run("browser", func(t *testing.T) {
+		ctx := newBrowser(t, findChromium(t), hangTimeout)
+		if err := chromedp.Run(ctx, chromedp.Navigate(w.base+"/"), chromedp.WaitVisible("#password", chromedp.ByID),
+			chromedp.SendKeys("#password", webPassword, chromedp.ByID), chromedp.Submit("#password", chromedp.ByID),
+			chromedp.WaitVisible("#damage-local", chromedp.ByID)); err != nil {
+			t.Fatalf("show the warning in chromium: %v", err)
+		}
+		screenshot(t, ctx, "damage")
+		var sw, iw int
+		if err := chromedp.Run(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(3)), chromedp.Reload(), chromedp.WaitVisible("#damage-local", chromedp.ByID),
+			chromedp.Evaluate(`document.documentElement.scrollWidth`, &sw), chromedp.Evaluate(`window.innerWidth`, &iw)); err != nil {
+			t.Fatal(err)
+		}
+		if iw != 390 || sw > iw {
+			t.Errorf("the overview with the warning is %d pixels wide on a %d-pixel phone screen, want it to fit 390", sw, iw)
+		}
+	})
+
+	// A repair removes the damaged pack: the page sees it at once, as
+	// `piosnap status` does, before the daemon's next run.
+	if code, out, errOut := w.run("repair", "--store", "local"); code != exitOK && code != exitDamaged {
+		t.Fatalf("repair: exit %d\n%s\n%s", code, out, errOut)
+	}
+	page = c.get("/")
+	if strings.Contains(page, `role="alert"`) || strings.Contains(page, "DAMAGED") || !strings.Contains(page, "no damage found") {
+		t.Errorf("after the repair, the overview still reports damage:\n%s", page)
+	}
+}
+
+// get returns the page at path, failing the test unless it is 200.
+func (c *webClient) get(path string) string {
+	c.t.Helper()
+	resp, err := c.c.Get(c.base + path)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		c.t.Fatalf("GET %s: %s\n%s", path, resp.Status, b)
+	}
+	return string(b)
+}
