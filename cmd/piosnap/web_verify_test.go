@@ -106,6 +106,10 @@ func TestWebShowsDamagedStore(t *testing.T) {
 		t.Errorf("worker1's card or store local's reading is not flagged:\n%s", page)
 	}
 
+	if unit := c.get("/units/worker1"); !strings.Contains(unit, "damaged in local, every store that holds it") {
+		t.Errorf("worker1's page does not mark its damaged versions:\n%s", unit)
+	}
+
 	// In a browser: the README's picture of the warning, and on a phone
 	// (390 CSS pixels wide) the page with its long object names does not
 	// scroll sideways.

@@ -164,6 +164,9 @@ func (s *Server) unitPage(w http.ResponseWriter, r *http.Request, sess *session)
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 	page = max(page, 0)
 	days, more := unitVersions(hv, s.cfg.Zone, page, perPage)
+	if st, err := s.status(ctx); err == nil {
+		markDamaged(days, damagedVersions(readings(st, s.cfg.Zone)))
+	}
 	data := map[string]any{
 		"Title": unit, "CSRF": sess.csrf, "Unit": unit, "Days": days, "Count": len(hv),
 		"Page": page, "More": more, "StoreErrors": storeErrs, "Running": s.jobs.running(),

@@ -30,7 +30,9 @@ const testPassword = "correct horse battery"
 
 // testSource serves a real local repository and a fixed status document.
 type testSource struct {
-	repo   *store.Repository
+	repo *store.Repository
+	// names are the stores that serve repo, in order: "local" if empty.
+	names  []string
 	mu     sync.Mutex
 	status []byte
 }
@@ -68,7 +70,15 @@ func (s *testSource) ListJSON(ctx context.Context, host string) ([]byte, error) 
 
 func (s *testSource) Versions(ctx context.Context) ([]StoreVersions, error) {
 	vs, err := s.repo.Versions(ctx)
-	return []StoreVersions{{Store: "local", Repo: s.repo, Versions: vs, Err: err}}, nil
+	names := s.names
+	if len(names) == 0 {
+		names = []string{"local"}
+	}
+	var out []StoreVersions
+	for _, n := range names {
+		out = append(out, StoreVersions{Store: n, Repo: s.repo, Versions: vs, Err: err})
+	}
+	return out, nil
 }
 
 // testRunner is a Backupper and Restorer that reports the real steps and

@@ -202,3 +202,50 @@ func plural(n int, one, many string) string {
 	}
 	return many
 }
+
+// damagedVersions maps the short IDs of the versions the readings found
+// damaged to the stores they were found damaged in.
+func damagedVersions(rs []reading) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range rs {
+		for _, d := range r.Damage {
+			for _, v := range d.Versions {
+				id := v.ID
+				if id == "" {
+					id = v.Label // a version whose manifest is damaged: its short ID alone
+				}
+				if !slices.Contains(out[id], r.Store) {
+					out[id] = append(out[id], r.Store)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// markDamaged marks the versions of days found damaged in a store, and
+// points their links at a store they were not found damaged in.
+func markDamaged(days []dayGroup, damaged map[string][]string) {
+	for i := range days {
+		for j := range days[i].Versions {
+			row := &days[i].Versions[j]
+			var in []string
+			for _, s := range row.Stores {
+				if slices.Contains(damaged[row.Short], s) {
+					in = append(in, s)
+				}
+			}
+			if len(in) == 0 {
+				continue
+			}
+			row.Damaged = in
+			sound := slices.IndexFunc(row.Stores, func(s string) bool { return !slices.Contains(in, s) })
+			if sound < 0 {
+				row.DamagedNote = fmt.Sprintf("damaged in %s, every store that holds it: it cannot be restored completely (see the warning on the overview)", strings.Join(in, ", "))
+				continue
+			}
+			row.Store = row.Stores[sound]
+			row.DamagedNote = fmt.Sprintf("damaged in %s %s: download and restore use store %s", plural(len(in), "store", "stores"), strings.Join(in, ", "), row.Store)
+		}
+	}
+}

@@ -1,7 +1,9 @@
 package web
 
 import (
+	"context"
 	goflag "flag"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -248,6 +250,65 @@ func TestReadingsNext(t *testing.T) {
 			r := rs[0]
 			if !strings.Contains(r.Next, tc.want) || r.Damaged() != tc.damaged || (r.Failed != "") != tc.failed || r.Store != "s" {
 				t.Errorf("reading %+v; want next %q, damaged %v, failed %v", r, tc.want, tc.damaged, tc.failed)
+			}
+		})
+	}
+}
+
+// A unit's page marks the versions the daemon found damaged in a store,
+// and points their download and restore at a store that holds them sound.
+func TestUnitPageMarksDamagedVersions(t *testing.T) {
+	r := newRig(t, false)
+	r.src.names = []string{"usb", "local"} // both hold every version
+	ctx := context.Background()
+	w, err := store.NewWriter(ctx, r.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vs []*store.Version
+	for d := range 2 {
+		p := w.Begin("worker1")
+		if _, err := p.Add(ctx, "config.ini", 0o644, time.Now(), strings.NewReader(fmt.Sprintf("[day]\nn = %d\n", d))); err != nil {
+			t.Fatal(err)
+		}
+		res := p.Commit(ctx, store.Version{Time: time.Date(2026, 5, 1+d, 1, 0, 0, 0, time.UTC), Zone: "UTC", Kind: store.KindBackup, Source: "pioreactor"})
+		if res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+		vs = append(vs, res[0].Version)
+	}
+	bad, good := vs[0], vs[1]
+	label := fmt.Sprintf("%s (worker1 %s)", bad.ShortID(), bad.Time.Format("2006-01-02 15:04"))
+	for _, tc := range []struct {
+		name            string
+		damagedIn       []string
+		note, linkStore string
+	}{
+		{"damaged in one store", []string{"usb"}, "damaged in store usb: download and restore use store local", "local"},
+		{"damaged in every store", []string{"usb", "local"}, "damaged in usb, local, every store that holds it", "usb"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var recs []string
+			for _, s := range tc.damagedIn {
+				recs = append(recs, fmt.Sprintf(`{"store": %q, "part": "1/1", "time": "2026-05-03T01:00:00Z", "problems": [{"object": "packs/aa/aa", "reason": "hash mismatch", "versions": [%q]}]}`, s, label))
+			}
+			r.src.setStatus([]byte(`{"now": "2026-05-03T12:00:00Z", "daemon": {"running": true}, "hosts": [],
+				"stores": [{"name": "usb", "verify_days": 1}, {"name": "local", "verify_days": 1}], "verified": [` + strings.Join(recs, ",") + `]}`))
+			c, _ := r.loggedIn()
+			resp, err := c.Get(r.ts.URL + "/units/worker1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			page := body(t, resp)
+			row := element(page, "v-"+bad.ShortID(), "</div>\n</li>")
+			for _, want := range []string{`<span class="flag damaged">DAMAGED</span>`, tc.note,
+				"/units/worker1/versions/" + tc.linkStore + "/" + bad.ID + "/zip", "restore?version=" + bad.ID + "&amp;store=" + tc.linkStore} {
+				if !strings.Contains(row, want) {
+					t.Errorf("the damaged version's row lacks %q:\n%s", want, row)
+				}
+			}
+			if row := element(page, "v-"+good.ShortID(), "</div>\n</li>"); strings.Contains(row, "DAMAGED") || !strings.Contains(row, "/versions/usb/"+good.ID+"/zip") {
+				t.Errorf("the sound version's row:\n%s", row)
 			}
 		})
 	}

@@ -281,6 +281,12 @@ type versionRow struct {
 	// Dir: a directory source's version, downloaded as a tar and
 	// restored on the server.
 	Dir bool
+	// Store is the store its download and restore links use: the first
+	// of Stores the daemon's readings found it sound in. Damaged lists
+	// the stores they found damage of it in, and DamagedNote says so.
+	Store       string
+	Damaged     []string
+	DamagedNote string
 }
 
 // change is what a version changed since the unit's previous version.
@@ -352,7 +358,7 @@ func unitVersions(hv []*storedVersion, zone *time.Location, page, perPage int) (
 		}
 		row := versionRow{
 			ID: sv.v.ID, Short: sv.v.ShortID(), Time: sv.v.Time, Kind: sv.v.Kind, Note: sv.v.Note,
-			Size: sv.v.Size, Entries: len(sv.v.Entries), Stores: sv.stores, Change: diffVersions(prev, sv.v),
+			Size: sv.v.Size, Entries: len(sv.v.Entries), Stores: sv.stores, Store: sv.stores[0], Change: diffVersions(prev, sv.v),
 			Dir: sv.v.Source == dirSourceKind,
 		}
 		day := sv.v.Time.In(zone).Format("Monday 2 January 2006")

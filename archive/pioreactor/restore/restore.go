@@ -149,6 +149,9 @@ func Prepare(ctx context.Context, o Options) (_ *Restore, err error) {
 	case !deflate:
 		r.src = stored
 		r.report(Event{Kind: KindStreaming, Unit: o.Unit, Size: r.src.Size()})
+		// The first chunks are read while the unit is probed and the
+		// safety snapshot taken, so the upload starts sending at once.
+		r.src.Prime(ctx)
 	case o.CheckAll || o.NoSafety:
 		// Nothing to overlap the compression with.
 		start := time.Now()

@@ -77,6 +77,14 @@ type Source struct {
 	checked bool
 	// close releases the temporary file, if any.
 	close func() error
+	// primed is a stream started by Prime, handed out by the next Stream.
+	primed *stream
+}
+
+// stream is an archive being produced into a pipe.
+type stream struct {
+	body io.ReadCloser
+	wait func() error
 }
 
 // NewSource lays out the archive of v with the entries named in replace
@@ -133,9 +141,31 @@ func (z *Source) Check(ctx context.Context) error {
 	return z.write(ctx, io.Discard)
 }
 
+// Prime starts producing the archive before it is asked for, so that the
+// index is read and the first chunks are read, decompressed and verified
+// while the caller does something else (the safety snapshot, the check that
+// the unit is ready): the producer stops once its read-ahead is full, in
+// the memory a stream uses anyway. The next Stream returns this stream;
+// Close ends it if no Stream did.
+func (z *Source) Prime(ctx context.Context) {
+	if z.primed == nil {
+		body, wait := z.produce(ctx)
+		z.primed = &stream{body: body, wait: wait}
+	}
+}
+
 // Stream returns a reader of the archive, produced as it is read in
 // constant memory. Close the reader, then call wait for the writer's error.
 func (z *Source) Stream(ctx context.Context) (body io.ReadCloser, wait func() error) {
+	if p := z.primed; p != nil {
+		z.primed = nil
+		return p.body, p.wait
+	}
+	return z.produce(ctx)
+}
+
+// produce starts writing the archive into a pipe and returns its reading end.
+func (z *Source) produce(ctx context.Context) (body io.ReadCloser, wait func() error) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -150,5 +180,13 @@ func (z *Source) Stream(ctx context.Context) (body io.ReadCloser, wait func() er
 	return pr, func() error { return <-done }
 }
 
-// Close releases the temporary file of a DEFLATE archive.
-func (z *Source) Close() error { return z.close() }
+// Close ends a primed stream no Stream took and releases the temporary
+// file of a DEFLATE archive.
+func (z *Source) Close() error {
+	if p := z.primed; p != nil {
+		z.primed = nil
+		p.body.Close()
+		_ = p.wait() // io.ErrClosedPipe: nothing read it
+	}
+	return z.close()
+}

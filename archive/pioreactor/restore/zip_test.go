@@ -4,12 +4,18 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/piosnap/piosnap/archive/pioreactor"
 	"github.com/piosnap/piosnap/archive/pioreactor/restore"
+	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
 	"github.com/piosnap/piosnap/store"
+	"github.com/piosnap/piosnap/store/local"
 )
 
 func TestCheckVersion(t *testing.T) {
@@ -142,5 +148,105 @@ func TestSourceStreamCancelled(t *testing.T) {
 	body.Close()
 	if werr := wait(); werr == nil || rerr == nil {
 		t.Errorf("cancelled stream: read error %v, writer error %v, %d of %d bytes; want both errors", rerr, werr, out.Len(), src.Size())
+	}
+}
+
+// readSignal is a backend that closes packRead when a pack is first read.
+type readSignal struct {
+	store.Backend
+	once     sync.Once
+	packRead chan struct{}
+}
+
+func (b *readSignal) GetRange(ctx context.Context, name string, offset, length int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(name, "packs/") {
+		b.once.Do(func() { close(b.packRead) })
+	}
+	return b.Backend.GetRange(ctx, name, offset, length)
+}
+
+// TestSourcePrime checks that a primed archive reads packs before Stream
+// is called, that the stream Stream then returns is the whole archive, and
+// that Close ends a primed stream nothing took.
+func TestSourcePrime(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ctx := context.Background()
+	lb, err := local.Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := &readSignal{Backend: lb, packRead: make(chan struct{})}
+	repo, err := store.Init(ctx, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := &rig{cluster: r.cluster, cl: r.cl, st: snapshot.Store{Name: "signal", Repo: repo}}
+	if rep, err := own.backup(ctx, "worker1", store.KindBackup, ""); err != nil || len(rep.Failed()) > 0 {
+		t.Fatalf("backup: %+v, %v", rep, err)
+	}
+	vs, err := repo.Versions(ctx)
+	if err != nil || len(vs) != 1 {
+		t.Fatalf("versions: %d, %v; want 1", len(vs), err)
+	}
+	stream := func(src *restore.Source) []byte {
+		t.Helper()
+		body, wait := src.Stream(ctx)
+		var out bytes.Buffer
+		_, rerr := out.ReadFrom(body)
+		body.Close()
+		if err := errors.Join(rerr, wait()); err != nil {
+			t.Fatal(err)
+		}
+		return out.Bytes()
+	}
+	primedRead := func(src *restore.Source) {
+		t.Helper()
+		src.Prime(ctx)
+		select {
+		case <-be.packRead:
+		case <-time.After(2 * time.Minute): // only bounds a hang
+			t.Fatal("a primed archive read no pack before Stream was called")
+		}
+	}
+
+	plain, err := restore.NewSource(ctx, repo, vs[0], nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	want := stream(plain)
+	be.once, be.packRead = sync.Once{}, make(chan struct{})
+
+	primed, err := restore.NewSource(ctx, repo, vs[0], nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primedRead(primed)
+	if got := stream(primed); !bytes.Equal(got, want) || int64(len(got)) != primed.Size() {
+		t.Errorf("primed stream: %d bytes (equal %v), want the %d of an unprimed one", len(got), bytes.Equal(got, want), len(want))
+	}
+	if got := stream(primed); !bytes.Equal(got, want) {
+		t.Errorf("second stream of a primed archive: %d bytes, want the %d of the first", len(got), len(want))
+	}
+	if err := primed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	be.once, be.packRead = sync.Once{}, make(chan struct{})
+
+	unused, err := restore.NewSource(ctx, repo, vs[0], nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primedRead(unused)
+	closed := make(chan error)
+	go func() { closed <- unused.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close of an untaken primed stream: %v", err)
+		}
+	case <-time.After(2 * time.Minute): // only bounds a hang
+		t.Fatal("Close did not end a primed stream nothing took")
 	}
 }
