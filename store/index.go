@@ -309,18 +309,40 @@ func (r *Repository) loadIndex(ctx context.Context, f indexFilter) (*index, map[
 	if err != nil {
 		return nil, nil, err
 	}
-	slices.SortFunc(x.entries, func(a, b indexEntry) int {
-		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
-			return c
-		}
-		return int(x.frames[a.frame].pack) - int(x.frames[b.frame].pack)
-	})
+	x.sortEntries()
 	slices.SortFunc(x.ids, func(a, b ChunkID) int { return bytes.Compare(a[:], b[:]) })
 	x.ids = slices.Compact(x.ids)
 	if len(x.ids) == 0 {
 		x.ids = nil
 	}
 	return x, damaged, nil
+}
+
+// sortEntries sorts x's entries by blob ID, then by pack.
+func (x *index) sortEntries() {
+	slices.SortFunc(x.entries, func(a, b indexEntry) int {
+		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
+			return c
+		}
+		return int(x.frames[a.frame].pack) - int(x.frames[b.frame].pack)
+	})
+}
+
+// addPacks adds the records of packs (read from their headers) to x, as
+// an index object naming them would. The positions of x's packs stay.
+func (x *index) addPacks(packs []indexPack) {
+	packNum := make(map[ChunkID]uint32, len(x.packs))
+	for n, p := range x.packs {
+		packNum[p] = uint32(n)
+	}
+	for _, p := range packs {
+		last := -1
+		for _, rec := range p.Recs {
+			last = x.frameOf(p.ID, rec, last, packNum)
+			x.entries = append(x.entries, indexEntry{id: rec.ID, frame: uint32(last), off: rec.Off, len: rec.Len})
+		}
+	}
+	x.sortEntries()
 }
 
 // readIndexObjects reads the index objects objs one after the other and

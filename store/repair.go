@@ -43,6 +43,11 @@ type RepairReport struct {
 	BlobsSalvaged int `json:"blobs_salvaged"`
 	BlobsFetched  int `json:"blobs_fetched"`
 	BlobsLost     int `json:"blobs_lost"`
+	// IndexDamaged lists the index objects found damaged: they are
+	// deleted, and PacksIndexed counts the sound packs no other index
+	// object named, indexed again from their own headers.
+	IndexDamaged []string `json:"damaged_index_objects"`
+	PacksIndexed int      `json:"packs_indexed"`
 	// PacksWritten counts the new packs; PacksDeleted the damaged packs
 	// removed.
 	PacksWritten int `json:"packs_written"`
@@ -58,7 +63,9 @@ type RepairReport struct {
 //
 //  1. every pack is read and verified as check --read-data does; a pack
 //     that is missing while the index names it, or whose content does not
-//     match its name, header or index, is damaged;
+//     match its name, header or index, is damaged; when an index object is
+//     damaged, the packs no other index object names are indexed again
+//     from their own headers (restic's `repair index`);
 //  2. every version is walked: each blob it uses that no sound pack holds
 //     is needed;
 //  3. a needed blob that a damaged pack still holds intact (its frame
@@ -66,7 +73,8 @@ type RepairReport struct {
 //     pack; else it is fetched from opt.From when that has it (verified),
 //     else it is lost;
 //  4. one new set of index objects names every sound pack and the new
-//     packs, and the index objects read in step 1 are deleted;
+//     packs, and the index objects read in step 1, and the damaged ones,
+//     are deleted;
 //  5. the damaged packs, and damaged packs no index names, are deleted.
 //
 // Lost blobs are then in no index, so the next backup of the same data
@@ -77,7 +85,7 @@ type RepairReport struct {
 // accepts the first two, and the next repair (or forget) deletes the rest.
 // The caller holds the exclusive lock unless opt.DryRun.
 func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairReport, error) {
-	rep := &RepairReport{DryRun: opt.DryRun, Damaged: []DamagedPack{}, Incomplete: []string{}}
+	rep := &RepairReport{DryRun: opt.DryRun, Damaged: []DamagedPack{}, IndexDamaged: []string{}, Incomplete: []string{}}
 	if !opt.DryRun {
 		r.lockMu.Lock()
 		held := r.held != nil
@@ -97,11 +105,8 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 	if err != nil {
 		return rep, err
 	}
-	if len(st.damaged) > 0 {
-		name := sortedKeys(st.damaged)[0]
-		return rep, fmt.Errorf("repair stopped, nothing changed: index object %s is damaged (%s); repair does not rebuild the index from the packs", name, st.damaged[name])
-	}
 	x := st.idx
+	rep.IndexDamaged = append(rep.IndexDamaged, sortedKeys(st.damaged)...)
 
 	// 1. Read every pack.
 	byPack := make([][]int, len(x.packs))
@@ -113,7 +118,9 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 	for n, p := range x.packs {
 		indexed[p] = uint32(n)
 	}
-	var strays []ChunkID // damaged packs no index names
+	var strays []ChunkID    // damaged packs no index names
+	var reindex []indexPack // packs no index names, while an index object is damaged
+	var badNew []ChunkID    // those of them that are damaged
 	for _, p := range slices.SortedFunc(maps.Keys(st.packs), compareIDs) {
 		if err := ctx.Err(); err != nil {
 			return rep, err
@@ -128,11 +135,29 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 			return rep, fmt.Errorf("repair: %w", err)
 		}
 		rep.PacksRead++
-		switch {
-		case reason == "":
-			continue
-		case reason == "gone":
+		if reason == "gone" {
 			reason = "pack missing" // deleted meanwhile by someone not holding the lock
+		}
+		if !isIndexed && len(st.damaged) > 0 && reason != "pack missing" {
+			// Perhaps named only by a damaged index object: index it
+			// again from its own header, as restic's repair index does,
+			// so that its blobs are found (and, if it is damaged,
+			// salvaged).
+			data, err := r.readWhole(ctx, packName(p), 1<<30)
+			if err != nil && !errors.Is(err, ErrDamaged) {
+				return rep, fmt.Errorf("repair: read pack %s: %w", p, err)
+			}
+			if recs, herr := r.readPackHeader(data); err == nil && herr == nil {
+				reindex = append(reindex, indexPack{ID: p, Recs: recs})
+				if reason != "" {
+					rep.Damaged = append(rep.Damaged, DamagedPack{Pack: packName(p), Reason: reason})
+					badNew = append(badNew, p)
+				}
+				continue
+			}
+		}
+		if reason == "" {
+			continue
 		}
 		rep.Damaged = append(rep.Damaged, DamagedPack{Pack: packName(p), Reason: reason})
 		if isIndexed {
@@ -148,6 +173,19 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 		}
 	}
 	slices.SortFunc(rep.Damaged, func(a, b DamagedPack) int { return cmp.Compare(a.Pack, b.Pack) })
+	if len(reindex) > 0 {
+		x.addPacks(reindex)
+		rep.PacksIndexed = len(reindex)
+		for n, p := range x.packs {
+			if slices.Contains(badNew, p) {
+				bad[uint32(n)] = true
+			}
+		}
+		byPack = make([][]int, len(x.packs))
+		for i := range x.entries {
+			byPack[x.packOf(i)] = append(byPack[x.packOf(i)], i)
+		}
+	}
 
 	// 2. Find the blobs the versions use that no sound pack holds: those
 	// of damaged packs, and (for --from) any missing already, e.g. lost by
@@ -199,7 +237,7 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 			return rep, err
 		}
 	}
-	if len(need) == 0 && len(rep.Damaged) == 0 {
+	if len(need) == 0 && len(rep.Damaged) == 0 && len(st.damaged) == 0 {
 		return rep, nil
 	}
 
@@ -305,7 +343,7 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 // the damaged packs: the new packs, then an index without the damaged
 // packs, then the damaged packs themselves (see Repair).
 func (r *Repository) commitRepair(ctx context.Context, rep *RepairReport, x *index, st *repoState, bad map[uint32]bool, strays []ChunkID, pk *packer) error {
-	if len(bad) == 0 {
+	if len(bad) == 0 && len(st.damaged) == 0 {
 		// Nothing to take out of the index: index the new packs only.
 		if _, err := pk.finish(ctx); err != nil {
 			return fmt.Errorf("repair stopped, nothing deleted: %w", err)
@@ -322,6 +360,13 @@ func (r *Repository) commitRepair(ctx context.Context, rep *RepairReport, x *ind
 	r.dropIndex()
 	if err := r.checkHeld(); err != nil {
 		return fmt.Errorf("repair stopped before deleting packs: %w", err)
+	}
+	// The damaged index objects: what they named that still exists is in
+	// the new index now.
+	for _, name := range sortedKeys(st.damaged) {
+		if err := r.backend.Delete(ctx, name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("repair stopped before deleting packs: delete damaged index object %s: %w", name, err)
+		}
 	}
 	doomed := strays
 	for n := range bad {

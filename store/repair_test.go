@@ -379,3 +379,41 @@ func TestRepairPageTree(t *testing.T) {
 		}
 	}
 }
+
+// Damaged index objects are replaced by an index read from the packs'
+// own headers, as restic's repair index does: nothing they named is
+// lost, and the damaged pack is still salvaged.
+func TestRepairDamagedIndex(t *testing.T) {
+	ctx := context.Background()
+	f := newRepairFixture(t)
+	names, err := filepath.Glob(filepath.Join(f.dir, "index", "*"))
+	if err != nil || len(names) < 2 {
+		t.Fatalf("index objects %v, %v", names, err)
+	}
+	for _, n := range names {
+		if err := os.WriteFile(n, []byte("rot"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lockRepo(t, f.repo)
+	rep, err := f.repo.Repair(ctx, store.RepairOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.IndexDamaged) != len(names) || rep.PacksIndexed != 2 || len(rep.Damaged) != 1 || rep.Damaged[0].Pack != f.pack ||
+		rep.BlobsSalvaged != 1 || rep.BlobsLost != 1 || len(rep.Incomplete) != 1 {
+		t.Errorf("report = %+v; want %d index objects replaced, 2 packs indexed again, a1 salvaged and a2 lost", rep, len(names))
+	}
+	for _, n := range names {
+		if _, err := os.Stat(n); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("damaged index object %s still stored", n)
+		}
+	}
+	ps := problemsOf(t, f.repo)
+	if len(ps) != 1 || !strings.Contains(ps[0], f.lostID.String()) {
+		t.Errorf("after repair: problems %v, want only blob %s", ps, f.lostID)
+	}
+	if got := zipOf(t, f.repo, f.w2.ID); !bytes.Equal(got, f.zip2) {
+		t.Error("worker2's version does not restore as before the damage")
+	}
+}

@@ -15,7 +15,7 @@ import (
 // repairResult is one store's entry in `piosnap repair --json`.
 type repairResult struct {
 	Store  string              `json:"store"`
-	From   string              `json:"from,omitempty"`
+	From   string              `json:"from"`
 	Report *store.RepairReport `json:"report"`
 	Error  string              `json:"error"`
 }
@@ -129,7 +129,13 @@ func printRepair(w io.Writer, r repairResult) {
 	for _, d := range rep.Damaged {
 		fmt.Fprintf(w, "  DAMAGED %s: %s\n", d.Pack, d.Reason)
 	}
-	changes := len(rep.Damaged) > 0 || rep.BlobsSalvaged+rep.BlobsFetched+rep.BlobsLost > 0
+	for _, o := range rep.IndexDamaged {
+		fmt.Fprintf(w, "  DAMAGED %s: replaced by an index read from the packs' own headers\n", o)
+	}
+	if rep.PacksIndexed > 0 {
+		fmt.Fprintf(w, "  %s no sound index object named indexed again from their headers\n", count(rep.PacksIndexed, "pack"))
+	}
+	changes := len(rep.Damaged)+len(rep.IndexDamaged) > 0 || rep.BlobsSalvaged+rep.BlobsFetched+rep.BlobsLost > 0
 	if changes {
 		would := ""
 		if rep.DryRun {

@@ -162,7 +162,7 @@ func readmeShapes(t *testing.T) map[string]*shape {
 		t.Fatal("README.md documents no webhook body")
 	}
 	out["webhook"] = parseShape(t, m[1])
-	for _, name := range []string{"list", "backup", "check", "forget"} {
+	for _, name := range []string{"list", "backup", "check", "forget", "repair"} {
 		if out[name] == nil {
 			t.Fatalf("README.md documents no JSON for %s; found %v", name, out)
 		}
@@ -201,6 +201,8 @@ func TestJSONMatchesReadme(t *testing.T) {
 		{"check", "--json"},
 		{"forget", "--json", "--dry-run"},
 		{"forget", "--json"},
+		{"repair", "--json", "--dry-run"},
+		{"repair", "--json"},
 	} {
 		code, out, errs := cliRun(t, cfg, args...)
 		if code != exitPartial {
