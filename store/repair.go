@@ -218,14 +218,18 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 			}
 			continue // a damaged manifest: check reports it
 		}
-		// A tree node that cannot be read stops this version's walk; the
-		// node itself is in need.
+		// A tree node that cannot be read ends its entry's walk; the node
+		// itself is in need.
 		_ = walkVersion(ctx, br, v, func(id ChunkID, typ uint8) bool {
-			if typ != blobData {
+			switch typ {
+			case blobTree:
+				// As blobMarks: below a node walked before, all is seen.
 				if walked[id] {
 					return false
 				}
 				walked[id] = true
+			case blobBase:
+				// Read only as a base: its pages may be walked later.
 				typ = blobTree
 			}
 			if !sound(id) {

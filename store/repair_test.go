@@ -417,3 +417,35 @@ func TestRepairDamagedIndex(t *testing.T) {
 		t.Error("worker2's version does not restore as before the damage")
 	}
 }
+
+// A lost tree node ends the walk of its entry only: the blobs of the
+// entries after it, in the same damaged pack, are still salvaged.
+func TestRepairWalksPastALostTree(t *testing.T) {
+	ctx := context.Background()
+	repo, dir := newRepo(t)
+	w, err := store.NewWriter(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := randomData(21, 300<<10)
+	v := backup(t, w, "leader1", []file{{"storage/pioreactor.sqlite", killDB(0)}, {"config.ini", after}})[0].Version
+	afterID := v.Entries[2].Chunks[0]
+	pack := damageFrame(t, repo, dir, *v.Entries[1].Tree)
+	if p, _, _, err := store.BlobPlace(ctx, repo, afterID); err != nil || p != pack {
+		t.Fatalf("config.ini's blob in %s (%v), want the damaged pack %s", p, err, pack)
+	}
+	lockRepo(t, repo)
+	rep, err := repo.Repair(ctx, store.RepairOptions{})
+	if err != nil || rep.BlobsLost == 0 || rep.BlobsSalvaged == 0 {
+		t.Fatalf("repair = %+v, %v; want the nodes lost and the rest salvaged", rep, err)
+	}
+	for _, p := range problemsOf(t, repo) {
+		if strings.Contains(p, afterID.String()) {
+			t.Errorf("config.ini's blob was dropped: %s", p)
+		}
+	}
+	var buf bytes.Buffer
+	if err := repo.WriteZip(ctx, &buf, v); err == nil {
+		t.Error("the version with a lost tree restores")
+	}
+}
