@@ -10,9 +10,12 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/scheduler/daemon"
 	"github.com/piosnap/piosnap/store"
 	"github.com/piosnap/piosnap/store/local"
 )
@@ -248,5 +251,62 @@ func TestS3RepairFromOffsite(t *testing.T) {
 	}
 	if out := h.mustMain(cfg, "check", "--read-data"); strings.Count(out, "no damage found") != 3 {
 		t.Errorf("check after repairing the off-site store:\n%s", out)
+	}
+}
+
+// The daemon records damage its reading finds; after a repair removed the
+// pack, its next run (no reading due: today's part is read) drops the
+// record, so status, metrics and pings stop reporting it.
+func TestDaemonForgetsRepairedDamage(t *testing.T) {
+	_, cfg := cliCluster(t, nil, "")
+	text, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = []byte(strings.Replace(string(text), "[store.retention]", "verify_days = 1\n[store.retention]", 1))
+	if err := os.WriteFile(cfg, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cliRun(t, cfg, "init")
+	if code, _, errs := cliRun(t, cfg, "backup"); code != 0 {
+		t.Fatal(errs)
+	}
+	repo := filepath.Join(filepath.Dir(cfg), "repo")
+	pack := damageLargestPack(t, repo)
+	loaded, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(loaded.StateDir, 0o755); err != nil { // piosnap run makes it
+		t.Fatal(err)
+	}
+	a := &app{env: Env{Getenv: func(string) string { return "" }}, configPath: cfg, cfg: loaded, log: newLogger(&strings.Builder{}, func(string) string { return "" }, "text", "error")}
+	d, err := newDaemon(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	recorded := func() []store.Problem {
+		t.Helper()
+		sf, err := daemon.ReadStatusFile(filepath.Join(loaded.StateDir, daemon.StatusFileName))
+		if err != nil || len(sf.Verified) != 1 {
+			t.Fatalf("status file: %+v, %v; want one store's reading", sf, err)
+		}
+		return sf.Verified[0].Problems
+	}
+	if _, err := d.Job(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ps := recorded(); !slices.ContainsFunc(ps, func(p store.Problem) bool { return p.Object == pack }) {
+		t.Fatalf("recorded problems %+v; want %s", ps, pack)
+	}
+	if code, out, errs := cliRun(t, cfg, "repair"); code != exitOK && code != exitDamaged {
+		t.Fatalf("repair: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := d.Job(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ps := recorded(); len(ps) != 0 {
+		t.Errorf("recorded problems after the repair and a run: %+v; want none", ps)
 	}
 }
