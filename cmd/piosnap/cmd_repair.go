@@ -145,7 +145,7 @@ func printRepair(w io.Writer, r repairResult) {
 		if r.From != "" {
 			fetched = fmt.Sprintf(", %d %sfetched from store %s", rep.BlobsFetched, would, r.From)
 		}
-		fmt.Fprintf(w, "  blobs: %d %ssalvaged%s, %d lost\n", rep.BlobsSalvaged, would, fetched, rep.BlobsLost)
+		fmt.Fprintf(w, "  blobs: %d %ssalvaged%s, %d %slost\n", rep.BlobsSalvaged, would, fetched, rep.BlobsLost, would)
 		if !rep.DryRun {
 			fmt.Fprintf(w, "  %s written, %s removed\n", count(rep.PacksWritten, "new pack"), count(rep.PacksDeleted, "damaged pack"))
 		}

@@ -309,4 +309,8 @@ func TestDaemonForgetsRepairedDamage(t *testing.T) {
 	if ps := recorded(); len(ps) != 0 {
 		t.Errorf("recorded problems after the repair and a run: %+v; want none", ps)
 	}
+	// That run stored the lost blobs again.
+	if code, out, errs := cliRun(t, cfg, "check", "--read-data"); code != 0 {
+		t.Errorf("check after the daemon's run: exit %d\n%s%s", code, out, errs)
+	}
 }
