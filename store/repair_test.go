@@ -449,3 +449,31 @@ func TestRepairWalksPastALostTree(t *testing.T) {
 		t.Error("the version with a lost tree restores")
 	}
 }
+
+// Repair can read only the packs it is given: the damaged one is
+// repaired as by a full repair; a sound one changes nothing.
+func TestRepairOnlyGivenPacks(t *testing.T) {
+	ctx := context.Background()
+	f := newRepairFixture(t)
+	lockRepo(t, f.repo)
+	sound, _, _, err := store.BlobPlace(ctx, f.repo, f.w2.Entries[2].Chunks[0]) // b
+	if err != nil || sound == f.pack {
+		t.Fatalf("b in %s (%v), want a pack other than %s", sound, err, f.pack)
+	}
+	rep, err := f.repo.Repair(ctx, store.RepairOptions{Packs: []string{sound}})
+	if err != nil || rep.PacksRead != 1 || len(rep.Damaged) != 0 || rep.PacksWritten != 0 {
+		t.Errorf("repair of a sound pack = %+v, %v; want it read and nothing done", rep, err)
+	}
+	if after := listing(t, f.dir); !maps.Equal(after, f.beforeRepair) {
+		t.Error("a repair of a sound pack changed the repository")
+	}
+	rep, err = f.repo.Repair(ctx, store.RepairOptions{Packs: []string{f.pack}})
+	if err != nil || rep.PacksRead != 1 || len(rep.Damaged) != 1 || rep.BlobsSalvaged != 1 || rep.BlobsLost != 1 {
+		t.Errorf("repair of the damaged pack = %+v, %v; want a1 salvaged and a2 lost", rep, err)
+	}
+	for _, name := range []string{"packs/zz", "index/" + strings.Repeat("0", 64)} {
+		if _, err := f.repo.Repair(ctx, store.RepairOptions{Packs: []string{name}}); err == nil || !strings.Contains(err.Error(), "not a pack's name") {
+			t.Errorf("repair of %q = %v, want it refused", name, err)
+		}
+	}
+}

@@ -21,13 +21,18 @@ type repairResult struct {
 }
 
 func cmdRepair(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("repair", "[--store S] [--from STORE] [--dry-run] [--json]")
+	fs := a.newFlags("repair", "[--store S [--pack packs/xx/ID]...] [--from STORE] [--dry-run] [--json]")
 	storeName := fs.String("store", "", "repair only this store (default: every store)")
+	var packs stringList
+	fs.Var(&packs, "pack", "read only this pack, as check names it (repeatable; needs --store; default: read every pack)")
 	from := fs.String("from", "", "fetch the blobs that cannot be salvaged from this store, when it has them")
 	dryRun := fs.Bool("dry-run", false, "read and report what a repair would do, change nothing")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if len(packs) > 0 && *storeName == "" {
+		return usageErrorf("--pack names packs of one store: give --store too")
 	}
 	if *from != "" {
 		if _, err := a.cfg.Store(*from); err != nil {
@@ -69,7 +74,7 @@ func cmdRepair(ctx context.Context, a *app, args []string) error {
 			}
 			continue
 		}
-		opt := store.RepairOptions{From: source, DryRun: *dryRun}
+		opt := store.RepairOptions{From: source, DryRun: *dryRun, Packs: packs}
 		var rep *store.RepairReport
 		if *dryRun {
 			rep, err = s.Repo.Repair(ctx, opt)

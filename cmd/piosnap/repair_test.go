@@ -106,7 +106,7 @@ func TestCLIRepair(t *testing.T) {
 		t.Errorf("repair --dry-run changed the repository: %d objects before, %d after", len(before), len(after))
 	}
 
-	code, out, errs = cliRun(t, cfg, "repair", "--store", "local", "--json")
+	code, out, errs = cliRun(t, cfg, "repair", "--store", "local", "--pack", pack, "--json")
 	var res repairJSON
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("repair --json: %v\n%s", err, out)
@@ -115,7 +115,7 @@ func TestCLIRepair(t *testing.T) {
 		t.Fatalf("repair: exit %d, want %d saying the next backup completes the versions\n%s%s", code, exitDamaged, out, errs)
 	}
 	rep := res[0].Report
-	if len(rep.Damaged) != 1 || rep.Damaged[0].Pack != pack || rep.BlobsSalvaged == 0 || rep.BlobsLost == 0 || len(rep.Incomplete) == 0 || rep.PacksDeleted != 1 {
+	if rep.PacksRead != 1 || len(rep.Damaged) != 1 || rep.Damaged[0].Pack != pack || rep.BlobsSalvaged == 0 || rep.BlobsLost == 0 || len(rep.Incomplete) == 0 || rep.PacksDeleted != 1 {
 		t.Errorf("repair report %+v: want %s removed, blobs salvaged and lost, versions incomplete", rep, pack)
 	}
 	if _, err := os.Stat(filepath.Join(repo, pack)); err == nil {
@@ -144,6 +144,8 @@ func TestCLIRepairRefuses(t *testing.T) {
 		{[]string{"--store", "nope"}, exitUsage, `"nope"`},
 		{[]string{"--from", "nope"}, exitUsage, `"nope"`},
 		{[]string{"--store", "local", "--from", "local"}, exitUsage, "both name store"},
+		{[]string{"--pack", "packs/ab/" + strings.Repeat("ab", 32)}, exitUsage, "give --store too"},
+		{[]string{"--store", "local", "--pack", "packs/ab/" + strings.Repeat("ab", 32)}, exitFailure, "neither stored nor named by the index"},
 	} {
 		code, out, errs := cliRun(t, cfg, append([]string{"repair"}, tc.args...)...)
 		if code != tc.code || !strings.Contains(errs, tc.want) {
