@@ -40,11 +40,19 @@ func TestWebShowsDamagedStore(t *testing.T) {
 		t.Errorf("before the first reading, the overview does not say when it comes:\n%s", page)
 	}
 
+	if !strings.Contains(page, "no run yet") {
+		t.Errorf("before any run of the daemon, the overview does not say so:\n%s", page)
+	}
+
 	// Back up now: the run, then the reading of part 1/1.
 	c.backupNow()
 
 	var st statusReport
 	c.getJSON("/api/status", &st)
+	// The run by hand is the daemon's last run, as "Last run" shows it.
+	if !strings.HasPrefix(st.Daemon.State, "last run ") || st.LastRun == nil || st.LastRun.Result != "success" {
+		t.Errorf("/api/status after a backup now: daemon state %q, last run %+v; want the run in both", st.Daemon.State, st.LastRun)
+	}
 	if len(st.Stores) != 1 || st.Stores[0].Name != "local" || st.Stores[0].VerifyDays != 1 {
 		t.Errorf("/api/status stores: %+v; want local with verify_days 1", st.Stores)
 	}
@@ -53,6 +61,9 @@ func TestWebShowsDamagedStore(t *testing.T) {
 	}
 	pack := st.Verified[0].Problems[0].Object
 	page = c.get("/")
+	if strings.Contains(page, "no run yet") {
+		t.Errorf("after a backup now, the overview still says \"no run yet\":\n%s", page)
+	}
 	i := strings.Index(page, `role="alert" id="damage-local"`)
 	if i < 0 || i > strings.Index(page, `class="summary"`) {
 		t.Fatalf("no warning about store local above the summary:\n%s", page)
