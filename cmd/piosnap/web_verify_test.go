@@ -227,7 +227,7 @@ func TestWebRestoreAvoidsDamagedStore(t *testing.T) {
 	if code := c.post("/api/restore/check", map[string]string{"unit": "worker1", "at": time.Now().UTC().Add(time.Hour).Format("2006-01-02 15:04")}, &p); code != http.StatusOK {
 		t.Fatalf("restore check: %d %+v", code, p)
 	}
-	if p.Store != "usb" || len(p.Lines) == 0 || !strings.Contains(p.Lines[0], "is damaged in store local") || !strings.Contains(p.Lines[0], "restoring it from store usb") {
+	if p.Store != "usb" || len(p.Lines) == 0 || !strings.Contains(p.Lines[0], "is recorded damaged in store local") || !strings.Contains(p.Lines[0], "reading it from store usb") {
 		t.Errorf("restore check: %+v; want store usb, and why", p)
 	}
 	// Store local named on purpose: its dry run fails reading the damaged
@@ -236,7 +236,7 @@ func TestWebRestoreAvoidsDamagedStore(t *testing.T) {
 	if code := c.post("/api/restore/check", map[string]string{"unit": "worker1", "version": p.Version, "store": "local"}, &named); code != http.StatusUnprocessableEntity {
 		t.Fatalf("restore check from store local: %d %+v; want 422", code, named)
 	}
-	if len(named.Lines) == 0 || !strings.Contains(named.Lines[0], "is damaged in store local") || !strings.Contains(named.Lines[0], "piosnap repair --store local") || named.Error == "" {
+	if len(named.Lines) == 0 || !strings.Contains(named.Lines[0], "is recorded damaged in store local") || !strings.Contains(named.Lines[0], "piosnap repair --store local") || named.Error == "" {
 		t.Errorf("restore check from store local: %+v; want its failure, with why and what to do", named)
 	}
 }

@@ -261,75 +261,16 @@ func errWebDirRestore(host string) error {
 	return fmt.Errorf("%s is a directory source: restore it on the server with `sudo piosnap restore --host %s --version ID --dry-run`, then without --dry-run (nothing was changed)", host, host)
 }
 
-// DryRun implements web.Restorer: `piosnap restore --dry-run`. A version
-// the daemon's readings found damaged in the store picked is checked in
-// another store that holds it, unless req names the store; the plan's
-// first line says so, or what to do instead.
+// DryRun implements web.Restorer: `piosnap restore --dry-run`. As there,
+// a version the daemon's readings found damaged in the store it was found
+// in is checked in another store that holds it undamaged, unless req names
+// the store; the plan's first line says so, or warns.
 func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Plan, error) {
 	a := w.d.runApp()
 	if a.cfg.Source(req.Unit) != nil {
 		return nil, errWebDirRestore(req.Unit)
 	}
-	plan, err := w.dryRun(ctx, a, req)
-	if plan == nil {
-		return nil, err
-	}
-	bad := w.damagedIn(ctx, plan.Version)
-	if !slices.Contains(bad, plan.Store) {
-		return plan, err
-	}
-	note := fmt.Sprintf("version %.8s is damaged in store %s (the daemon's reading of stored data found it)", plan.Version, plan.Store)
-	if req.Store == "" {
-		for _, cs := range a.cfg.Stores {
-			if slices.Contains(bad, cs.Name) {
-				continue
-			}
-			other, err := w.dryRun(ctx, a, web.RestoreRequest{Unit: req.Unit, Store: cs.Name, Version: plan.Version})
-			if err == nil && other != nil {
-				other.Lines = append([]string{note + ": restoring it from store " + cs.Name + ", which holds it undamaged"}, other.Lines...)
-				return other, nil
-			}
-		}
-	}
-	plan.Lines = append([]string{note + ": it cannot be restored completely from there (nothing on " + req.Unit +
-		" is changed); restore it from another store that holds it, pick another version, or repair the store (`piosnap repair --store " + plan.Store + "`)"}, plan.Lines...)
-	return plan, err
-}
-
-// damagedIn returns the stores the daemon's readings found version id
-// damaged in, leaving out damage a repair has removed since (as
-// `piosnap status` does). It reads no store unless a reading names id.
-func (w *daemonWeb) damagedIn(ctx context.Context, id string) []string {
-	names := func(r VerifyRecord) bool {
-		for _, p := range r.Problems {
-			for _, v := range p.Versions {
-				if short, _, _ := strings.Cut(v, " "); len(id) >= 8 && short == id[:8] {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	w.d.mu.Lock()
-	recs := slices.Clone(w.d.status.Verified)
-	w.d.mu.Unlock()
-	recs = slices.DeleteFunc(recs, func(r VerifyRecord) bool { return !names(r) })
-	if len(recs) == 0 {
-		return nil
-	}
-	vs, _ := w.Versions(ctx) // a store that cannot be read keeps its damage
-	var out []string
-	for _, r := range recs {
-		for _, s := range vs {
-			if s.Store == r.Store && s.Err == nil {
-				_ = r.DropGone(ctx, s.Repo) // on an error, the damage stays
-			}
-		}
-		if names(r) {
-			out = append(out, r.Store)
-		}
-	}
-	return out
+	return w.dryRun(ctx, a, req)
 }
 
 // dryRun is the command line's dry run of req, with its output as the
