@@ -240,3 +240,22 @@ func TestWebRestoreAvoidsDamagedStore(t *testing.T) {
 		t.Errorf("restore check from store local: %+v; want its failure, with why and what to do", named)
 	}
 }
+
+// After a restart, the Daemon line tells the last run an earlier daemon
+// recorded, as "Last run" does, not "no run yet".
+func TestWebDaemonLineKeepsLastRunAcrossRestart(t *testing.T) {
+	w := newWebRig(t, "1h")
+	w.mustRun("backup") // nothing due at start: no run of this daemon
+	at := time.Date(2026, 5, 10, 3, 0, 0, 0, time.UTC)
+	prev := fmt.Sprintf(`{"pid": 1, "last_run": {"run_id": "r1", "time": %q, "duration_seconds": 60, "result": "partial", "hosts": [{"host": "worker1", "ok": true}, {"host": "worker2", "ok": false, "error": "timeout"}]}}`, at.Format(time.RFC3339))
+	if err := os.WriteFile(filepath.Join(w.stateDir, "status.json"), []byte(prev), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.start(t)
+	c := newWebClient(t, w.base)
+	var st statusReport
+	c.getJSON("/api/status", &st)
+	if want := "last run 2026-05-10 03:00 UTC: 1 host(s) failed: [worker2]"; !strings.HasPrefix(st.Daemon.State, want) {
+		t.Errorf("daemon state after a restart: %q, want it to begin %q", st.Daemon.State, want)
+	}
+}
