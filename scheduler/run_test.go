@@ -698,3 +698,29 @@ func TestStatusIn(t *testing.T) {
 		t.Errorf("In kept zero times zero? got %+v", got)
 	}
 }
+
+// A run the schedule did not start (the web page's "back up now") is the
+// last run in the status line; a slot in progress keeps its own status.
+func TestRanByHand(t *testing.T) {
+	r := newRepo("leader")
+	s, err := New(Config{Schedule: "@daily"}, r, r.job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 5, 10, 3, 0, 0, 0, time.UTC)
+	next := at.Add(24 * time.Hour)
+	s.update(func(st *Status) { st.Next = next })
+	s.Ran(at, at.Add(time.Minute), []string{"worker2"}, nil)
+	if got, want := s.Snapshot().String(), "last run 2026-05-10 03:00 UTC: 1 host(s) failed: [worker2]; next run 2026-05-11 03:00 UTC"; got != want {
+		t.Errorf("after a run by hand: %q, want %q", got, want)
+	}
+	s.Ran(at.Add(time.Hour), at.Add(2*time.Hour), nil, nil)
+	if got, want := s.Snapshot().String(), "last run 2026-05-10 04:00 UTC ok; next run 2026-05-11 03:00 UTC"; got != want {
+		t.Errorf("after a second run by hand: %q, want %q", got, want)
+	}
+	s.update(func(st *Status) { *st = Status{LastStart: at.Add(3 * time.Hour), Running: true, Next: next} })
+	s.Ran(at.Add(4*time.Hour), at.Add(5*time.Hour), nil, errors.New("disk full"))
+	if got, want := s.Snapshot().String(), "running since 2026-05-10 06:00 UTC; next run 2026-05-11 03:00 UTC"; got != want {
+		t.Errorf("a run by hand during a slot: %q, want %q", got, want)
+	}
+}

@@ -285,6 +285,19 @@ func (s *Scheduler) Snapshot() Status {
 	return st
 }
 
+// Ran records a run the schedule did not start (the web page's "back up
+// now", or a run of an earlier process) as the last run, so that the
+// status line tells it; the next slot stays. While a run of the schedule
+// is in progress, its own status is kept.
+func (s *Scheduler) Ran(start, end time.Time, failed []string, err error) {
+	s.update(func(st *Status) {
+		if st.Running {
+			return
+		}
+		st.LastStart, st.LastEnd, st.Err, st.Failed = start, end, err, slices.Clone(failed)
+	})
+}
+
 func (s *Scheduler) current() (Config, schedules) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -242,5 +242,5 @@ func (rep *CopyReport) err() error {
 		ids = append(ids, id[:min(8, len(id))])
 	}
 	sort.Strings(ids)
-	return fmt.Errorf("%d versions not copied because they are damaged in the source (%v): run `piosnap check` on it; the other versions were copied", len(ids), ids)
+	return fmt.Errorf("%d versions not copied because they are damaged in the source (%v): run `piosnap check --read-data` and `piosnap repair` on it; the other versions were copied", len(ids), ids)
 }

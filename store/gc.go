@@ -82,7 +82,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 	}
 	if len(st.damaged) > 0 {
 		name := sortedKeys(st.damaged)[0]
-		return rep, fmt.Errorf("garbage collection stopped, nothing more deleted: index object %s is damaged (%s), and the packs it names might still be needed; run `piosnap check`", name, st.damaged[name])
+		return rep, fmt.Errorf("garbage collection stopped, nothing more deleted: index object %s is damaged (%s), and the packs it names might still be needed; run `piosnap repair`, which indexes them again from their headers", name, st.damaged[name])
 	}
 	x := st.idx
 	marks := newBlobMarks(x)
@@ -102,7 +102,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 			}
 			// An unreadable manifest or tree may still name blobs:
 			// deleting any now could destroy data a repair would recover.
-			return rep, fmt.Errorf("garbage collection stopped, nothing more deleted: version %s: %w; run `piosnap check`", id, err)
+			return rep, fmt.Errorf("garbage collection stopped, nothing more deleted: version %s: %w; run `piosnap check --read-data`, then `piosnap repair` (with `--from` another store that has the data) if it finds damage", id, err)
 		}
 	}
 
@@ -163,6 +163,9 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 		defer pk.close()
 		pk.keepIDs = true
 		if err := r.repack(ctx, x, repack, marks.used, pk); err != nil {
+			if errors.Is(err, ErrDamaged) {
+				return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w; run `piosnap repair`", err)
+			}
 			return rep, fmt.Errorf("garbage collection stopped, nothing deleted but manifests: %w", err)
 		}
 		if err := pk.flush(ctx); err != nil {

@@ -19,6 +19,12 @@ type RepairOptions struct {
 	From *Repository
 	// DryRun reads and reports, and changes nothing.
 	DryRun bool
+	// Packs, if not empty, are the only packs read (names as Problems
+	// give them, packs/xx/ID): the others are taken for sound, so that a
+	// pack check or the daemon found damaged is repaired without reading
+	// the whole store. Packs the index names that do not exist are found
+	// either way.
+	Packs []string
 }
 
 // DamagedPack is a pack Repair found damaged or missing.
@@ -107,6 +113,18 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 	}
 	x := st.idx
 	rep.IndexDamaged = append(rep.IndexDamaged, sortedKeys(st.damaged)...)
+	only := make(map[ChunkID]bool, len(opt.Packs))
+	for _, name := range opt.Packs {
+		p, ok := parsePackName(name)
+		if !ok {
+			return rep, fmt.Errorf("repair: %q is not a pack's name: give it as check prints it, packs/xx/ followed by 64 hex digits", name)
+		}
+		_, stored := st.packs[p]
+		if !stored && !slices.Contains(x.packs, p) {
+			return rep, fmt.Errorf("repair: %s is not in %s: neither stored nor named by the index", name, r.Location())
+		}
+		only[p] = true
+	}
 
 	// 1. Read every pack.
 	byPack := make([][]int, len(x.packs))
@@ -124,6 +142,9 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 	for _, p := range slices.SortedFunc(maps.Keys(st.packs), compareIDs) {
 		if err := ctx.Err(); err != nil {
 			return rep, err
+		}
+		if len(only) > 0 && !only[p] {
+			continue
 		}
 		n, isIndexed := indexed[p]
 		var entries []int
@@ -218,14 +239,18 @@ func (r *Repository) Repair(ctx context.Context, opt RepairOptions) (*RepairRepo
 			}
 			continue // a damaged manifest: check reports it
 		}
-		// A tree node that cannot be read stops this version's walk; the
-		// node itself is in need.
+		// A tree node that cannot be read ends its entry's walk; the node
+		// itself is in need.
 		_ = walkVersion(ctx, br, v, func(id ChunkID, typ uint8) bool {
-			if typ != blobData {
+			switch typ {
+			case blobTree:
+				// As blobMarks: below a node walked before, all is seen.
 				if walked[id] {
 					return false
 				}
 				walked[id] = true
+			case blobBase:
+				// Read only as a base: its pages may be walked later.
 				typ = blobTree
 			}
 			if !sound(id) {

@@ -417,3 +417,63 @@ func TestRepairDamagedIndex(t *testing.T) {
 		t.Error("worker2's version does not restore as before the damage")
 	}
 }
+
+// A lost tree node ends the walk of its entry only: the blobs of the
+// entries after it, in the same damaged pack, are still salvaged.
+func TestRepairWalksPastALostTree(t *testing.T) {
+	ctx := context.Background()
+	repo, dir := newRepo(t)
+	w, err := store.NewWriter(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := randomData(21, 300<<10)
+	v := backup(t, w, "leader1", []file{{"storage/pioreactor.sqlite", killDB(0)}, {"config.ini", after}})[0].Version
+	afterID := v.Entries[2].Chunks[0]
+	pack := damageFrame(t, repo, dir, *v.Entries[1].Tree)
+	if p, _, _, err := store.BlobPlace(ctx, repo, afterID); err != nil || p != pack {
+		t.Fatalf("config.ini's blob in %s (%v), want the damaged pack %s", p, err, pack)
+	}
+	lockRepo(t, repo)
+	rep, err := repo.Repair(ctx, store.RepairOptions{})
+	if err != nil || rep.BlobsLost == 0 || rep.BlobsSalvaged == 0 {
+		t.Fatalf("repair = %+v, %v; want the nodes lost and the rest salvaged", rep, err)
+	}
+	for _, p := range problemsOf(t, repo) {
+		if strings.Contains(p, afterID.String()) {
+			t.Errorf("config.ini's blob was dropped: %s", p)
+		}
+	}
+	var buf bytes.Buffer
+	if err := repo.WriteZip(ctx, &buf, v); err == nil {
+		t.Error("the version with a lost tree restores")
+	}
+}
+
+// Repair can read only the packs it is given: the damaged one is
+// repaired as by a full repair; a sound one changes nothing.
+func TestRepairOnlyGivenPacks(t *testing.T) {
+	ctx := context.Background()
+	f := newRepairFixture(t)
+	lockRepo(t, f.repo)
+	sound, _, _, err := store.BlobPlace(ctx, f.repo, f.w2.Entries[2].Chunks[0]) // b
+	if err != nil || sound == f.pack {
+		t.Fatalf("b in %s (%v), want a pack other than %s", sound, err, f.pack)
+	}
+	rep, err := f.repo.Repair(ctx, store.RepairOptions{Packs: []string{sound}})
+	if err != nil || rep.PacksRead != 1 || len(rep.Damaged) != 0 || rep.PacksWritten != 0 {
+		t.Errorf("repair of a sound pack = %+v, %v; want it read and nothing done", rep, err)
+	}
+	if after := listing(t, f.dir); !maps.Equal(after, f.beforeRepair) {
+		t.Error("a repair of a sound pack changed the repository")
+	}
+	rep, err = f.repo.Repair(ctx, store.RepairOptions{Packs: []string{f.pack}})
+	if err != nil || rep.PacksRead != 1 || len(rep.Damaged) != 1 || rep.BlobsSalvaged != 1 || rep.BlobsLost != 1 {
+		t.Errorf("repair of the damaged pack = %+v, %v; want a1 salvaged and a2 lost", rep, err)
+	}
+	for _, name := range []string{"packs/zz", "index/" + strings.Repeat("0", 64)} {
+		if _, err := f.repo.Repair(ctx, store.RepairOptions{Packs: []string{name}}); err == nil || !strings.Contains(err.Error(), "not a pack's name") {
+			t.Errorf("repair of %q = %v, want it refused", name, err)
+		}
+	}
+}

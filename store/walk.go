@@ -11,21 +11,27 @@ import (
 // to be read, but not the pages only they name. visit returns whether to
 // descend into a tree node; returning false for a node walked before skips
 // a subtree already walked (its return for other types is ignored). An
-// unreadable tree node stops the walk with an error naming the entry.
+// unreadable tree node ends the walk of its entry; the other entries are
+// still walked (repair needs every blob they use), and the first such
+// error, naming its entry, is returned.
 func walkVersion(ctx context.Context, br *blobReader, v *Version, visit func(id ChunkID, typ uint8) bool) error {
 	tw := newTreeWalker(br, visit)
+	var first error
 	for i := range v.Entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		e := &v.Entries[i]
 		for _, c := range e.Chunks {
 			visit(c, blobData)
 		}
 		if e.Tree != nil {
-			if err := tw.walk(ctx, *e.Tree); err != nil {
-				return fmt.Errorf("entry %q: %w", e.Name, err)
+			if err := tw.walk(ctx, *e.Tree); err != nil && first == nil {
+				first = fmt.Errorf("entry %q: %w", e.Name, err)
 			}
 		}
 	}
-	return nil
+	return first
 }
 
 // treeWalker walks page trees for walkVersion, reusing its buffers from

@@ -9,11 +9,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/piosnap/piosnap/archive/dir"
 	"github.com/piosnap/piosnap/archive/ingest"
 	"github.com/piosnap/piosnap/archive/pioreactor/snapshot"
+	"github.com/piosnap/piosnap/scheduler/daemon"
 	"github.com/piosnap/piosnap/scheduler/web"
 	"github.com/piosnap/piosnap/store"
 	"github.com/piosnap/piosnap/store/local"
@@ -60,6 +62,7 @@ func (a *app) pickVersion(ctx context.Context, stores []snapshot.Store, host, id
 			if len(unreadable) > 0 {
 				a.log.Warn("version chosen among the stores that could be read", "store", s.Name, "version", v.ShortID())
 			}
+			s, v = a.preferSound(ctx, stores, s, v)
 			return s, v, nil
 		}
 		if firstErr == nil {
@@ -73,6 +76,51 @@ func (a *app) pickVersion(ctx context.Context, stores []snapshot.Store, host, id
 		return snapshot.Store{}, nil, fmt.Errorf("%w; not searched, as it could not be read: %w", firstErr, errors.Join(unreadable...))
 	}
 	return snapshot.Store{}, nil, firstErr
+}
+
+// preferSound returns where to read version v, found first in store s of
+// stores: s, unless the daemon's readings of stored data (its status file)
+// recorded v damaged there and another of stores holds it undamaged. The
+// choice is said on stderr (standard output may be the export), and so is
+// a warning when v is read where it is recorded damaged: --store named
+// that store, or no other holds it undamaged.
+func (a *app) preferSound(ctx context.Context, stores []snapshot.Store, s snapshot.Store, v *store.Version) (snapshot.Store, *store.Version) {
+	sf, err := daemon.ReadStatusFile(filepath.Join(a.cfg.StateDir, daemon.StatusFileName))
+	if err != nil {
+		return s, v // no daemon has recorded anything
+	}
+	bad := daemon.DamagedIn(ctx, sf.Verified, v.ID, func(name string) *store.Repository {
+		for _, o := range stores {
+			if o.Name == name && o.Err == nil {
+				return o.Repo
+			}
+		}
+		return nil
+	})
+	if !slices.Contains(bad, s.Name) {
+		return s, v
+	}
+	note := fmt.Sprintf("version %s of %s is recorded damaged in store %s (the daemon's reading of stored data found it)", v.ShortID(), v.Host, s.Name)
+	for _, o := range stores {
+		if o.Err != nil || o.Name == s.Name || slices.Contains(bad, o.Name) {
+			continue
+		}
+		vs, err := o.Repo.Versions(ctx)
+		if err != nil {
+			continue
+		}
+		if ov, err := store.FindVersion(vs, v.Host, v.ID); err == nil {
+			fmt.Fprintf(a.env.Stderr, "%s; reading it from store %s, which holds it undamaged\n", note, o.Name)
+			return o, ov
+		}
+	}
+	why := "no other store holds it undamaged"
+	if len(stores) == 1 && len(a.cfg.Stores) > 1 {
+		why = "that store was named"
+	}
+	fmt.Fprintf(a.env.Stderr, "WARNING: %s, and %s: reading it may fail, and then nothing is changed; `piosnap check --read-data --store %s` lists the damage, `piosnap repair --store %s` removes it (see README, \"A store reports damaged data\")\n",
+		note, why, s.Name, s.Name)
+	return s, v
 }
 
 // versionAt is store.VersionAt over the versions that are not safety

@@ -21,13 +21,18 @@ type repairResult struct {
 }
 
 func cmdRepair(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("repair", "[--store S] [--from STORE] [--dry-run] [--json]")
+	fs := a.newFlags("repair", "[--store S [--pack packs/xx/ID]...] [--from STORE] [--dry-run] [--json]")
 	storeName := fs.String("store", "", "repair only this store (default: every store)")
+	var packs stringList
+	fs.Var(&packs, "pack", "read only this pack, as check names it (repeatable; needs --store; default: read every pack)")
 	from := fs.String("from", "", "fetch the blobs that cannot be salvaged from this store, when it has them")
 	dryRun := fs.Bool("dry-run", false, "read and report what a repair would do, change nothing")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if len(packs) > 0 && *storeName == "" {
+		return usageErrorf("--pack names packs of one store: give --store too")
 	}
 	if *from != "" {
 		if _, err := a.cfg.Store(*from); err != nil {
@@ -69,7 +74,7 @@ func cmdRepair(ctx context.Context, a *app, args []string) error {
 			}
 			continue
 		}
-		opt := store.RepairOptions{From: source, DryRun: *dryRun}
+		opt := store.RepairOptions{From: source, DryRun: *dryRun, Packs: packs}
 		var rep *store.RepairReport
 		if *dryRun {
 			rep, err = s.Repo.Repair(ctx, opt)
@@ -145,7 +150,7 @@ func printRepair(w io.Writer, r repairResult) {
 		if r.From != "" {
 			fetched = fmt.Sprintf(", %d %sfetched from store %s", rep.BlobsFetched, would, r.From)
 		}
-		fmt.Fprintf(w, "  blobs: %d %ssalvaged%s, %d lost\n", rep.BlobsSalvaged, would, fetched, rep.BlobsLost)
+		fmt.Fprintf(w, "  blobs: %d %ssalvaged%s, %d %slost\n", rep.BlobsSalvaged, would, fetched, rep.BlobsLost, would)
 		if !rep.DryRun {
 			fmt.Fprintf(w, "  %s written, %s removed\n", count(rep.PacksWritten, "new pack"), count(rep.PacksDeleted, "damaged pack"))
 		}

@@ -26,6 +26,10 @@ type restoreOptions struct {
 	lockWait                      time.Duration
 	// filesOnly and dbOnly restore part of a directory source.
 	filesOnly, dbOnly bool
+	// from and picked, when set, are the store and version already picked
+	// (the web's dry run picks them first, for its plan).
+	from   snapshot.Store
+	picked *store.Version
 }
 
 // encoding is how --compress and --stored say to send the archive.
@@ -86,6 +90,9 @@ func cmdRestore(ctx context.Context, a *app, args []string) error {
 // restoreVersion opens the stores a restore may read (--store, or every
 // store that answers) and picks the version o names.
 func (a *app) restoreVersion(ctx context.Context, o restoreOptions) (snapshot.Store, *store.Version, error) {
+	if o.picked != nil {
+		return o.from, o.picked, nil
+	}
 	var names []string
 	if o.storeName != "" {
 		names = []string{o.storeName}

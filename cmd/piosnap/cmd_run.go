@@ -120,7 +120,7 @@ func (d daemonApp) DryRun(ctx context.Context, req web.RestoreRequest, out io.Wr
 		return nil, err
 	}
 	plan := &web.Plan{Store: s.Name, Version: v.ID, Time: v.Time, Kind: v.Kind}
-	err = a.restore(ctx, restoreOptions{host: req.Unit, id: v.ID, storeName: s.Name, dryRun: true, lockWait: time.Minute})
+	err = a.restore(ctx, restoreOptions{host: req.Unit, id: v.ID, storeName: s.Name, from: s, picked: v, dryRun: true, lockWait: time.Minute})
 	return plan, err
 }
 

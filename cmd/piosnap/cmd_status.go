@@ -329,6 +329,15 @@ func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
 			fmt.Fprintf(w, "verified:  store %s, part %s at %s: %s read, no damage\n", v.Store, v.Part, when, count(v.PacksRead, "pack"))
 		}
 	}
+	for _, s := range rep.Stores {
+		switch {
+		case slices.ContainsFunc(rep.Verified, func(v daemon.VerifyRecord) bool { return v.Store == s.Name }):
+		case s.VerifyDays == 0:
+			fmt.Fprintf(w, "verified:  store %s: off (verify_days = 0)\n", s.Name)
+		default:
+			fmt.Fprintf(w, "verified:  store %s: not read yet (the daemon reads its first part after its next run)\n", s.Name)
+		}
+	}
 	stale := time.Duration(rep.StaleAfter * float64(time.Second))
 	fmt.Fprintf(w, "hosts (stale after %s):\n", stale)
 	if len(rep.Hosts) == 0 {

@@ -10,9 +10,12 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/piosnap/piosnap/config"
+	"github.com/piosnap/piosnap/scheduler/daemon"
 	"github.com/piosnap/piosnap/store"
 	"github.com/piosnap/piosnap/store/local"
 )
@@ -103,7 +106,7 @@ func TestCLIRepair(t *testing.T) {
 		t.Errorf("repair --dry-run changed the repository: %d objects before, %d after", len(before), len(after))
 	}
 
-	code, out, errs = cliRun(t, cfg, "repair", "--store", "local", "--json")
+	code, out, errs = cliRun(t, cfg, "repair", "--store", "local", "--pack", pack, "--json")
 	var res repairJSON
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("repair --json: %v\n%s", err, out)
@@ -112,7 +115,7 @@ func TestCLIRepair(t *testing.T) {
 		t.Fatalf("repair: exit %d, want %d saying the next backup completes the versions\n%s%s", code, exitDamaged, out, errs)
 	}
 	rep := res[0].Report
-	if len(rep.Damaged) != 1 || rep.Damaged[0].Pack != pack || rep.BlobsSalvaged == 0 || rep.BlobsLost == 0 || len(rep.Incomplete) == 0 || rep.PacksDeleted != 1 {
+	if rep.PacksRead != 1 || len(rep.Damaged) != 1 || rep.Damaged[0].Pack != pack || rep.BlobsSalvaged == 0 || rep.BlobsLost == 0 || len(rep.Incomplete) == 0 || rep.PacksDeleted != 1 {
 		t.Errorf("repair report %+v: want %s removed, blobs salvaged and lost, versions incomplete", rep, pack)
 	}
 	if _, err := os.Stat(filepath.Join(repo, pack)); err == nil {
@@ -141,6 +144,8 @@ func TestCLIRepairRefuses(t *testing.T) {
 		{[]string{"--store", "nope"}, exitUsage, `"nope"`},
 		{[]string{"--from", "nope"}, exitUsage, `"nope"`},
 		{[]string{"--store", "local", "--from", "local"}, exitUsage, "both name store"},
+		{[]string{"--pack", "packs/ab/" + strings.Repeat("ab", 32)}, exitUsage, "give --store too"},
+		{[]string{"--store", "local", "--pack", "packs/ab/" + strings.Repeat("ab", 32)}, exitFailure, "neither stored nor named by the index"},
 	} {
 		code, out, errs := cliRun(t, cfg, append([]string{"repair"}, tc.args...)...)
 		if code != tc.code || !strings.Contains(errs, tc.want) {
@@ -248,5 +253,66 @@ func TestS3RepairFromOffsite(t *testing.T) {
 	}
 	if out := h.mustMain(cfg, "check", "--read-data"); strings.Count(out, "no damage found") != 3 {
 		t.Errorf("check after repairing the off-site store:\n%s", out)
+	}
+}
+
+// The daemon records damage its reading finds; after a repair removed the
+// pack, its next run (no reading due: today's part is read) drops the
+// record, so status, metrics and pings stop reporting it.
+func TestDaemonForgetsRepairedDamage(t *testing.T) {
+	_, cfg := cliCluster(t, nil, "")
+	text, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = []byte(strings.Replace(string(text), "[store.retention]", "verify_days = 1\n[store.retention]", 1))
+	if err := os.WriteFile(cfg, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cliRun(t, cfg, "init")
+	if code, _, errs := cliRun(t, cfg, "backup"); code != 0 {
+		t.Fatal(errs)
+	}
+	repo := filepath.Join(filepath.Dir(cfg), "repo")
+	pack := damageLargestPack(t, repo)
+	loaded, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(loaded.StateDir, 0o755); err != nil { // piosnap run makes it
+		t.Fatal(err)
+	}
+	a := &app{env: Env{Getenv: func(string) string { return "" }}, configPath: cfg, cfg: loaded, log: newLogger(&strings.Builder{}, func(string) string { return "" }, "text", "error")}
+	d, err := newDaemon(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	recorded := func() []store.Problem {
+		t.Helper()
+		sf, err := daemon.ReadStatusFile(filepath.Join(loaded.StateDir, daemon.StatusFileName))
+		if err != nil || len(sf.Verified) != 1 {
+			t.Fatalf("status file: %+v, %v; want one store's reading", sf, err)
+		}
+		return sf.Verified[0].Problems
+	}
+	if _, err := d.Job(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ps := recorded(); !slices.ContainsFunc(ps, func(p store.Problem) bool { return p.Object == pack }) {
+		t.Fatalf("recorded problems %+v; want %s", ps, pack)
+	}
+	if code, out, errs := cliRun(t, cfg, "repair"); code != exitOK && code != exitDamaged {
+		t.Fatalf("repair: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := d.Job(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ps := recorded(); len(ps) != 0 {
+		t.Errorf("recorded problems after the repair and a run: %+v; want none", ps)
+	}
+	// That run stored the lost blobs again.
+	if code, out, errs := cliRun(t, cfg, "check", "--read-data"); code != 0 {
+		t.Errorf("check after the daemon's run: exit %d\n%s%s", code, out, errs)
 	}
 }

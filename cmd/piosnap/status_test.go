@@ -111,3 +111,27 @@ func TestStatusFlags(t *testing.T) {
 		}
 	}
 }
+
+// Every configured store has a verified line: its last reading, or that
+// reading is off or not done yet.
+func TestStatusVerifyLines(t *testing.T) {
+	at := time.Date(2026, 5, 3, 1, 0, 0, 0, time.UTC)
+	rep := &statusReport{
+		Verified: []daemon.VerifyRecord{{Store: "local", Part: "3/30", Time: at, PacksRead: 12}},
+		Stores:   []configuredStore{{Name: "local", VerifyDays: 30}, {Name: "nas", VerifyDays: 0}, {Name: "fresh", VerifyDays: 7}},
+	}
+	var b bytes.Buffer
+	printStatus(&b, rep, time.UTC)
+	for _, want := range []string{
+		"verified:  store local, part 3/30 at 2026-05-03 01:00: 12 packs read, no damage\n",
+		"verified:  store nas: off (verify_days = 0)\n",
+		"verified:  store fresh: not read yet (the daemon reads its first part after its next run)\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+	if n := strings.Count(b.String(), "store local"); n != 1 {
+		t.Errorf("store local has %d lines, want 1:\n%s", n, b.String())
+	}
+}

@@ -171,6 +171,7 @@ func (d *Daemon) Run(ctx context.Context, sigs <-chan os.Signal) error {
 	d.status.WebAddr = webAddr
 	d.mu.Unlock()
 	d.refreshFromRepos(runCtx, d.runApp(), nil)
+	d.lastRunToScheduler()
 	d.sched.SetNotifier(statusSink{d}, d.watchdogEvery())
 	d.writeStatus()
 	if err := d.sd.Ready(); err != nil {

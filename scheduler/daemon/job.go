@@ -89,7 +89,7 @@ func (d *Daemon) ScheduledJob(ctx context.Context, hosts []string) ([]string, er
 			return nil, nil
 		}
 	}
-	return d.jobExcept(ctx, hosts, except)
+	return d.jobExcept(ctx, hosts, except, false)
 }
 
 // Job is one backup run of hosts (nil: every host) with the configuration
@@ -97,12 +97,13 @@ func (d *Daemon) ScheduledJob(ctx context.Context, hosts []string) ([]string, er
 // the web page's "back up now" starts it. It returns the hosts that failed;
 // an error means the run failed as a whole.
 func (d *Daemon) Job(ctx context.Context, hosts []string) ([]string, error) {
-	return d.jobExcept(ctx, hosts, nil)
+	return d.jobExcept(ctx, hosts, nil, true)
 }
 
 // jobExcept is Job, leaving out the sources named in except when hosts is
-// nil.
-func (d *Daemon) jobExcept(ctx context.Context, hosts, except []string) ([]string, error) {
+// nil. A run the schedule did not start (byHand) is the scheduler's last
+// run too, for the status line.
+func (d *Daemon) jobExcept(ctx context.Context, hosts, except []string, byHand bool) ([]string, error) {
 	release, err := d.acquire(ctx, func() {
 		_, log := d.current()
 		log.Info("a restore started from the web page is running; the backup waits for it")
@@ -121,6 +122,9 @@ func (d *Daemon) jobExcept(ctx context.Context, hosts, except []string) ([]strin
 	d.mu.Lock()
 	d.status.LastRun = &ev
 	d.mu.Unlock()
+	if byHand {
+		d.sched.Ran(start, time.Now(), failed, err)
+	}
 	d.writeStatus()
 	var storeNames, units []string
 	for _, s := range a.cfg.Stores {
@@ -133,6 +137,29 @@ func (d *Daemon) jobExcept(ctx context.Context, hosts, except []string) ([]strin
 	d.refreshFromRepos(ctx, a, units)
 	d.pingEnd(ctx, a, ev)
 	return failed, err
+}
+
+// lastRunToScheduler gives the scheduler the last run an earlier daemon
+// recorded, so that after a restart the status line tells it as the
+// status file does, not "no run yet".
+func (d *Daemon) lastRunToScheduler() {
+	d.mu.Lock()
+	lr := d.status.LastRun
+	d.mu.Unlock()
+	if lr == nil || lr.Time.IsZero() {
+		return
+	}
+	var failed []string
+	for _, h := range lr.Hosts {
+		if !h.OK {
+			failed = append(failed, h.Host)
+		}
+	}
+	var err error
+	if lr.Error != "" {
+		err = errors.New(lr.Error)
+	}
+	d.sched.Ran(lr.Time, lr.Time.Add(time.Duration(lr.Duration*float64(time.Second))), failed, err)
 }
 
 // runOnce takes the stores' locks for the time of one run, backs up hosts

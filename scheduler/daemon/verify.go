@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/piosnap/piosnap/config"
@@ -186,6 +187,37 @@ func (r *VerifyRecord) DropGone(ctx context.Context, repo *store.Repository) err
 	}
 	r.Problems = slices.DeleteFunc(slices.Clone(r.Problems), func(p store.Problem) bool { return gone[p.Object] })
 	return nil
+}
+
+// DamagedIn returns the stores whose recorded readings (recs, as the
+// status file holds them) found version id damaged, leaving out damage a
+// repair has removed since (see DropGone). repo gives a store's
+// repository, or nil when it cannot be read: its damage then stays. No
+// store is read unless a record names id.
+func DamagedIn(ctx context.Context, recs []VerifyRecord, id string, repo func(store string) *store.Repository) []string {
+	names := func(r VerifyRecord) bool {
+		for _, p := range r.Problems {
+			for _, v := range p.Versions {
+				if short, _, _ := strings.Cut(v, " "); len(id) >= 8 && short == id[:8] {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, r := range recs { // a copy: DropGone leaves recs alone
+		if !names(r) {
+			continue
+		}
+		if rp := repo(r.Store); rp != nil {
+			_ = r.DropGone(ctx, rp) // on an error, the damage stays
+		}
+		if names(r) {
+			out = append(out, r.Store)
+		}
+	}
+	return out
 }
 
 // stillDamaged returns rec's problems plus those of the store's earlier

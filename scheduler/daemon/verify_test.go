@@ -172,3 +172,46 @@ func TestDropGone(t *testing.T) {
 		t.Errorf("after DropGone: %v, want %v", got, want)
 	}
 }
+
+// DamagedIn names the stores whose readings recorded a version damaged,
+// but not one whose damaged object a repair removed since, and leaves the
+// records alone.
+func TestDamagedIn(t *testing.T) {
+	ctx := context.Background()
+	b, err := local.Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := store.Init(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.Repeat("1a", 32)
+	removed := "packs/ab/ab" + strings.Repeat("0", 62) // not in the store: a repair removed it
+	index := "index/" + strings.Repeat("2", 64)        // damaged, still there
+	named := []string{id[:8] + " worker1 2026-05-10 03:00"}
+	recs := []VerifyRecord{
+		{Store: "repaired", Problems: []store.Problem{{Object: removed, Versions: named}}},
+		{Store: "unreadable", Problems: []store.Problem{{Object: removed, Versions: named}}},
+		{Store: "other-version", Problems: []store.Problem{{Object: index, Versions: []string{strings.Repeat("3", 8) + " worker1"}}}},
+		{Store: "sound"},
+		{Store: "damaged", Problems: []store.Problem{{Object: index, Versions: named}}},
+	}
+	asked := map[string]bool{}
+	got := DamagedIn(ctx, recs, id, func(name string) *store.Repository {
+		asked[name] = true
+		if name == "unreadable" {
+			return nil
+		}
+		return repo
+	})
+	if want := []string{"unreadable", "damaged"}; !slices.Equal(got, want) {
+		t.Errorf("DamagedIn = %v, want %v", got, want)
+	}
+	if asked["other-version"] || asked["sound"] {
+		t.Errorf("DamagedIn read stores whose records do not name the version: %v", asked)
+	}
+	if len(recs[0].Problems) != 1 {
+		t.Errorf("DamagedIn changed the records: %+v", recs[0])
+	}
+}

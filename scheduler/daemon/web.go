@@ -261,12 +261,21 @@ func errWebDirRestore(host string) error {
 	return fmt.Errorf("%s is a directory source: restore it on the server with `sudo piosnap restore --host %s --version ID --dry-run`, then without --dry-run (nothing was changed)", host, host)
 }
 
-// DryRun implements web.Restorer: `piosnap restore --dry-run`.
+// DryRun implements web.Restorer: `piosnap restore --dry-run`. As there,
+// a version the daemon's readings found damaged in the store it was found
+// in is checked in another store that holds it undamaged, unless req names
+// the store; the plan's first line says so, or warns.
 func (w *daemonWeb) DryRun(ctx context.Context, req web.RestoreRequest) (*web.Plan, error) {
 	a := w.d.runApp()
 	if a.cfg.Source(req.Unit) != nil {
 		return nil, errWebDirRestore(req.Unit)
 	}
+	return w.dryRun(ctx, a, req)
+}
+
+// dryRun is the command line's dry run of req, with its output as the
+// plan's lines.
+func (w *daemonWeb) dryRun(ctx context.Context, a run, req web.RestoreRequest) (*web.Plan, error) {
 	var lines []string
 	say := func(ev web.Event) {
 		if ev.Line != "" {

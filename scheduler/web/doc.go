@@ -1,6 +1,8 @@
 // Package web is the daemon's web application: an overview of every unit's
-// backups, a page per unit with its versions, ZIP downloads, "back up now",
-// and restore from the browser with live progress and a way back.
+// backups and of the daemon's readings of stored data (with a warning at
+// the top when they found damage), a page per unit with its versions, ZIP
+// downloads, "back up now", and restore from the browser with live
+// progress and a way back.
 //
 // Pages are rendered on the server with html/template from embedded files;
 // a few lines of JavaScript poll a running job's progress. Every page and

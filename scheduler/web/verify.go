@@ -33,10 +33,9 @@ type configuredStore struct {
 // store's data (verify_days).
 type reading struct {
 	Store string
-	// Days is verify_days; Off says the daemon does not read this
-	// store's data.
-	Days int
-	Off  bool
+	// Off says the daemon does not read this store's data (verify_days
+	// is 0).
+	Off bool
 	// Read says a reading is recorded: Time, Part, PacksRead, BlobsRead.
 	Read                 bool
 	Time                 time.Time
@@ -46,9 +45,8 @@ type reading struct {
 	// nothing then, neither damage nor its absence.
 	Failed string
 	// Damage is the damage found by the last readings (kept until its
-	// part is read again), Hosts the hosts whose versions it affects.
+	// part is read again or a repair removes it).
 	Damage []damage
-	Hosts  []string
 	// Next says when the next reading is due, in words.
 	Next string
 }
@@ -120,7 +118,7 @@ func readings(st *statusDoc, zone *time.Location) []reading {
 // newReading describes store name's reading; days is its verify_days, -1
 // when unknown.
 func newReading(st *statusDoc, name string, days int, rec *verifyRecord, zone *time.Location) reading {
-	r := reading{Store: name, Days: days, Off: days == 0}
+	r := reading{Store: name, Off: days == 0}
 	afterNext := "after the daemon's next run"
 	if st.Daemon.NextRun != nil {
 		afterNext += " (" + st.Daemon.NextRun.In(zone).Format("2006-01-02 15:04 MST") + ")"
@@ -132,11 +130,7 @@ func newReading(st *statusDoc, name string, days int, rec *verifyRecord, zone *t
 		for _, p := range rec.Problems {
 			d := damage{Object: p.Object, Reason: p.Reason}
 			for _, v := range p.Versions {
-				a := parseAffected(v)
-				d.Versions = append(d.Versions, a)
-				if a.Host != "" && !slices.Contains(r.Hosts, a.Host) {
-					r.Hosts = append(r.Hosts, a.Host)
-				}
+				d.Versions = append(d.Versions, parseAffected(v))
 			}
 			// By unit, newest first, as the unit pages list them.
 			slices.SortStableFunc(d.Versions, func(a, b affected) int {
@@ -147,7 +141,6 @@ func newReading(st *statusDoc, name string, days int, rec *verifyRecord, zone *t
 			})
 			r.Damage = append(r.Damage, d)
 		}
-		slices.Sort(r.Hosts)
 	}
 	switch {
 	case r.Off:

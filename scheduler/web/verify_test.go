@@ -61,7 +61,7 @@ func TestOverviewShowsReadings(t *testing.T) {
 			"<code>packs/3f/3f2a9c1b0d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8</code>: chunk 9a0b1c2d: hash mismatch",
 			`<a href="/units/worker1">worker1</a> 2026-05-02 01:00 UTC (version <code>91d0f3c7</code>)`,
 			`<a href="/units/worker2">worker2</a> 2026-05-01 01:00 UTC (version <code>77aa01be</code>)`,
-			"<code>versions/5e6f7a8b</code>: manifest cannot be read<br>affects 5e6f7a8b",
+			"<code>versions/5e6f7a8b</code>: manifest cannot be read<br>affects version <code>5e6f7a8b</code>",
 			`<code class="cmd">sudo -u piosnap piosnap repair --store usb --dry-run</code>`, `<code class="cmd">sudo -u piosnap piosnap repair --store usb</code>`,
 			`<code class="cmd">sudo -u piosnap piosnap check --read-data --store usb</code>`, "A store reports damaged data",
 		}, []string{"could not read the store"}},

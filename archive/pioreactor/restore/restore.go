@@ -199,7 +199,7 @@ func (r *Restore) layout(ctx context.Context, replace map[string][]byte) (deflat
 // rebuildErr says that the archive could not be rebuilt, so nothing was
 // uploaded.
 func (r *Restore) rebuildErr(err error) error {
-	return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data`)", r.v.ShortID(), r.o.Store.Name, err)
+	return fmt.Errorf("rebuild version %s from store %s: %w (nothing was uploaded; run `piosnap check --read-data --store %s` and `piosnap repair --store %s`, or restore from another store with --store)", r.v.ShortID(), r.o.Store.Name, err, r.o.Store.Name, r.o.Store.Name)
 }
 
 // build is an archive being compressed in the background.
