@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/piosnap/piosnap/store"
@@ -99,18 +100,61 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 				fmt.Fprintf(a.env.Stdout, "store %s: no damage found\n", r.Store)
 				continue
 			}
-			for _, p := range rep.Problems {
-				fmt.Fprintf(a.env.Stdout, "  DAMAGED %s: %s\n", p.Object, p.Reason)
-				for _, v := range p.Versions {
-					fmt.Fprintf(a.env.Stdout, "    affects version %s\n", v)
-				}
-			}
+			printProblems(a.env.Stdout, rep.Problems)
 		}
 	}
 	if len(damaged) > 0 {
 		return withCode(exitDamaged, fmt.Errorf("damage found in store %s: the versions listed above cannot be restored completely from it; %s", strings.Join(damaged, ", "), repairHint(damaged[0])))
 	}
 	return storesVerdict(failed, len(stores))
+}
+
+// shownAlike is how many problems with the same reason and versions
+// printProblems lists one by one before it counts the rest.
+const shownAlike = 3
+
+// printProblems lists damage, each object with the versions it affects.
+// Problems alike (the same reason and versions: the blobs of one lost
+// pack, say) are listed once as a group, shownAlike objects and a count of
+// the rest, so that a failing disk does not bury the versions under
+// thousands of lines; --json lists every object.
+func printProblems(w io.Writer, ps []store.Problem) {
+	var groups [][]store.Problem
+	at := make(map[string]int)
+	for _, p := range ps {
+		k := p.Reason + "\x00" + strings.Join(p.Versions, "\x00")
+		i, ok := at[k]
+		if !ok {
+			i = len(groups)
+			at[k] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], p)
+	}
+	for _, g := range groups {
+		if len(g) <= shownAlike {
+			for _, p := range g {
+				fmt.Fprintf(w, "  DAMAGED %s: %s\n", p.Object, p.Reason)
+				printVersions(w, p.Versions)
+			}
+			continue
+		}
+		for _, p := range g[:shownAlike] {
+			fmt.Fprintf(w, "  DAMAGED %s: %s\n", p.Object, p.Reason)
+		}
+		more := "objects"
+		if len(g)-shownAlike == 1 {
+			more = "object"
+		}
+		fmt.Fprintf(w, "  DAMAGED %d more %s alike (--json lists them)\n", len(g)-shownAlike, more)
+		printVersions(w, g[0].Versions)
+	}
+}
+
+func printVersions(w io.Writer, vs []string) {
+	for _, v := range vs {
+		fmt.Fprintf(w, "    affects version %s\n", v)
+	}
 }
 
 // repairHint names the fix for damage found in store name.

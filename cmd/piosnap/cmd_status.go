@@ -322,9 +322,7 @@ func printStatus(w io.Writer, rep *statusReport, loc *time.Location) {
 			fmt.Fprintf(w, "verified:  store %s, part %s at %s FAILED: %s\n", v.Store, v.Part, when, v.Error)
 		case len(v.Problems) > 0:
 			fmt.Fprintf(w, "verified:  store %s, part %s at %s: DAMAGED\n", v.Store, v.Part, when)
-			for _, p := range v.Problems {
-				fmt.Fprintf(w, "  %s: %s (versions %s)\n", p.Object, p.Reason, strings.Join(p.Versions, ", "))
-			}
+			printProblems(w, v.Problems)
 		default:
 			fmt.Fprintf(w, "verified:  store %s, part %s at %s: %s read, no damage\n", v.Store, v.Part, when, count(v.PacksRead, "pack"))
 		}
