@@ -102,7 +102,7 @@ func (r *Repository) Forget(ctx context.Context, ids []string) (*GCReport, error
 			}
 			// An unreadable manifest or tree may still name blobs:
 			// deleting any now could destroy data a repair would recover.
-			return rep, fmt.Errorf("garbage collection stopped, nothing more deleted: version %s: %w; run `piosnap check --read-data`, then `piosnap repair` (with `--from` another store that has the data) if it finds damage", id, err)
+			return rep, fmt.Errorf("garbage collection stopped, nothing more deleted: version %s: %w; run `piosnap check --read-data`, then `piosnap repair` (with `--from` another store that has the data) if it finds damage; if a repair leaves that version incomplete and its data is no longer on the unit, `piosnap forget --version %.8s --store STORE` removes it", id, err, id)
 		}
 	}
 

@@ -127,17 +127,28 @@ func printForget(w io.Writer, rep *forgetReport, loc *time.Location) {
 }
 
 func cmdForget(ctx context.Context, a *app, args []string) error {
-	fs := a.newFlags("forget", "[--dry-run] [--json] [--host H]... [--store S]... [--keep-daily N ...]")
+	fs := a.newFlags("forget", "[--dry-run] [--json] [--host H]... [--store S]... [--keep-daily N ...]; or --version ID... [--store S]... [--dry-run] [--json]")
 	dryRun := fs.Bool("dry-run", false, "show what would be removed and why, remove nothing")
 	asJSON := fs.Bool("json", false, "print JSON")
 	var hosts, storeNames stringList
 	fs.Var(&hosts, "host", "only this unit's versions (repeatable)")
 	fs.Var(&storeNames, "store", "only this store (repeatable; default: every store)")
 	includeDeparted := fs.Bool("include-departed", false, "apply the rules to hosts that left the cluster too (by default all their versions are kept)")
+	var versions stringList
+	fs.Var(&versions, "version", "remove this version, as `piosnap list` shows it (at least 8 characters; repeatable), instead of applying the retention rules")
 	var over retentionFlags
 	over.register(fs)
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if len(versions) > 0 {
+		switch {
+		case over.set:
+			return usageErrorf("--version removes the versions it names; the --keep-* flags apply retention rules: give one or the other")
+		case len(hosts) > 0 || *includeDeparted:
+			return usageErrorf("--version names versions exactly; --host and --include-departed apply to retention rules only: drop them")
+		}
+		return a.forgetVersions(ctx, versions, storeNames, *dryRun, *asJSON)
 	}
 	var override *retention.Policy
 	if over.set {
@@ -205,6 +216,153 @@ func cmdForget(ctx context.Context, a *app, args []string) error {
 		}
 	}
 	return storesVerdict(errs, len(stores))
+}
+
+// namedReason is the reason `forget --version` gives for each removal.
+const namedReason = "named by --version"
+
+// forgetVersions removes the versions ids name from every store of
+// storeNames (default: every store) that holds them, then collects the
+// garbage as a retention run does. Nothing is removed unless every ID names
+// exactly one version in some store and none of them is held by a restore
+// or export.
+func (a *app) forgetVersions(ctx context.Context, ids, storeNames []string, dryRun, asJSON bool) error {
+	for _, id := range ids {
+		if len(id) < 8 {
+			return usageErrorf("--version %q: give at least 8 characters of the ID, as `piosnap list` shows it", id)
+		}
+	}
+	stores, err := a.openReadable(ctx, storeNames...)
+	if err != nil {
+		return err
+	}
+	// Resolve every ID in every store before anything is removed.
+	type named struct {
+		s   snapshot.Store
+		vs  []*store.Version
+		rep *forgetReport
+	}
+	var plans []named
+	found := make(map[string][]string) // ID prefix -> stores holding it
+	reports := []*forgetReport{}
+	var errs, unreadable []error
+	for _, s := range stores {
+		rep := &forgetReport{Store: s.Name, DryRun: dryRun, Hosts: []forgetHost{}}
+		if s.Err == nil {
+			var all []*store.Version
+			all, err = s.Repo.Versions(ctx)
+			if err == nil {
+				var vs []*store.Version
+				for _, id := range ids {
+					var match []string
+					for _, v := range all {
+						if strings.HasPrefix(v.ID, id) {
+							match = append(match, v.ShortID())
+							if !slices.Contains(vs, v) {
+								vs = append(vs, v)
+							}
+						}
+					}
+					if len(match) > 1 {
+						return usageErrorf("--version %q is ambiguous in store %s (%s): give more characters of the ID, as `piosnap list` shows it (nothing was removed)", id, s.Name, strings.Join(match, ", "))
+					}
+					if len(match) == 1 {
+						found[id] = append(found[id], s.Name)
+					}
+				}
+				if len(vs) > 0 {
+					plans = append(plans, named{s: s, vs: vs, rep: rep})
+				}
+				continue
+			}
+		} else {
+			err = s.Err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rep.Error = err.Error()
+		reports = append(reports, rep)
+		unreadable = append(unreadable, fmt.Errorf("store %q: %w", s.Name, err))
+	}
+	for _, id := range ids {
+		if len(found[id]) == 0 {
+			err := usageErrorf("no version %q in any store: see `piosnap list` for the IDs (nothing was removed)", id)
+			if len(unreadable) > 0 {
+				err = withCode(exitUsage, fmt.Errorf("%w; not searched, as it could not be read: %w", err, errors.Join(unreadable...)))
+			}
+			return err
+		}
+	}
+	for _, p := range plans {
+		if err := refuseHeld(ctx, p.s, p.vs); err != nil {
+			return err
+		}
+	}
+	errs = append(errs, unreadable...)
+	for _, p := range plans {
+		rep := p.rep
+		for _, v := range p.vs {
+			rep.Hosts = append(rep.Hosts, forgetHost{Host: v.Host, Versions: []forgetVersion{{ID: v.ID, Time: v.Time, Reasons: []string{namedReason}}}})
+		}
+		if !dryRun {
+			err := a.forgetNamed(ctx, p.s, p.vs, rep)
+			if errors.Is(err, store.ErrLocked) || ctx.Err() != nil {
+				return err
+			}
+			if err != nil {
+				rep.Error = err.Error()
+				errs = append(errs, fmt.Errorf("store %q: %w", p.s.Name, err))
+			}
+		}
+		reports = append(reports, rep)
+	}
+	if asJSON {
+		if err := writeJSON(a.env.Stdout, reports); err != nil {
+			return err
+		}
+	} else {
+		for _, rep := range reports {
+			printForget(a.env.Stdout, rep, a.cfg.Location())
+		}
+	}
+	return storesVerdict(errs, len(stores))
+}
+
+// forgetNamed removes vs from store s under its exclusive lock, checking
+// again, now that no other forget can run, that no restore holds them.
+func (a *app) forgetNamed(ctx context.Context, s snapshot.Store, vs []*store.Version, rep *forgetReport) error {
+	unlock, err := a.lockAll(ctx, []snapshot.Store{s}, "forget")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := refuseHeld(ctx, s, vs); err != nil {
+		return err
+	}
+	ids := make([]string, len(vs))
+	for i, v := range vs {
+		ids[i] = v.ID
+	}
+	rep.Result, err = s.Repo.Forget(ctx, ids)
+	return err
+}
+
+// refuseHeld fails, naming the holder, when a restore or export holds one
+// of vs in store s.
+func refuseHeld(ctx context.Context, s snapshot.Store, vs []*store.Version) error {
+	locks, err := s.Repo.Locks(ctx)
+	if err != nil {
+		return fmt.Errorf("store %q: %w", s.Name, err)
+	}
+	for _, l := range locks {
+		for _, v := range vs {
+			if l.Kind == store.LockHold && l.Version == v.ID {
+				return fmt.Errorf("version %s of %s in store %s is in use by a %s (process %d on %s): nothing was removed; run the forget again once it has finished", v.ShortID(), v.Host, s.Name, l.Purpose, l.PID, l.Hostname)
+			}
+		}
+	}
+	return nil
 }
 
 // currentUnits asks the leader for its units, or returns nil (unknown) if it

@@ -115,6 +115,7 @@ func cmdRepair(ctx context.Context, a *app, args []string) error {
 		if *from == "" {
 			how += ", or `piosnap repair --from OTHERSTORE` fetches them from a store that has them"
 		}
+		how += "; a version whose data is no longer on the unit can never be completed: `piosnap forget --version ID --store STORE` removes it"
 		verb := "remain"
 		if *dryRun {
 			verb = "would remain"
