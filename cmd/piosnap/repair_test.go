@@ -111,7 +111,7 @@ func TestCLIRepair(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("repair --json: %v\n%s", err, out)
 	}
-	if code != exitDamaged || !strings.Contains(errs, "next backup") || len(res) != 1 {
+	if code != exitDamaged || !strings.Contains(errs, "next backup") || !strings.Contains(errs, "piosnap forget --version ID --store STORE") || len(res) != 1 {
 		t.Fatalf("repair: exit %d, want %d saying the next backup completes the versions\n%s%s", code, exitDamaged, out, errs)
 	}
 	rep := res[0].Report
