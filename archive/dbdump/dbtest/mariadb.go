@@ -72,11 +72,19 @@ func Start(t testing.TB) *MariaDB {
 		user = "--user=root"
 	}
 	data := filepath.Join(dir, "data")
-	if out, err := exec.Command(install, user, "--datadir="+data, "--auth-root-authentication-method=socket", "--skip-test-db").CombinedOutput(); err != nil {
+	// A tmpdir of its own: a starting server deletes every "#sql" file in
+	// its tmpdir, so servers of tests running at once in a shared /tmp
+	// deleted each other's temporary tables (the bootstrap then failed
+	// with "Unknown table 'mysql.tmp_proxies_priv'").
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(install, user, "--datadir="+data, "--tmpdir="+tmp, "--auth-root-authentication-method=socket", "--skip-test-db").CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
 	}
 	var log bytes.Buffer
-	m.cmd = exec.Command(server, "--no-defaults", user, "--datadir="+data, "--socket="+m.Socket,
+	m.cmd = exec.Command(server, "--no-defaults", user, "--datadir="+data, "--tmpdir="+tmp, "--socket="+m.Socket,
 		"--skip-networking", "--pid-file="+filepath.Join(dir, "pid"), "--log-error="+filepath.Join(dir, "err.log"))
 	m.cmd.Stdout, m.cmd.Stderr = &log, &log
 	if err := m.cmd.Start(); err != nil {
