@@ -37,11 +37,7 @@ func cmdCheck(ctx context.Context, a *app, args []string) error {
 			return usageErrorf("--read-data-subset: %v", err)
 		}
 	}
-	var names []string
-	if *storeName != "" {
-		names = []string{*storeName}
-	}
-	stores, err := a.openReadable(ctx, names...)
+	stores, err := a.openReadable(ctx, optionalName(*storeName)...)
 	if err != nil {
 		return err
 	}

@@ -168,11 +168,7 @@ func cmdExport(ctx context.Context, a *app, args []string) error {
 	if *id == "" && *at == "" {
 		*at = "latest"
 	}
-	var names []string
-	if *storeName != "" {
-		names = []string{*storeName}
-	}
-	stores, err := a.openReadable(ctx, names...)
+	stores, err := a.openReadable(ctx, optionalName(*storeName)...)
 	if err != nil {
 		return err
 	}

@@ -34,11 +34,7 @@ func cmdList(ctx context.Context, a *app, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var names []string
-	if *storeName != "" {
-		names = []string{*storeName}
-	}
-	stores, err := a.openReadable(ctx, names...)
+	stores, err := a.openReadable(ctx, optionalName(*storeName)...)
 	if err != nil {
 		return err
 	}

@@ -42,11 +42,7 @@ func cmdRepair(ctx context.Context, a *app, args []string) error {
 			return usageErrorf("--store and --from both name store %q: repair one store from another", *from)
 		}
 	}
-	var names []string
-	if *storeName != "" {
-		names = []string{*storeName}
-	}
-	stores, err := a.openReadable(ctx, names...)
+	stores, err := a.openReadable(ctx, optionalName(*storeName)...)
 	if err != nil {
 		return err
 	}

@@ -103,6 +103,15 @@ func (a *app) openStores(ctx context.Context, names ...string) ([]snapshot.Store
 	return stores, nil
 }
 
+// optionalName turns a --store flag's value into the names openReadable
+// takes: none (every store) when the flag is empty.
+func optionalName(name string) []string {
+	if name == "" {
+		return nil
+	}
+	return []string{name}
+}
+
 // openReadable opens the named stores (all when names is empty) for a
 // command that serves each store on its own (list, check, status, forget,
 // export, restore): a store that cannot be opened, such as an S3 server
